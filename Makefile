@@ -1,0 +1,39 @@
+# Two entry points: `make demo` (set up + run the demo) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1:8000
+
+.PHONY: setup demo demo-data test test-sqlite test-postgres lint bench clean-demo
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo-data: setup
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo
+
+demo: demo-data
+	$(PY) manage.py runserver $(HOST)
+
+# SQLite always; PostgreSQL as well when DATABASE_URL is set or the local server answers.
+test: setup
+	./scripts/run-tests
+
+test-sqlite: setup
+	env -u DATABASE_URL $(VENV)/bin/pytest
+
+test-postgres: setup
+	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean-demo:
+	rm -rf db.sqlite3 fixtures/demo

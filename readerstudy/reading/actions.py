@@ -1,0 +1,191 @@
+"""The one door for reading mutations: start a session, submit a read.
+
+The server enforces the science here, not in the UI: a reader only touches their own sessions, a session opens
+only after the previous one finished plus the washout, items are read in the stored order, and a submitted
+read is locked (the same idempotency key or the same rating returns it; a different rating is a conflict).
+"""
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from readerstudy.errors import Conflict, InvalidInput, NotAllowed, NotFound, NotOpenYet
+from readerstudy.reading import audit
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
+from readerstudy.studies.models import Study
+
+IDEMPOTENCY_KEY_MAX = 64
+
+
+def _check_session_open(session: ReadingSession, now: datetime) -> None:
+    study = session.study
+    if study.status == Study.Status.CLOSED:
+        raise NotOpenYet(f"study {study.name!r} is closed; no more reads are accepted")
+    if study.status != Study.Status.LAUNCHED:
+        raise NotOpenYet(f"study {study.name!r} has not been launched")
+    if session.available_from is None:
+        previous = session.index - 1
+        raise NotOpenYet(
+            f"session {session.index} opens {study.washout_days} days after session {previous} is finished"
+        )
+    if session.available_from > now:
+        raise NotOpenYet(
+            f"session {session.index} opens on {session.available_from:%Y-%m-%d %H:%M} UTC "
+            f"(washout of {study.washout_days} days)"
+        )
+
+
+def _own_session(actor: Any, session_id: int, *, lock: bool) -> ReadingSession:
+    queryset = ReadingSession.objects.select_related("study")
+    if lock:
+        # Serialises every write in one reader's session: concurrent retries of the same read, and the last
+        # read racing the session's finish, see one consistent state.
+        queryset = queryset.select_for_update(of=("self",))
+    session = queryset.filter(pk=session_id).first()
+    # Another reader's session answers "not found", not "forbidden": it does not reveal that it exists.
+    if session is None or session.reader_id != getattr(actor, "pk", None):
+        raise NotFound("no such reading session")
+    return session
+
+
+def start_session(actor: Any, session: ReadingSession, *, now: datetime | None = None) -> ReadingSession:
+    """Mark a session started (idempotent); refused before it opens."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        session = _own_session(actor, session.pk, lock=True)
+        _check_session_open(session, now)
+        if session.started_at is not None:
+            return session
+        session.started_at = now
+        session.save(update_fields=["started_at"])
+        audit.record(actor, "start_session", session, study=session.study, after={"started_at": now.isoformat()})
+    return session
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    read: Read
+    created: bool  # False: an earlier submission of the same read was returned
+
+
+def submit_read(
+    actor: Any,
+    item: SessionItem,
+    *,
+    rating: Any,
+    idempotency_key: str,
+    active_seconds: Any,
+    viewer_state: Any = None,
+    now: datetime | None = None,
+) -> SubmitResult:
+    now = now or timezone.now()
+    idempotency_key = str(idempotency_key or "").strip()
+    if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise InvalidInput(f"idempotency_key: expected 1 to {IDEMPOTENCY_KEY_MAX} characters")
+    viewer_state = {} if viewer_state is None else viewer_state
+    if not isinstance(viewer_state, dict):
+        raise InvalidInput("viewer_state: expected a JSON object")
+    seconds = _number("active_seconds", active_seconds)
+    if seconds < 0:
+        raise InvalidInput(f"active_seconds: {seconds} is negative")
+
+    with transaction.atomic():
+        session = _own_session(actor, item.session_id, lock=True)
+        item = SessionItem.objects.select_related("case", "modality").get(pk=item.pk)
+        study = session.study
+        value = _rating(rating, study)
+
+        stored = Read.objects.filter(item=item).first()
+        if stored is not None:
+            if stored.idempotency_key == idempotency_key or stored.rating == value:
+                return SubmitResult(stored, created=False)
+            raise Conflict(
+                f"item {item.position + 1} of session {session.index} was already rated {stored.rating}; "
+                "a submitted read cannot be changed"
+            )
+        if Read.objects.filter(reader=actor, idempotency_key=idempotency_key).exists():
+            raise Conflict("idempotency_key was already used for another read")
+
+        _check_session_open(session, now)
+        if session.started_at is None:
+            raise NotOpenYet(f"session {session.index} has not been started")
+        next_item = SessionItem.objects.filter(session=session, read__isnull=True).order_by("position").first()
+        if next_item is None or next_item.pk != item.pk:
+            # The stored order is the randomisation: reading out of order would change the experiment (and,
+            # in sequential designs, show the aided item before the unaided read is locked).
+            raise Conflict(f"item {item.position + 1} is not the next one; read item {next_item.position + 1} first")
+
+        try:
+            with transaction.atomic():
+                read = Read.objects.create(
+                    item=item,
+                    study=study,
+                    reader=actor,
+                    case=item.case,
+                    modality=item.modality,
+                    rating=value,
+                    submitted_at=now,
+                    active_seconds=seconds,
+                    viewer_state=viewer_state,
+                    idempotency_key=idempotency_key,
+                )
+        except IntegrityError:
+            # Only reachable without row locks (SQLite): another submission won the race.
+            stored = Read.objects.get(item=item)
+            if stored.idempotency_key == idempotency_key or stored.rating == value:
+                return SubmitResult(stored, created=False)
+            raise Conflict("this item was rated concurrently with a different rating") from None
+
+        finished = not SessionItem.objects.filter(session=session, read__isnull=True).exists()
+        if finished:
+            _finish_session(session, now)
+        audit.record(
+            actor,
+            "submit_read",
+            read,
+            study=study,
+            after={
+                "case": item.case.case_id,
+                "modality": item.modality.key,
+                "session": session.index,
+                "position": item.position,
+                "rating": value,
+                "active_seconds": seconds,
+                "session_finished": finished,
+            },
+        )
+    return SubmitResult(read, created=True)
+
+
+def _finish_session(session: ReadingSession, now: datetime) -> None:
+    session.finished_at = now
+    session.save(update_fields=["finished_at"])
+    opens = now + timedelta(days=session.study.washout_days)
+    ReadingSession.objects.filter(study=session.study, reader=session.reader, index=session.index + 1).update(
+        available_from=opens
+    )
+
+
+def _number(field: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field}: expected a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"{field}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidInput(f"{field}: expected a finite number, got {value!r}")
+    return number
+
+
+def _rating(value: Any, study: Study) -> int:
+    number = _number("rating", value)
+    if number != int(number):
+        raise InvalidInput(f"rating: expected a whole number, got {value!r}")
+    if not study.rating_min <= number <= study.rating_max:
+        raise InvalidInput(f"rating: {value!r} is outside {study.rating_min}-{study.rating_max}")
+    return int(number)

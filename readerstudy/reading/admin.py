@@ -1,0 +1,43 @@
+"""Read-only admin views of sessions, reads and the audit trail (actions are the only writers)."""
+
+from django.contrib import admin
+
+from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.studies.admin import ReadOnlyAdminMixin
+
+
+class SessionItemInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = SessionItem
+    fields = ("position", "case", "modality")
+    readonly_fields = fields
+    max_num = 0
+    show_change_link = False
+
+
+@admin.register(ReadingSession)
+class ReadingSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("study", "reader", "index", "available_from", "started_at", "finished_at", "n_items")
+    list_filter = ("study", "reader")
+    list_select_related = ("study", "reader")
+    inlines = [SessionItemInline]
+
+    @admin.display(description="items")
+    def n_items(self, session: ReadingSession) -> int:
+        return session.items.count()
+
+
+@admin.register(Read)
+class ReadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("study", "reader", "case", "modality", "rating", "active_seconds", "submitted_at")
+    list_filter = ("study", "reader", "modality__key")
+    list_select_related = ("study", "reader", "case", "modality")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("created_at", "actor", "verb", "object_type", "object_id", "study")
+    list_filter = ("verb", "object_type", "study")
+    search_fields = ("object_id", "actor__username")
+    date_hierarchy = "created_at"
+    list_select_related = ("actor", "study")
+    readonly_fields = ("created_at", "actor", "study", "verb", "object_type", "object_id", "before", "after")

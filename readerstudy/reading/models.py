@@ -1,0 +1,125 @@
+"""Reading sessions, their stored case orders, reads, and the append-only audit trail."""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from readerstudy.studies.models import Case, Modality, Study
+
+
+class ReadingSession(models.Model):
+    """One sitting of one reader; sessions of a reader open one after another, separated by the washout."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sessions")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reading_sessions")
+    index = models.PositiveSmallIntegerField(help_text="1-based order of the session for this reader.")
+    available_from = models.DateTimeField(null=True, blank=True, help_text="Unset until the previous one finishes.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "reader", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader", "index"], name="session_index_unique"),
+            models.CheckConstraint(condition=Q(index__gte=1), name="session_index_from_1"),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False), name="session_finish_after_start"
+            ),
+            models.CheckConstraint(
+                condition=Q(finished_at__isnull=True) | Q(finished_at__gte=F("started_at")),
+                name="session_finish_not_before_start",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reader} session {self.index} of {self.study}"
+
+
+class SessionItem(models.Model):
+    """One position of a stored reading order: written at launch, never recomputed."""
+
+    session = models.ForeignKey(ReadingSession, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField(help_text="0-based position in the session.")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="session_items")
+    modality = models.ForeignKey(Modality, on_delete=models.PROTECT, related_name="session_items")
+    # Denormalised from the session so the database itself guarantees each cell of the design appears once.
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["session", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "position"], name="item_position_unique"),
+            models.UniqueConstraint(fields=["study", "reader", "case", "modality"], name="item_cell_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session} #{self.position}: {self.case} / {self.modality}"
+
+
+class Read(models.Model):
+    """One rating by one reader of one case in one modality."""
+
+    item = models.OneToOneField(SessionItem, on_delete=models.PROTECT, related_name="read")
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="reads")
+    reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reads")
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reads")
+    modality = models.ForeignKey(Modality, on_delete=models.PROTECT, related_name="reads")
+    rating = models.PositiveSmallIntegerField()
+    submitted_at = models.DateTimeField()
+    active_seconds = models.FloatField(help_text="Reading time measured by the client, paused while hidden.")
+    viewer_state = models.JSONField(default=dict, blank=True)
+    idempotency_key = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["study", "reader", "submitted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "reader", "case", "modality"], name="read_cell_unique"),
+            models.UniqueConstraint(fields=["reader", "idempotency_key"], name="read_idempotency_key_unique"),
+            models.CheckConstraint(condition=Q(rating__lte=100), name="read_rating_at_most_100"),
+            models.CheckConstraint(condition=Q(active_seconds__gte=0), name="read_active_seconds_non_negative"),
+            models.CheckConstraint(condition=~Q(idempotency_key=""), name="read_idempotency_key_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reader} {self.case}/{self.modality}: {self.rating}"
+
+
+class AuditQuerySet(models.QuerySet):
+    def update(self, **kwargs):  # noqa: ANN003, ANN201 - Django's signature
+        raise PermissionError("audit events are append-only")
+
+    def delete(self):  # noqa: ANN201
+        raise PermissionError("audit events are append-only")
+
+
+class AuditEvent(models.Model):
+    """Append-only record of every action: who did what to which object, with before/after state."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
+    )
+    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events")
+    verb = models.CharField(max_length=50)
+    object_type = models.CharField(max_length=50)
+    object_id = models.CharField(max_length=64)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id"])]
+
+    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        if self.pk is not None:
+            raise PermissionError("audit events are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        raise PermissionError("audit events are append-only")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type} {self.object_id}"

@@ -1,0 +1,400 @@
+"""The one door for study set-up mutations: validate, check permission, write, audit, all in one transaction.
+
+Views, admin actions and management commands call these functions and never write the models themselves.
+"""
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from readerstudy.analysis.strata import size_stratum
+from readerstudy.errors import InvalidInput, NotAllowed, NotReady
+from readerstudy.reading import audit
+from readerstudy.reading.models import ReadingSession, SessionItem
+from readerstudy.studies import design
+from readerstudy.studies.manifest import read_manifest
+from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
+
+EDITABLE_FIELDS = ("description", "design", "washout_days", "patient_grouping", "size_bins_mm")
+
+
+# --- permissions -----------------------------------------------------------------------------------------------
+
+
+def role_of(user: Any, study: Study) -> str | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    return Membership.objects.filter(study=study, user=user).values_list("role", flat=True).first()
+
+
+def check_study_admin(user: Any, study: Study) -> None:
+    if getattr(user, "is_superuser", False) or role_of(user, study) == Membership.Role.ADMIN:
+        return
+    raise NotAllowed(f"{user} is not an admin of study {study.name!r}")
+
+
+def _check_draft(study: Study, what: str) -> None:
+    if study.status != Study.Status.DRAFT:
+        raise InvalidInput(f"cannot {what}: study {study.name!r} is {study.status}, set-up is only possible in draft")
+
+
+def _locked(study: Study) -> Study:
+    # Serialises set-up actions on one study (e.g. a launch racing a case import).
+    return Study.objects.select_for_update().get(pk=study.pk)
+
+
+def _check_size_bins(bins: Any) -> list[float]:
+    if not isinstance(bins, list) or not bins or not all(isinstance(b, int | float) for b in bins):
+        raise InvalidInput(f"size bins {bins!r}: expected a non-empty list of numbers in mm, e.g. [10, 30]")
+    if any(b <= 0 for b in bins) or any(b2 <= b1 for b1, b2 in zip(bins, bins[1:], strict=False)):
+        raise InvalidInput(f"size bins {bins!r}: expected positive, strictly increasing edges")
+    return [float(b) for b in bins]
+
+
+def _study_state(study: Study) -> dict:
+    return {
+        "name": study.name,
+        "design": study.design,
+        "washout_days": study.washout_days,
+        "patient_grouping": study.patient_grouping,
+        "seed": study.seed,
+        "status": study.status,
+        "size_bins_mm": study.size_bins_mm,
+    }
+
+
+# --- study ------------------------------------------------------------------------------------------------------
+
+
+def create_study(
+    actor: Any,
+    name: str,
+    *,
+    description: str = "",
+    design: str = Study.Design.CROSSOVER,
+    washout_days: int = 28,
+    patient_grouping: str = Study.PatientGrouping.NONE,
+    seed: int | None = None,
+    size_bins_mm: list[float] | None = None,
+) -> Study:
+    if not (getattr(actor, "is_staff", False) or getattr(actor, "is_superuser", False)):
+        raise NotAllowed(f"{actor} may not create studies (staff only)")
+    name = name.strip()
+    if not name:
+        raise InvalidInput("a study needs a name")
+    if design not in Study.Design.values:
+        raise InvalidInput(f"design {design!r}: expected one of {', '.join(Study.Design.values)}")
+    if patient_grouping not in Study.PatientGrouping.values:
+        raise InvalidInput(f"patient grouping {patient_grouping!r}: expected {', '.join(Study.PatientGrouping.values)}")
+    if washout_days < 0:
+        raise InvalidInput("washout_days must be >= 0")
+    bins = _check_size_bins(size_bins_mm if size_bins_mm is not None else [10.0, 30.0])
+    with transaction.atomic():
+        if Study.objects.filter(name=name).exists():
+            raise InvalidInput(f"a study named {name!r} exists already")
+        study = Study.objects.create(
+            name=name,
+            description=description,
+            design=design,
+            washout_days=washout_days,
+            patient_grouping=patient_grouping,
+            seed=seed if seed is not None else secrets.randbits(62),
+            size_bins_mm=bins,
+        )
+        Membership.objects.create(study=study, user=actor, role=Membership.Role.ADMIN)
+        # The creator becomes the study's admin: part of the same action, so one event says both.
+        audit.record(actor, "create_study", study, study=study, after={**_study_state(study), "admin": actor.get_username()})
+    return study
+
+
+def update_study(actor: Any, study: Study, **changes: Any) -> Study:
+    """Change set-up fields of a draft study (the seed never changes once set)."""
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"cannot change {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_FIELDS)}")
+    if "size_bins_mm" in changes:
+        changes["size_bins_mm"] = _check_size_bins(changes["size_bins_mm"])
+    if "design" in changes and changes["design"] not in Study.Design.values:
+        raise InvalidInput(f"design {changes['design']!r}: expected one of {', '.join(Study.Design.values)}")
+    with transaction.atomic():
+        study = _locked(study)
+        check_study_admin(actor, study)
+        _check_draft(study, "change the study")
+        before = _study_state(study)
+        for key, value in changes.items():
+            setattr(study, key, value)
+        study.save()
+        if "size_bins_mm" in changes:
+            for case in Case.objects.filter(study=study):
+                case.size_stratum = size_stratum(case.diameter_mm, study.size_bins_mm)
+                case.save(update_fields=["size_stratum"])
+        audit.record(actor, "update_study", study, study=study, before=before, after=_study_state(study))
+    return study
+
+
+def add_modality(actor: Any, study: Study, key: str, label: str, *, shows_dl: bool, order: int | None = None) -> Modality:
+    with transaction.atomic():
+        study = _locked(study)
+        check_study_admin(actor, study)
+        _check_draft(study, "add a modality")
+        if Modality.objects.filter(study=study, key=key).exists():
+            raise InvalidInput(f"modality {key!r} exists already in {study.name!r}")
+        if order is None:
+            order = Modality.objects.filter(study=study).count()
+        try:
+            with transaction.atomic():
+                modality = Modality.objects.create(study=study, key=key, label=label, shows_dl=shows_dl, order=order)
+        except IntegrityError:
+            raise InvalidInput(f"modality order {order} is taken in {study.name!r}") from None
+        audit.record(
+            actor, "add_modality", modality, study=study, after={"key": key, "shows_dl": shows_dl, "order": order}
+        )
+    return modality
+
+
+def remove_modality(actor: Any, modality: Modality) -> None:
+    with transaction.atomic():
+        study = _locked(modality.study)
+        check_study_admin(actor, study)
+        _check_draft(study, "remove a modality")
+        audit.record(actor, "remove_modality", modality, study=study, before={"key": modality.key})
+        modality.delete()
+
+
+def add_member(actor: Any, study: Study, user: Any, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise InvalidInput(f"role {role!r}: expected one of {', '.join(Membership.Role.values)}")
+    with transaction.atomic():
+        study = _locked(study)
+        check_study_admin(actor, study)
+        if role == Membership.Role.READER:
+            _check_draft(study, "add a reader")  # launched studies have their sessions fixed
+        existing = Membership.objects.filter(study=study, user=user).first()
+        if existing is not None:
+            raise InvalidInput(f"{user} is already {existing.role} of {study.name!r} (one role per study)")
+        membership = Membership.objects.create(study=study, user=user, role=role)
+        audit.record(actor, "add_member", membership, study=study, after={"user": user.get_username(), "role": role})
+    return membership
+
+
+def remove_member(actor: Any, membership: Membership) -> None:
+    with transaction.atomic():
+        study = _locked(membership.study)
+        check_study_admin(actor, study)
+        if membership.role == Membership.Role.READER:
+            _check_draft(study, "remove a reader")
+        audit.record(
+            actor,
+            "remove_member",
+            membership,
+            study=study,
+            before={"user": membership.user.get_username(), "role": membership.role},
+        )
+        membership.delete()
+
+
+# --- cases -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    n_cases: int
+    n_patients: int
+    n_series: int
+    manifest_sha256: str
+
+
+def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary:
+    """Import a manifest whole or not at all; InvalidInput lists every bad row with column and reason."""
+    manifest_path = Path(manifest_path)
+    check_study_admin(actor, study)
+    _check_draft(study, "import cases")
+    existing = set(Case.objects.filter(study=study).values_list("case_id", flat=True))
+    manifest = read_manifest(manifest_path, existing_case_ids=existing)
+    if manifest.errors:
+        raise InvalidInput(
+            f"manifest {manifest_path.name} not imported: {len(manifest.errors)} problem(s)", details=manifest.errors
+        )
+    digest = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    with transaction.atomic():
+        study = _locked(study)
+        _check_draft(study, "import cases")
+        patients: dict[str, Patient] = {}
+        series: dict[Path, ImageSeries] = {}
+        for row in manifest.rows:
+            patient = patients.get(row.patient_id)
+            if patient is None:
+                patient, _ = Patient.objects.get_or_create(study=study, pseudonym=row.patient_id)
+                patients[row.patient_id] = patient
+            image_series = series.get(row.series_dir)
+            if image_series is None:
+                info = manifest.series[row.series_dir]
+                image_series, _ = ImageSeries.objects.get_or_create(
+                    patient=patient,
+                    path=str(row.series_dir),
+                    defaults={
+                        "series_instance_uid": info.series_instance_uid,
+                        "n_slices": info.n_slices,
+                        "rows": info.rows,
+                        "columns": info.columns,
+                        "slice_positions_mm": info.positions_mm,
+                    },
+                )
+                series[row.series_dir] = image_series
+            case = Case.objects.create(
+                study=study,
+                patient=patient,
+                series=image_series,
+                case_id=row.case_id,
+                lesion_x_mm=row.lesion_mm[0],
+                lesion_y_mm=row.lesion_mm[1],
+                lesion_z_mm=row.lesion_mm[2],
+                slice_index=manifest.slice_index[row.case_id],
+                diameter_mm=row.diameter_mm,
+                size_stratum=size_stratum(row.diameter_mm, study.size_bins_mm),
+            )
+            Truth.objects.create(case=case, label=row.truth, source=row.truth_source)
+        summary = ImportSummary(len(manifest.rows), len(patients), len(series), digest)
+        audit.record(
+            actor,
+            "import_cases",
+            study,
+            study=study,
+            after={
+                "manifest": manifest_path.name,
+                "sha256": digest,
+                "cases": summary.n_cases,
+                "patients": summary.n_patients,
+                "series": summary.n_series,
+            },
+        )
+    return summary
+
+
+# --- launch and close ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readiness:
+    problems: list[str]
+    warnings: list[str]
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems
+
+
+def readiness(study: Study) -> Readiness:
+    """Every unmet launch condition (problems) and what the admin should know (warnings)."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    if study.status != Study.Status.DRAFT:
+        problems.append(f"study is {study.status}, not draft")
+    n_modalities = study.modalities.count()
+    if n_modalities < 2:
+        problems.append(f"at least 2 modalities needed, {n_modalities} configured")
+    elif not study.modalities.filter(shows_dl=False).exists() or not study.modalities.filter(shows_dl=True).exists():
+        warnings.append("no modality compares DL assistance (all or none show DL output)")
+    if study.design == Study.Design.SEQUENTIAL and study.modalities.order_by("order").first() is not None:
+        if study.modalities.order_by("order").first().shows_dl:
+            problems.append("sequential design: the first modality must not show DL output (unaided first)")
+    n_readers = study.memberships.filter(role=Membership.Role.READER).count()
+    if n_readers < 1:
+        problems.append("at least 1 reader needed, none added")
+    elif n_readers < 2:
+        warnings.append("only 1 reader: random-reader (RRRC) analysis needs at least 2")
+    cases = Case.objects.filter(study=study)
+    n_cases = cases.count()
+    if n_cases == 0:
+        problems.append("no cases imported")
+    missing_truth = list(cases.filter(truth__isnull=True).values_list("case_id", flat=True)[:20])
+    if missing_truth:
+        problems.append(f"cases without truth: {', '.join(missing_truth)}")
+    labels = set(Truth.objects.filter(case__study=study).values_list("label", flat=True))
+    if n_cases and len(labels) < 2:
+        problems.append(f"truth has one class only ({', '.join(sorted(labels)) or 'none'}); AUC needs both")
+    for image_series in ImageSeries.objects.filter(cases__study=study).distinct():
+        folder = Path(image_series.path)
+        if not folder.is_dir() or not any(folder.iterdir()):
+            problems.append(f"series of patient {image_series.patient} is not readable: {folder}")
+    if study.modalities.filter(shows_dl=True).exists() and n_cases:
+        warnings.append("DL predictions are not precomputed yet (the inference app adds them)")
+    return Readiness(problems, warnings)
+
+
+def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> int:
+    """Write every reader's stored case order and open their first session; returns the number of items."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        study = _locked(study)
+        check_study_admin(actor, study)
+        check = readiness(study)
+        if not check.ready:
+            raise NotReady(f"study {study.name!r} cannot be launched", details=check.problems)
+        readers = list(
+            Membership.objects.filter(study=study, role=Membership.Role.READER)
+            .select_related("user")
+            .order_by("user__username")
+        )
+        modalities = list(study.modalities.order_by("order"))
+        cases = list(Case.objects.filter(study=study).select_related("patient").order_by("case_id"))
+        schedule = design.make_schedule(
+            study.design,
+            study.seed,
+            readers=[m.user_id for m in readers],
+            cases=[design.CaseRef(c.pk, c.patient_id) for c in cases],
+            modalities=[m.pk for m in modalities],
+            grouping=study.patient_grouping,
+        )
+        n_items = 0
+        for membership in readers:
+            for index, items in enumerate(schedule[membership.user_id], start=1):
+                session = ReadingSession.objects.create(
+                    study=study, reader=membership.user, index=index, available_from=now if index == 1 else None
+                )
+                SessionItem.objects.bulk_create(
+                    SessionItem(
+                        session=session,
+                        position=position,
+                        case_id=case_pk,
+                        modality_id=modality_pk,
+                        study=study,
+                        reader=membership.user,
+                    )
+                    for position, (case_pk, modality_pk) in enumerate(items)
+                )
+                n_items += len(items)
+        before = _study_state(study)
+        study.status = Study.Status.LAUNCHED
+        study.launched_at = now
+        study.save(update_fields=["status", "launched_at"])
+        audit.record(
+            actor,
+            "launch_study",
+            study,
+            study=study,
+            before=before,
+            after={**_study_state(study), "readers": len(readers), "items": n_items, "warnings": check.warnings},
+        )
+    return n_items
+
+
+def close_study(actor: Any, study: Study, *, now: datetime | None = None) -> Study:
+    """Close a launched study: no more reads are accepted."""
+    with transaction.atomic():
+        study = _locked(study)
+        check_study_admin(actor, study)
+        if study.status != Study.Status.LAUNCHED:
+            raise InvalidInput(f"only a launched study can be closed; {study.name!r} is {study.status}")
+        before = _study_state(study)
+        study.status = Study.Status.CLOSED
+        study.closed_at = now or timezone.now()
+        study.save(update_fields=["status", "closed_at"])
+        audit.record(actor, "close_study", study, study=study, before=before, after=_study_state(study))
+    return study

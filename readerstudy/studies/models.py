@@ -1,0 +1,208 @@
+"""Study set-up: studies, modalities, members, patients, image series, cases (target lesions) and truth.
+
+Invariants that matter for the science are database constraints, not only Python checks, so that no code path
+(admin, shell, a future API) can store a study the analysis would misread.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+def default_size_bins() -> list[float]:
+    return [10.0, 30.0]
+
+
+class Study(models.Model):
+    class Design(models.TextChoices):
+        CROSSOVER = "crossover", "Crossover with washout"
+        SEQUENTIAL = "sequential", "Sequential (unaided, then aided)"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        LAUNCHED = "launched", "Launched"
+        CLOSED = "closed", "Closed"
+
+    class PatientGrouping(models.TextChoices):
+        NONE = "none", "Ignore patients"
+        ADJACENT = "adjacent", "Same block, read one after another"
+        SPREAD = "spread", "Same block, spread apart in the session"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    design = models.CharField(max_length=20, choices=Design.choices, default=Design.CROSSOVER)
+    washout_days = models.PositiveIntegerField(default=28)
+    patient_grouping = models.CharField(max_length=20, choices=PatientGrouping.choices, default=PatientGrouping.NONE)
+    seed = models.BigIntegerField(help_text="Seed of the stored randomisation; fixed at creation.")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    rating_min = models.PositiveSmallIntegerField(default=0)
+    rating_max = models.PositiveSmallIntegerField(default=100)
+    size_bins_mm = models.JSONField(
+        default=default_size_bins,
+        help_text="Increasing upper edges in mm; [10, 30] means <=10, 10-30, >30 (an edge belongs to the lower bin).",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=Q(design__in=["crossover", "sequential"]), name="study_design_valid"),
+            models.CheckConstraint(condition=Q(status__in=["draft", "launched", "closed"]), name="study_status_valid"),
+            models.CheckConstraint(
+                condition=Q(patient_grouping__in=["none", "adjacent", "spread"]), name="study_grouping_valid"
+            ),
+            models.CheckConstraint(condition=Q(rating_min__lt=F("rating_max")), name="study_rating_scale_ordered"),
+            models.CheckConstraint(condition=Q(rating_max__lte=100), name="study_rating_scale_max_100"),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(launched_at__isnull=False), name="study_launched_has_date"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="closed") | Q(closed_at__isnull=False), name="study_closed_has_date"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Modality(models.Model):
+    """A reading condition ("arm", "treatment"): e.g. unaided, aided."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="modalities")
+    key = models.SlugField(max_length=40)
+    label = models.CharField(max_length=100)
+    shows_dl = models.BooleanField(default=False, help_text="Readers see the DL overlay and probability.")
+    order = models.PositiveSmallIntegerField(help_text="Order within a case in sequential designs (0 first).")
+
+    class Meta:
+        verbose_name_plural = "modalities"
+        ordering = ["study", "order"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "key"], name="modality_key_unique_in_study"),
+            models.UniqueConstraint(fields=["study", "order"], name="modality_order_unique_in_study"),
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class Membership(models.Model):
+    """A user's one role in one study. One role only: whoever sees truth as admin must not also read."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Study admin"
+        READER = "reader", "Reader"
+        STATISTICIAN = "statistician", "Statistician"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "user"], name="membership_one_role_per_study"),
+            models.CheckConstraint(
+                condition=Q(role__in=["admin", "reader", "statistician"]), name="membership_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role}) in {self.study}"
+
+
+class Patient(models.Model):
+    """The cluster cases belong to; only a pseudonymous id is stored."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="patients")
+    pseudonym = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["study", "pseudonym"]
+        constraints = [models.UniqueConstraint(fields=["study", "pseudonym"], name="patient_pseudonym_unique")]
+
+    def __str__(self) -> str:
+        return self.pseudonym
+
+
+class ImageSeries(models.Model):
+    """A CT series of one patient, checked readable at import."""
+
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="series")
+    path = models.CharField(max_length=500, help_text="Folder of the DICOM files.")
+    series_instance_uid = models.CharField(max_length=64, blank=True)
+    n_slices = models.PositiveIntegerField()
+    rows = models.PositiveIntegerField()
+    columns = models.PositiveIntegerField()
+    slice_positions_mm = models.JSONField(help_text="Position of each slice along its normal, in reading order.")
+
+    class Meta:
+        verbose_name_plural = "image series"
+        constraints = [
+            models.UniqueConstraint(fields=["patient", "path"], name="series_path_unique_per_patient"),
+            models.CheckConstraint(condition=Q(n_slices__gte=1), name="series_has_slices"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.patient} {self.path}"
+
+
+class Case(models.Model):
+    """One target lesion: the unit a reader rates and that has a truth."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="cases")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    series = models.ForeignKey(ImageSeries, on_delete=models.PROTECT, related_name="cases")
+    case_id = models.CharField(max_length=64, help_text="Pseudonymous lesion id from the manifest.")
+    lesion_x_mm = models.FloatField()
+    lesion_y_mm = models.FloatField()
+    lesion_z_mm = models.FloatField()
+    slice_index = models.PositiveIntegerField(help_text="0-based index of the slice nearest the lesion centre.")
+    diameter_mm = models.FloatField(help_text="Reference maximum axial diameter.")
+    size_stratum = models.CharField(max_length=20, help_text="Derived from the study's size bins at import.")
+
+    class Meta:
+        ordering = ["study", "case_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "case_id"], name="case_id_unique_in_study"),
+            models.CheckConstraint(condition=Q(diameter_mm__gt=0), name="case_diameter_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return self.case_id
+
+
+class Truth(models.Model):
+    """Reference standard, in its own table so that nothing that serves readers joins it by accident."""
+
+    class Label(models.TextChoices):
+        CRLM = "crlm", "Colorectal liver metastasis"
+        HEMANGIOMA = "hemangioma", "Hemangioma"
+
+    class Source(models.TextChoices):
+        HISTOLOGY = "histology", "Histology"
+        FOLLOW_UP = "follow-up", "Follow-up"
+        IMAGING = "imaging", "Imaging"
+
+    POSITIVE_LABEL = Label.CRLM
+
+    case = models.OneToOneField(Case, on_delete=models.CASCADE, related_name="truth")
+    label = models.CharField(max_length=20, choices=Label.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+
+    class Meta:
+        verbose_name_plural = "truth"
+        constraints = [
+            models.CheckConstraint(condition=Q(label__in=["crlm", "hemangioma"]), name="truth_label_valid"),
+            models.CheckConstraint(
+                condition=Q(source__in=["histology", "follow-up", "imaging"]), name="truth_source_valid"
+            ),
+        ]
+
+    @property
+    def positive(self) -> bool:
+        return self.label == self.POSITIVE_LABEL
+
+    def __str__(self) -> str:
+        return f"{self.case}: {self.label}"

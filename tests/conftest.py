@@ -1,0 +1,21 @@
+"""Shared test set-up: database markers, and the users and studies most tests start from."""
+
+import pytest
+from django.db import connection
+
+DB_FIXTURES = {"db", "transactional_db", "django_db_blocker", "django_db_setup", "live_server", "client", "admin_client"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        uses_db = item.get_closest_marker("django_db") is not None or DB_FIXTURES & set(
+            getattr(item, "fixturenames", ())
+        )
+        if not uses_db:
+            item.add_marker(pytest.mark.nodb)
+
+
+@pytest.fixture
+def on_postgres() -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (make test does where it answers)")

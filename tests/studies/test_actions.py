@@ -1,0 +1,167 @@
+"""Study set-up actions: permissions, launch readiness, the stored randomisation, one audit event per action."""
+
+from collections import Counter
+
+import pytest
+
+from readerstudy.errors import InvalidInput, NotAllowed, NotReady
+from readerstudy.reading.models import AuditEvent, ReadingSession, SessionItem
+from readerstudy.studies import actions
+from readerstudy.studies.models import Membership, Study
+from tests.factories import build_study, make_user, write_manifest, balanced_rows
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin():
+    return make_user("admin", superuser=True)
+
+
+def events(verb):
+    return AuditEvent.objects.filter(verb=verb).count()
+
+
+def test_create_study_makes_the_creator_admin_and_writes_one_event(admin):
+    staff = make_user("coordinator", staff=True)
+    study = actions.create_study(staff, "  CRLM vs HM  ", seed=99)
+    assert study.name == "CRLM vs HM" and study.seed == 99 and study.status == "draft"
+    assert study.size_bins_mm == [10.0, 30.0]
+    assert Membership.objects.get(study=study).role == "admin"
+    event = AuditEvent.objects.get()
+    assert (event.verb, event.actor, event.object_id) == ("create_study", staff, str(study.pk))
+    assert event.after["admin"] == "coordinator"
+    with pytest.raises(NotAllowed):
+        actions.create_study(make_user("plain"), "Other")
+    with pytest.raises(InvalidInput, match="exists already"):
+        actions.create_study(staff, "CRLM vs HM")
+    with pytest.raises(InvalidInput, match="strictly increasing"):
+        actions.create_study(staff, "Bins", size_bins_mm=[30, 10])
+
+
+def test_seed_is_random_when_not_given(admin):
+    seeds = {actions.create_study(admin, f"S{i}").seed for i in range(3)}
+    assert len(seeds) == 3
+
+
+def test_each_setup_action_writes_exactly_one_audit_event(tmp_path, admin):
+    study = actions.create_study(admin, "Audit", seed=1)
+    steps = [
+        ("add_modality", lambda: actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)),
+        ("add_modality", lambda: actions.add_modality(admin, study, "aided", "Aided", shows_dl=True)),
+        ("add_member", lambda: actions.add_member(admin, study, make_user("r1"), "reader")),
+        ("add_member", lambda: actions.add_member(admin, study, make_user("stat"), "statistician")),
+        ("import_cases", lambda: actions.import_cases(admin, study, write_manifest(tmp_path, balanced_rows(3, 2)))),
+        ("update_study", lambda: actions.update_study(admin, study, washout_days=14)),
+        ("launch_study", lambda: actions.launch_study(admin, study)),
+        ("close_study", lambda: actions.close_study(admin, study)),
+    ]
+    for verb, step in steps:
+        total, same = AuditEvent.objects.count(), events(verb)
+        step()
+        assert AuditEvent.objects.count() == total + 1, verb
+        assert events(verb) == same + 1, verb
+
+
+def test_launch_is_refused_with_every_unmet_check(admin):
+    study = actions.create_study(admin, "Empty", seed=1)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
+    events_before = AuditEvent.objects.count()
+    with pytest.raises(NotReady) as caught:
+        actions.launch_study(admin, study)
+    details = caught.value.details
+    assert "at least 2 modalities needed, 1 configured" in details
+    assert "at least 1 reader needed, none added" in details
+    assert "no cases imported" in details
+    assert "cannot be launched" in str(caught.value)
+    study.refresh_from_db()
+    assert study.status == "draft" and ReadingSession.objects.count() == 0
+    assert AuditEvent.objects.count() == events_before
+
+
+def test_launch_refuses_single_class_truth_and_warns_about_dl(tmp_path, admin):
+    study = actions.create_study(admin, "One class", seed=1)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
+    actions.add_modality(admin, study, "aided", "Aided", shows_dl=True)
+    actions.add_member(admin, study, make_user("r1"), "reader")
+    rows = [r | {"truth": "crlm"} for r in balanced_rows(2, 1)]
+    actions.import_cases(admin, study, write_manifest(tmp_path, rows))
+    check = actions.readiness(study)
+    assert any("one class only" in p for p in check.problems)
+    assert any("DL predictions are not precomputed" in w for w in check.warnings)
+    assert any("only 1 reader" in w for w in check.warnings)
+
+
+def test_launch_writes_the_stored_order_and_opens_first_sessions(tmp_path, admin):
+    study = build_study(tmp_path, readers=3, n_patients=6, lesions_per_patient=2)
+    assert study.status == "launched" and study.launched_at is not None
+    sessions = ReadingSession.objects.filter(study=study)
+    assert sessions.count() == 6  # 3 readers x 2 sessions
+    assert all(s.available_from is not None for s in sessions.filter(index=1))
+    assert all(s.available_from is None for s in sessions.filter(index=2))
+    items = SessionItem.objects.filter(study=study)
+    assert items.count() == 3 * 12 * 2
+    cells = Counter((i.reader_id, i.case_id, i.modality_id) for i in items)
+    assert set(cells.values()) == {1}
+
+
+def test_stored_order_matches_the_design_and_is_never_recomputed(tmp_path, admin):
+    study = build_study(tmp_path, readers=2)
+    stored = list(SessionItem.objects.filter(study=study).order_by("session_id", "position").values_list(
+        "session_id", "position", "case_id", "modality_id"))
+    # Re-running launch is refused; the rows stay exactly as written.
+    with pytest.raises(NotReady, match="cannot be launched"):
+        actions.launch_study(admin, study)
+    again = list(SessionItem.objects.filter(study=study).order_by("session_id", "position").values_list(
+        "session_id", "position", "case_id", "modality_id"))
+    assert again == stored
+    # And the stored order is the design's output for the stored seed.
+    from readerstudy.studies.design import CaseRef, make_schedule
+
+    cases = study.cases.order_by("case_id")
+    readers = list(Membership.objects.filter(study=study, role="reader").order_by("user__username"))
+    schedule = make_schedule(
+        "crossover", study.seed, [m.user_id for m in readers], [CaseRef(c.pk, c.patient_id) for c in cases],
+        list(study.modalities.order_by("order").values_list("pk", flat=True)), "none")
+    for membership in readers:
+        for session in ReadingSession.objects.filter(study=study, reader=membership.user):
+            got = list(session.items.order_by("position").values_list("case_id", "modality_id"))
+            assert got == schedule[membership.user_id][session.index - 1]
+
+
+def test_setup_is_refused_after_launch_and_for_non_admins(tmp_path, admin):
+    study = build_study(tmp_path, readers=1)
+    with pytest.raises(InvalidInput, match="only possible in draft"):
+        actions.add_modality(admin, study, "second-look", "Second look", shows_dl=True)
+    with pytest.raises(InvalidInput, match="only possible in draft"):
+        actions.add_member(admin, study, make_user("late"), "reader")
+    # Statisticians may still join a launched study.
+    actions.add_member(admin, study, make_user("stat"), "statistician")
+    reader = make_user("reader1")
+    with pytest.raises(NotAllowed):
+        actions.close_study(reader, study)
+    with pytest.raises(InvalidInput, match="one role per study"):
+        actions.add_member(admin, study, reader, "statistician")
+
+
+def test_close_only_a_launched_study(tmp_path, admin):
+    study = actions.create_study(admin, "Draft", seed=1)
+    with pytest.raises(InvalidInput, match="only a launched study"):
+        actions.close_study(admin, study)
+    study = build_study(tmp_path, readers=1, name="Launched")
+    actions.close_study(admin, study)
+    study.refresh_from_db()
+    assert study.status == Study.Status.CLOSED and study.closed_at is not None
+
+
+def test_changing_size_bins_restratifies_cases(tmp_path, admin):
+    study = build_study(tmp_path, readers=1, launch=False)
+    actions.update_study(admin, study, size_bins_mm=[20])
+    assert set(study.cases.values_list("size_stratum", flat=True)) == {"<=20", ">20"}
+
+
+def test_sequential_launch_needs_unaided_first(tmp_path, admin):
+    study = actions.create_study(admin, "Seq", design="sequential", seed=1)
+    actions.add_modality(admin, study, "aided", "Aided", shows_dl=True, order=0)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False, order=1)
+    assert any("unaided first" in p for p in actions.readiness(study).problems)

@@ -1,0 +1,150 @@
+"""Manifest import: all-or-nothing, every bad row reported with row number, column and reason."""
+
+import pytest
+
+from readerstudy.errors import InvalidInput
+from readerstudy.reading.models import AuditEvent
+from readerstudy.studies import actions
+from readerstudy.studies.models import Case, ImageSeries, Patient, Truth
+from tests.factories import balanced_rows, make_user, manifest_row, write_manifest, write_series
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin():
+    return make_user("admin", superuser=True)
+
+
+@pytest.fixture
+def study(admin):
+    return actions.create_study(admin, "Manifest study", seed=1)
+
+
+def counts():
+    return (Patient.objects.count(), ImageSeries.objects.count(), Case.objects.count(), Truth.objects.count())
+
+
+def test_good_manifest_imports_everything(tmp_path, admin, study):
+    path = write_manifest(tmp_path, balanced_rows(5, 2))
+    summary = actions.import_cases(admin, study, path)
+    assert (summary.n_cases, summary.n_patients, summary.n_series) == (10, 5, 5)
+    assert counts() == (5, 5, 10, 10)
+    assert Case.objects.get(case_id="P001-L1").slice_index == 1  # z = 2.5 mm on slices at 0, 2.5, 5, ... mm
+    case = Case.objects.get(case_id="P001-L2")
+    assert case.slice_index == 2  # z = 5 mm
+    assert case.truth.label == "hemangioma" and not case.truth.positive
+    strata = dict(Case.objects.values_list("case_id", "size_stratum"))
+    assert strata["P001-L1"] == "<=10"  # 6 mm
+    assert strata["P002-L2"] == "10-30"  # 30 mm: an edge belongs to the lower bin
+    assert strata["P003-L1"] == ">30"  # 35 mm
+    assert strata["P001-L2"] == "<=10"  # exactly 10 mm
+    event = AuditEvent.objects.get(verb="import_cases")
+    assert event.after["cases"] == 10 and len(event.after["sha256"]) == 64
+
+
+def test_bom_is_accepted(tmp_path, admin, study):
+    path = write_manifest(tmp_path, balanced_rows(2, 1))
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert actions.import_cases(admin, study, path).n_cases == 2
+
+
+def bad_rows(tmp_path):
+    """One manifest with at least twelve different kinds of bad rows, each with its expected message."""
+    write_series(tmp_path / "series" / "P001")
+    (tmp_path / "series" / "EMPTY").mkdir(parents=True)
+    (tmp_path / "series" / "NOTDICOM").mkdir(parents=True)
+    (tmp_path / "series" / "NOTDICOM" / "x.dcm").write_text("not a dicom file")
+    write_series(tmp_path / "series" / "MR", modality="MR")
+    rows = [
+        manifest_row("P001", "P001-L1"),  # good
+        manifest_row("P001", "P001-L1"),  # duplicate case id
+        manifest_row("P001", "P001-L3", truth="metastasis"),
+        manifest_row("P001", "P001-L4", truth_source="biopsy"),
+        manifest_row("P001", "P001-L5", diameter_mm="-3"),
+        manifest_row("P001", "P001-L6", diameter_mm="large"),
+        manifest_row("P001", "P001-L7", lesion_x_mm="nan"),
+        manifest_row("P002", "P002-L1", series="scans/MISSING"),
+        manifest_row("P003", "P003-L1", series="series/EMPTY"),
+        manifest_row("P004", "P004-L1", series="series/NOTDICOM"),
+        manifest_row("P005", "P005-L1", series="../outside"),
+        manifest_row("", "P006-L1", series="series/P006"),
+        manifest_row("P007", "P007-L1", series="series/P001"),  # series of another patient
+        manifest_row("P001", "P001-L8", lesion_z_mm="500"),  # outside the series
+        manifest_row("P008", "P008-L1", series="series/MR"),
+        manifest_row("P001", "P001-L9", diameter_mm="0"),
+    ]
+    expected = [
+        ("row 3 column case_id", "duplicate case id 'P001-L1' (first on row 2)"),
+        ("row 4 column truth", "unknown label 'metastasis'"),
+        ("row 5 column truth_source", "unknown source 'biopsy'"),
+        ("row 6 column diameter_mm", "-3 mm; expected a diameter > 0 mm"),
+        ("row 7 column diameter_mm", "'large' is not a number"),
+        ("row 8 column lesion_x_mm", "'nan' is not a finite number"),
+        ("row 9 column series_path", "does not exist"),
+        ("row 10 column series_path", "holds no files"),
+        ("row 11 column series_path", "x.dcm in"),
+        ("row 12 column series_path", "must be a relative path inside"),
+        ("row 13 column patient_id", "empty; expected a pseudonymous id"),
+        ("row 14 column series_path", "series already belongs to patient 'P001'"),
+        ("row 15 column lesion_z_mm", "outside the series"),
+        ("row 16 column series_path", "modality ['MR'], expected CT only"),
+        ("row 17 column diameter_mm", "0 mm; expected a diameter > 0 mm"),
+    ]
+    return rows, expected
+
+
+def test_every_bad_row_is_reported_and_nothing_is_written(tmp_path, admin, study):
+    rows, expected = bad_rows(tmp_path)
+    path = write_manifest(tmp_path, rows)
+    events_before = AuditEvent.objects.count()
+    with pytest.raises(InvalidInput) as caught:
+        actions.import_cases(admin, study, path)
+    details = caught.value.details
+    for where, reason in expected:
+        assert any(d.startswith(f"manifest.csv {where}:") and reason in d for d in details), (where, reason, details)
+    assert len(details) == len(expected)
+    assert counts() == (0, 0, 0, 0)
+    assert AuditEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"patient;case;series\nP1;C1;s\n", "the file seems to use ';' as separator"),
+        (b"patient_id,case_id,series_path\nP1,C1,s\n", "missing lesion_x_mm"),
+        (
+            b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source,extra\n",
+            "unknown extra",
+        ),
+        (b"\xff\xfe p\x00a\x00", "not UTF-8 text"),
+        (b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n",
+         "no case rows"),
+        (b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n"
+         b"P1,C1,series/P1,1,2\n", "row 2: 5 fields, expected 9"),
+    ],
+)
+def test_bad_files_are_refused_with_a_clear_message(tmp_path, admin, study, content, message):
+    path = tmp_path / "cases.csv"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInput) as caught:
+        actions.import_cases(admin, study, path)
+    assert any(message in d and d.startswith("cases.csv") for d in caught.value.details), caught.value.details
+    assert counts() == (0, 0, 0, 0)
+
+
+def test_reimport_of_existing_case_ids_is_refused(tmp_path, admin, study):
+    path = write_manifest(tmp_path, balanced_rows(2, 1))
+    actions.import_cases(admin, study, path)
+    with pytest.raises(InvalidInput) as caught:
+        actions.import_cases(admin, study, path)
+    assert "case id 'P001-L1' already exists in this study" in str(caught.value)
+    assert Case.objects.count() == 2
+
+
+def test_only_admins_of_a_draft_study_import(tmp_path, admin, study):
+    path = write_manifest(tmp_path, balanced_rows(2, 1))
+    with pytest.raises(Exception, match="not an admin"):
+        actions.import_cases(make_user("someone"), study, path)
+    assert Case.objects.count() == 0
