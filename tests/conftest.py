@@ -3,7 +3,15 @@
 import pytest
 from django.db import connection
 
-DB_FIXTURES = {"db", "transactional_db", "django_db_blocker", "django_db_setup", "live_server", "client", "admin_client"}
+DB_FIXTURES = {
+    "db",
+    "transactional_db",
+    "django_db_blocker",
+    "django_db_setup",
+    "live_server",
+    "client",
+    "admin_client",
+}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

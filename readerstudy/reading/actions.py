@@ -13,7 +13,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from readerstudy.errors import Conflict, InvalidInput, NotAllowed, NotFound, NotOpenYet
+from readerstudy.errors import Conflict, InvalidInput, NotFound, NotOpenYet
 from readerstudy.reading import audit
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study

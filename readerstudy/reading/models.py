@@ -113,6 +113,9 @@ class AuditEvent(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["object_type", "object_id"])]
 
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type} {self.object_id}"
+
     def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         if self.pk is not None:
             raise PermissionError("audit events are append-only")
@@ -120,6 +123,3 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
         raise PermissionError("audit events are append-only")
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type} {self.object_id}"

@@ -4,6 +4,7 @@ Views, admin actions and management commands call these functions and never writ
 """
 
 import hashlib
+import itertools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,7 +53,7 @@ def _locked(study: Study) -> Study:
 def _check_size_bins(bins: Any) -> list[float]:
     if not isinstance(bins, list) or not bins or not all(isinstance(b, int | float) for b in bins):
         raise InvalidInput(f"size bins {bins!r}: expected a non-empty list of numbers in mm, e.g. [10, 30]")
-    if any(b <= 0 for b in bins) or any(b2 <= b1 for b1, b2 in zip(bins, bins[1:], strict=False)):
+    if any(b <= 0 for b in bins) or any(b2 <= b1 for b1, b2 in itertools.pairwise(bins)):
         raise InvalidInput(f"size bins {bins!r}: expected positive, strictly increasing edges")
     return [float(b) for b in bins]
 
@@ -109,7 +110,9 @@ def create_study(
         )
         Membership.objects.create(study=study, user=actor, role=Membership.Role.ADMIN)
         # The creator becomes the study's admin: part of the same action, so one event says both.
-        audit.record(actor, "create_study", study, study=study, after={**_study_state(study), "admin": actor.get_username()})
+        audit.record(
+            actor, "create_study", study, study=study, after={**_study_state(study), "admin": actor.get_username()}
+        )
     return study
 
 
@@ -138,7 +141,9 @@ def update_study(actor: Any, study: Study, **changes: Any) -> Study:
     return study
 
 
-def add_modality(actor: Any, study: Study, key: str, label: str, *, shows_dl: bool, order: int | None = None) -> Modality:
+def add_modality(
+    actor: Any, study: Study, key: str, label: str, *, shows_dl: bool, order: int | None = None
+) -> Modality:
     with transaction.atomic():
         study = _locked(study)
         check_study_admin(actor, study)

@@ -59,9 +59,13 @@ class StudyAdmin(admin.ModelAdmin):
     actions = ["launch", "close"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Study]:
-        queryset = super().get_queryset(request).annotate(
-            _cases=Count("cases", distinct=True),
-            _readers=Count("memberships", filter=Q(memberships__role="reader"), distinct=True),
+        queryset = (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _cases=Count("cases", distinct=True),
+                _readers=Count("memberships", filter=Q(memberships__role="reader"), distinct=True),
+            )
         )
         if request.user.is_superuser:
             return queryset
@@ -113,6 +117,8 @@ class StudyAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form: Any, formsets: list, change: bool) -> None:
         study = form.instance
         for formset in formsets:
+            # Django's change message reads these; the actions below are the ones that write.
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
             if formset.model is Modality:
                 self._save_modalities(request, study, formset)
             elif formset.model is Membership:
@@ -128,7 +134,9 @@ class StudyAdmin(admin.ModelAdmin):
                 messages.warning(request, f"modality {f.instance.key}: editing is not supported; delete and re-add")
             elif f.cleaned_data and not f.cleaned_data.get("DELETE"):
                 d = f.cleaned_data
-                actions.add_modality(request.user, study, d["key"], d["label"], shows_dl=d["shows_dl"], order=d["order"])
+                actions.add_modality(
+                    request.user, study, d["key"], d["label"], shows_dl=d["shows_dl"], order=d["order"]
+                )
 
     def _save_members(self, request: HttpRequest, study: Study, formset: Any) -> None:
         for f in formset.forms:

@@ -107,7 +107,9 @@ def crossover_schedule(
     for reader, offset in zip(readers, offsets, strict=True):
         sessions = []
         for s in range(n_mod):
-            modality_of = {c.case: modalities[(b + s + offset) % n_mod] for b, block in enumerate(blocks) for c in block}
+            modality_of = {
+                c.case: modalities[(b + s + offset) % n_mod] for b, block in enumerate(blocks) for c in block
+            }
             ordered = order_cases(rng, [c for block in blocks for c in block], grouping)
             sessions.append([(c.case, modality_of[c.case]) for c in ordered])
         schedule[reader] = sessions

@@ -200,9 +200,9 @@ class Truth(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.case}: {self.label}"
+
     @property
     def positive(self) -> bool:
         return self.label == self.POSITIVE_LABEL
-
-    def __str__(self) -> str:
-        return f"{self.case}: {self.label}"

@@ -27,16 +27,23 @@ def session_of(study, username, index=1):
 
 def read_all(reader, session, now, rating=50):
     for i, item in enumerate(session.items.order_by("position")):
-        actions.submit_read(reader, item, rating=rating, idempotency_key=f"{session.pk}-{i}", active_seconds=3.5,
-                            now=now)
+        actions.submit_read(
+            reader, item, rating=rating, idempotency_key=f"{session.pk}-{i}", active_seconds=3.5, now=now
+        )
 
 
 def test_submit_stores_the_read_with_its_time_and_viewer_state(study):
     reader = make_user("reader1")
     session = actions.start_session(reader, session_of(study, "reader1"))
     item = session.items.order_by("position").first()
-    result = actions.submit_read(reader, item, rating=73, idempotency_key="k1", active_seconds=12.25,
-                                 viewer_state={"window": 400, "level": 40, "zoom": 1.5})
+    result = actions.submit_read(
+        reader,
+        item,
+        rating=73,
+        idempotency_key="k1",
+        active_seconds=12.25,
+        viewer_state={"window": 400, "level": 40, "zoom": 1.5},
+    )
     assert result.created
     read = Read.objects.get()
     assert (read.rating, read.active_seconds, read.viewer_state["zoom"]) == (73, 12.25, 1.5)
@@ -74,8 +81,15 @@ def test_items_must_be_read_in_the_stored_order(study):
 
 @pytest.mark.parametrize(
     ("rating", "message"),
-    [(101, "outside 0-100"), (-1, "outside 0-100"), ("high", "expected a number"), (50.5, "whole number"),
-     (None, "expected a number"), (float("nan"), "finite"), (True, "expected a number")],
+    [
+        (101, "outside 0-100"),
+        (-1, "outside 0-100"),
+        ("high", "expected a number"),
+        (50.5, "whole number"),
+        (None, "expected a number"),
+        (float("nan"), "finite"),
+        (True, "expected a number"),
+    ],
 )
 def test_bad_ratings_are_refused(study, rating, message):
     reader = make_user("reader1")
@@ -99,13 +113,15 @@ def test_unstarted_session_and_closed_study_are_refused(study):
     reader = make_user("reader1")
     session = session_of(study, "reader1")
     with pytest.raises(NotOpenYet, match="has not been started"):
-        actions.submit_read(reader, session.items.order_by("position").first(), rating=1, idempotency_key="k",
-                            active_seconds=1)
+        actions.submit_read(
+            reader, session.items.order_by("position").first(), rating=1, idempotency_key="k", active_seconds=1
+        )
     actions.start_session(reader, session)
     study_actions.close_study(make_user("admin"), study)
     with pytest.raises(NotOpenYet, match="closed"):
-        actions.submit_read(reader, session.items.order_by("position").first(), rating=1, idempotency_key="k",
-                            active_seconds=1)
+        actions.submit_read(
+            reader, session.items.order_by("position").first(), rating=1, idempotency_key="k", active_seconds=1
+        )
 
 
 def test_washout_keeps_the_next_session_closed_until_its_date(study):
@@ -169,8 +185,7 @@ def test_twenty_concurrent_submissions_store_one_read(tmp_path, on_postgres):
             # Half retry with the same key and rating, half send a different rating: one wins, the rest are
             # idempotent repeats or conflicts, never a second row.
             rating = 50 if i % 2 == 0 else 60
-            result = actions.submit_read(reader, item, rating=rating, idempotency_key=f"key-{rating}",
-                                         active_seconds=1)
+            result = actions.submit_read(reader, item, rating=rating, idempotency_key=f"key-{rating}", active_seconds=1)
             outcome = "created" if result.created else "idempotent"
         except Conflict:
             outcome = "conflict"

@@ -8,7 +8,7 @@ from readerstudy.errors import InvalidInput, NotAllowed, NotReady
 from readerstudy.reading.models import AuditEvent, ReadingSession, SessionItem
 from readerstudy.studies import actions
 from readerstudy.studies.models import Membership, Study
-from tests.factories import build_study, make_user, write_manifest, balanced_rows
+from tests.factories import balanced_rows, build_study, make_user, write_manifest
 
 pytestmark = pytest.mark.django_db
 
@@ -107,13 +107,19 @@ def test_launch_writes_the_stored_order_and_opens_first_sessions(tmp_path, admin
 
 def test_stored_order_matches_the_design_and_is_never_recomputed(tmp_path, admin):
     study = build_study(tmp_path, readers=2)
-    stored = list(SessionItem.objects.filter(study=study).order_by("session_id", "position").values_list(
-        "session_id", "position", "case_id", "modality_id"))
+    stored = list(
+        SessionItem.objects.filter(study=study)
+        .order_by("session_id", "position")
+        .values_list("session_id", "position", "case_id", "modality_id")
+    )
     # Re-running launch is refused; the rows stay exactly as written.
     with pytest.raises(NotReady, match="cannot be launched"):
         actions.launch_study(admin, study)
-    again = list(SessionItem.objects.filter(study=study).order_by("session_id", "position").values_list(
-        "session_id", "position", "case_id", "modality_id"))
+    again = list(
+        SessionItem.objects.filter(study=study)
+        .order_by("session_id", "position")
+        .values_list("session_id", "position", "case_id", "modality_id")
+    )
     assert again == stored
     # And the stored order is the design's output for the stored seed.
     from readerstudy.studies.design import CaseRef, make_schedule
@@ -121,8 +127,13 @@ def test_stored_order_matches_the_design_and_is_never_recomputed(tmp_path, admin
     cases = study.cases.order_by("case_id")
     readers = list(Membership.objects.filter(study=study, role="reader").order_by("user__username"))
     schedule = make_schedule(
-        "crossover", study.seed, [m.user_id for m in readers], [CaseRef(c.pk, c.patient_id) for c in cases],
-        list(study.modalities.order_by("order").values_list("pk", flat=True)), "none")
+        "crossover",
+        study.seed,
+        [m.user_id for m in readers],
+        [CaseRef(c.pk, c.patient_id) for c in cases],
+        list(study.modalities.order_by("order").values_list("pk", flat=True)),
+        "none",
+    )
     for membership in readers:
         for session in ReadingSession.objects.filter(study=study, reader=membership.user):
             got = list(session.items.order_by("position").values_list("case_id", "modality_id"))

@@ -37,12 +37,34 @@ def test_modality_membership_case_truth_constraints(study):
     refused(lambda: Membership.objects.create(study=study, user=reader, role="statistician"))
     refused(lambda: Membership.objects.create(study=study, user=make_user("x"), role="owner"))
     case = Case.objects.filter(study=study).first()
-    refused(lambda: Case.objects.create(
-        study=study, patient=case.patient, series=case.series, case_id=case.case_id, lesion_x_mm=0, lesion_y_mm=0,
-        lesion_z_mm=0, slice_index=0, diameter_mm=5, size_stratum="<=10"))
-    refused(lambda: Case.objects.create(
-        study=study, patient=case.patient, series=case.series, case_id="new", lesion_x_mm=0, lesion_y_mm=0,
-        lesion_z_mm=0, slice_index=0, diameter_mm=0, size_stratum="<=10"))
+    refused(
+        lambda: Case.objects.create(
+            study=study,
+            patient=case.patient,
+            series=case.series,
+            case_id=case.case_id,
+            lesion_x_mm=0,
+            lesion_y_mm=0,
+            lesion_z_mm=0,
+            slice_index=0,
+            diameter_mm=5,
+            size_stratum="<=10",
+        )
+    )
+    refused(
+        lambda: Case.objects.create(
+            study=study,
+            patient=case.patient,
+            series=case.series,
+            case_id="new",
+            lesion_x_mm=0,
+            lesion_y_mm=0,
+            lesion_z_mm=0,
+            slice_index=0,
+            diameter_mm=0,
+            size_stratum="<=10",
+        )
+    )
     refused(lambda: Truth.objects.create(case=case, label="crlm", source="histology"))  # one truth per case
     Truth.objects.filter(case=case).delete()
     refused(lambda: Truth.objects.create(case=case, label="metastasis", source="histology"))
@@ -56,15 +78,30 @@ def test_session_item_and_read_constraints(study):
     refused(lambda: ReadingSession.objects.create(study=study, reader=reader, index=1))
     refused(lambda: ReadingSession.objects.create(study=study, reader=reader, index=0))
     refused(lambda: ReadingSession.objects.create(study=study, reader=reader, index=5, finished_at=timezone.now()))
-    refused(lambda: SessionItem.objects.create(session=session, position=item.position, case=item.case,
-                                               modality=item.modality, study=study, reader=reader))
+    refused(
+        lambda: SessionItem.objects.create(
+            session=session, position=item.position, case=item.case, modality=item.modality, study=study, reader=reader
+        )
+    )
     # The same reader x case x modality cell twice, even at another position or in another session.
-    refused(lambda: SessionItem.objects.create(session=session, position=999, case=item.case,
-                                               modality=item.modality, study=study, reader=reader))
+    refused(
+        lambda: SessionItem.objects.create(
+            session=session, position=999, case=item.case, modality=item.modality, study=study, reader=reader
+        )
+    )
 
     def read(**overrides):
-        values = dict(item=item, study=study, reader=reader, case=item.case, modality=item.modality, rating=50,
-                      submitted_at=timezone.now(), active_seconds=1.0, idempotency_key="k")
+        values = dict(
+            item=item,
+            study=study,
+            reader=reader,
+            case=item.case,
+            modality=item.modality,
+            rating=50,
+            submitted_at=timezone.now(),
+            active_seconds=1.0,
+            idempotency_key="k",
+        )
         values.update(overrides)
         return Read.objects.create(**values)
 
@@ -93,7 +130,10 @@ def test_audit_events_are_append_only_through_the_orm(study):
 
 def test_audit_events_are_append_only_in_postgresql(study, on_postgres):
     event = AuditEvent.objects.first()
-    for sql in ("UPDATE reading_auditevent SET verb = 'x' WHERE id = %s", "DELETE FROM reading_auditevent WHERE id = %s"):
+    for sql in (
+        "UPDATE reading_auditevent SET verb = 'x' WHERE id = %s",
+        "DELETE FROM reading_auditevent WHERE id = %s",
+    ):
         with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(sql, [event.pk])
     assert AuditEvent.objects.filter(pk=event.pk, verb=event.verb).exists()

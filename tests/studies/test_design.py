@@ -1,5 +1,6 @@
 """Properties of the reading designs (pure functions; no database)."""
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -57,9 +58,7 @@ def test_crossover_counterbalances_the_starting_modality(n_readers):
     for seed in range(20):
         schedule = make_schedule("crossover", seed, readers, cases, MODALITIES)
         first_case = min(c.case for c in cases)
-        starts = Counter(
-            next(m for case, m in schedule[r][0] if case == first_case) for r in readers
-        )
+        starts = Counter(next(m for case, m in schedule[r][0] if case == first_case) for r in readers)
         assert abs(starts["aided"] - starts["unaided"]) <= 1
 
 
@@ -119,7 +118,7 @@ def test_spread_keeps_a_patients_lesions_apart():
             positions = {}
             for i, c in enumerate(ordered):
                 positions.setdefault(c.patient, []).append(i)
-            gaps.append(min(b - a for p in positions.values() for a, b in zip(p, p[1:])))
+            gaps.append(min(b - a for p in positions.values() for a, b in itertools.pairwise(p)))
     assert min(gaps_spread) >= 3
     assert np.mean(gaps_spread) > np.mean(gaps_random) + 2
 

@@ -119,10 +119,15 @@ def test_every_bad_row_is_reported_and_nothing_is_written(tmp_path, admin, study
             "unknown extra",
         ),
         (b"\xff\xfe p\x00a\x00", "not UTF-8 text"),
-        (b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n",
-         "no case rows"),
-        (b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n"
-         b"P1,C1,series/P1,1,2\n", "row 2: 5 fields, expected 9"),
+        (
+            b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n",
+            "no case rows",
+        ),
+        (
+            b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n"
+            b"P1,C1,series/P1,1,2\n",
+            "row 2: 5 fields, expected 9",
+        ),
     ],
 )
 def test_bad_files_are_refused_with_a_clear_message(tmp_path, admin, study, content, message):

@@ -1,0 +1,105 @@
+"""Set up the demo: synthetic phantom study, demo users, a launched crossover study. Safe to run twice."""
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from readerstudy.studies import actions
+from readerstudy.studies.models import Study
+
+DEMO_STUDY = "Demo: CRLM vs hemangioma, DL-assisted vs unaided"
+DEMO_USERS = [
+    ("admin", "superuser"),
+    ("reader1", "reader"),
+    ("reader2", "reader"),
+    ("reader3", "reader"),
+    ("statistician", "statistician"),
+]
+DEMO_SEED = 20261123
+
+
+class Command(BaseCommand):
+    help = "Create (once) the synthetic demo study, its users and launch it."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--data-dir", default=str(settings.BASE_DIR / "fixtures" / "demo"))
+        parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    def handle(self, *args: Any, data_dir: str, no_progress: bool, **options: Any) -> None:
+        from fixtures.phantom import generate_demo_study  # numpy/pydicom-heavy: only the demo needs it
+
+        data = Path(data_dir)
+        manifest = data / "manifest.csv"
+        if manifest.exists() and Study.objects.filter(name=DEMO_STUDY).exists():
+            self.stdout.write(f"synthetic series: {data} (kept)")
+        else:
+            self.stdout.write(f"writing synthetic phantom series to {data}")
+            manifest = generate_demo_study(data, seed=DEMO_SEED, progress=not no_progress)
+
+        password, source = self._password()
+        users = {name: self._user(name, kind, password) for name, kind in DEMO_USERS}
+
+        study = Study.objects.filter(name=DEMO_STUDY).first()
+        if study is None:
+            with transaction.atomic():
+                study = self._build(users, manifest)
+            self.stdout.write(self.style.SUCCESS(f"created and launched {study.name!r}"))
+        else:
+            self.stdout.write(f"study {study.name!r} exists ({study.status}); nothing duplicated")
+
+        self.stdout.write(
+            f"\nusers: {', '.join(name for name, _ in DEMO_USERS)}; password {source}: {password}\n"
+            "admin: http://127.0.0.1:8000/admin/"
+        )
+
+    def _password(self) -> tuple[str, str]:
+        if os.environ.get("DEMO_PASSWORD"):
+            return os.environ["DEMO_PASSWORD"], "from DEMO_PASSWORD"
+        # Generated once and kept in a git-ignored file, so a second run neither resets nor loses it.
+        path = settings.BASE_DIR / ".demo-password"
+        if path.exists():
+            return path.read_text().strip(), f"generated earlier (in {path.name})"
+        password = secrets.token_urlsafe(12)
+        path.write_text(password + "\n")
+        path.chmod(0o600)
+        return password, f"generated (kept in {path.name})"
+
+    def _user(self, username: str, kind: str, password: str) -> Any:
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"is_staff": kind == "superuser", "is_superuser": kind == "superuser"}
+        )
+        if created or not user.check_password(password):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return user
+
+    def _build(self, users: dict, manifest: Path) -> Study:
+        admin = users["admin"]
+        study = actions.create_study(
+            admin,
+            DEMO_STUDY,
+            description="Synthetic portal-venous CT phantoms; demo only, no clinical data, no accuracy claims.",
+            design=Study.Design.CROSSOVER,
+            washout_days=28,
+            patient_grouping=Study.PatientGrouping.SPREAD,
+            seed=DEMO_SEED,
+        )
+        actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False, order=0)
+        actions.add_modality(admin, study, "aided", "DL-assisted", shows_dl=True, order=1)
+        for name, kind in DEMO_USERS:
+            if kind in ("reader", "statistician"):
+                actions.add_member(admin, study, users[name], kind)
+        summary = actions.import_cases(admin, study, manifest)
+        self.stdout.write(f"imported {summary.n_cases} lesions of {summary.n_patients} patients")
+        for warning in actions.readiness(study).warnings:
+            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+        n_items = actions.launch_study(admin, study)
+        self.stdout.write(f"launched: {n_items} reading items stored")
+        return study
