@@ -21,7 +21,7 @@ from readerstudy.studies.models import Study
 IDEMPOTENCY_KEY_MAX = 64
 
 
-def _check_session_open(session: ReadingSession, now: datetime) -> None:
+def check_session_open(session: ReadingSession, now: datetime) -> None:
     study = session.study
     if study.status == Study.Status.CLOSED:
         raise NotOpenYet(f"study {study.name!r} is closed; no more reads are accepted")
@@ -57,7 +57,7 @@ def start_session(actor: Any, session: ReadingSession, *, now: datetime | None =
     now = now or timezone.now()
     with transaction.atomic():
         session = _own_session(actor, session.pk, lock=True)
-        _check_session_open(session, now)
+        check_session_open(session, now)
         if session.started_at is not None:
             return session
         session.started_at = now
@@ -110,7 +110,7 @@ def submit_read(
         if Read.objects.filter(reader=actor, idempotency_key=idempotency_key).exists():
             raise Conflict("idempotency_key was already used for another read")
 
-        _check_session_open(session, now)
+        check_session_open(session, now)
         if session.started_at is None:
             raise NotOpenYet(f"session {session.index} has not been started")
         next_item = SessionItem.objects.filter(session=session, read__isnull=True).order_by("position").first()

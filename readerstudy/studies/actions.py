@@ -249,6 +249,7 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
                         "rows": info.rows,
                         "columns": info.columns,
                         "slice_positions_mm": info.positions_mm,
+                        "slice_files": info.files,
                     },
                 )
                 series[row.series_dir] = image_series
@@ -329,7 +330,9 @@ def readiness(study: Study) -> Readiness:
         if not folder.is_dir() or not any(folder.iterdir()):
             problems.append(f"series of patient {image_series.patient} is not readable: {folder}")
     if study.modalities.filter(shows_dl=True).exists() and n_cases:
-        warnings.append("DL predictions are not precomputed yet (the inference app adds them)")
+        missing = cases.filter(predictions__isnull=True).count()
+        if missing:
+            warnings.append(f"{missing} of {n_cases} cases have no DL prediction: aided items will show none")
     return Readiness(problems, warnings)
 
 

@@ -13,6 +13,17 @@ def default_size_bins() -> list[float]:
     return [10.0, 30.0]
 
 
+def default_window_presets() -> list[dict]:
+    """Keys 1-5 in the viewer: width/level in HU."""
+    return [
+        {"key": "1", "name": "Soft tissue", "width": 400, "level": 40},
+        {"key": "2", "name": "Liver", "width": 150, "level": 90},
+        {"key": "3", "name": "Narrow liver", "width": 100, "level": 100},
+        {"key": "4", "name": "Bone", "width": 1800, "level": 400},
+        {"key": "5", "name": "Lung", "width": 1500, "level": -600},
+    ]
+
+
 class Study(models.Model):
     class Design(models.TextChoices):
         CROSSOVER = "crossover", "Crossover with washout"
@@ -41,6 +52,7 @@ class Study(models.Model):
         default=default_size_bins,
         help_text="Increasing upper edges in mm; [10, 30] means <=10, 10-30, >30 (an edge belongs to the lower bin).",
     )
+    window_presets = models.JSONField(default=default_window_presets, help_text="Viewer presets on keys 1-5.")
     created_at = models.DateTimeField(auto_now_add=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -135,7 +147,8 @@ class ImageSeries(models.Model):
     n_slices = models.PositiveIntegerField()
     rows = models.PositiveIntegerField()
     columns = models.PositiveIntegerField()
-    slice_positions_mm = models.JSONField(help_text="Position of each slice along its normal, in reading order.")
+    slice_positions_mm = models.JSONField(help_text="Position of each slice along its normal, ascending.")
+    slice_files = models.JSONField(help_text="File names in the folder, in the order of slice_positions_mm.")
 
     class Meta:
         verbose_name_plural = "image series"

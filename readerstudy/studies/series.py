@@ -20,6 +20,7 @@ class SeriesInfo:
     columns: int
     normal: tuple[float, float, float]
     positions_mm: list[float]  # along the slice normal, ascending
+    files: list[str]  # file names in the same order
 
     def nearest_slice(self, point_mm: tuple[float, float, float]) -> tuple[int, float]:
         """Index of the slice nearest a point, and the point's distance from that slice plane in mm."""
@@ -83,4 +84,5 @@ def _geometry(folder: Path, headers: list) -> SeriesInfo:
         columns=columns,
         normal=tuple(float(v) for v in normal),
         positions_mm=[float(v) for v in along],
+        files=[headers[i][0].name for i in order],
     )

@@ -88,7 +88,7 @@ def test_launch_refuses_single_class_truth_and_warns_about_dl(tmp_path, admin):
     actions.import_cases(admin, study, write_manifest(tmp_path, rows))
     check = actions.readiness(study)
     assert any("one class only" in p for p in check.problems)
-    assert any("DL predictions are not precomputed" in w for w in check.warnings)
+    assert "2 of 2 cases have no DL prediction: aided items will show none" in check.warnings
     assert any("only 1 reader" in w for w in check.warnings)
 
 

@@ -1,0 +1,79 @@
+"""The one door for storing predictions (precompute and tests call it)."""
+
+import gzip
+from typing import Any
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.db import transaction
+
+from inference.models import Prediction
+from readerstudy.errors import InvalidInput
+from readerstudy.reading import audit
+from readerstudy.studies.models import Case
+
+
+def record_prediction(
+    actor: Any,
+    case: Case,
+    *,
+    model_name: str,
+    model_version: str,
+    weights_sha256: str,
+    inputs_sha256: str,
+    probability: float,
+    labelmap: np.ndarray | None = None,
+    labels: list[dict] | None = None,
+    lesions: list[dict] | None = None,
+    seg_bytes: bytes | None = None,
+    runtime_seconds: float = 0.0,
+    device: str = "cpu",
+) -> Prediction:
+    """Store one prediction; the labelmap must cover the case's series (slices, rows, columns)."""
+    if not 0.0 <= float(probability) <= 1.0:
+        raise InvalidInput(f"probability {probability!r}: expected 0 to 1")
+    series = case.series
+    expected = (series.n_slices, series.rows, series.columns)
+    if labelmap is not None and tuple(labelmap.shape) != expected:
+        raise InvalidInput(f"labelmap shape {tuple(labelmap.shape)} does not match the series {expected}")
+    with transaction.atomic():
+        prediction = Prediction(
+            case=case,
+            model_name=model_name,
+            model_version=model_version,
+            weights_sha256=weights_sha256,
+            inputs_sha256=inputs_sha256,
+            probability=float(probability),
+            overlay_labels=labels or [],
+            lesions=lesions or [],
+            runtime_seconds=runtime_seconds,
+            device=device,
+        )
+        if labelmap is not None:
+            raw = np.ascontiguousarray(labelmap, dtype=np.uint8).tobytes()
+            prediction.overlay.save(
+                f"{case.study_id}/{case.case_id}.u8.gz", ContentFile(gzip.compress(raw, 6)), save=False
+            )
+            prediction.overlay_shape = list(expected)
+        if seg_bytes is not None:
+            prediction.seg.save(f"{case.study_id}/{case.case_id}.dcm", ContentFile(seg_bytes), save=False)
+        prediction.save()
+        audit.record(
+            actor,
+            "record_prediction",
+            prediction,
+            study=case.study,
+            after={
+                "case": case.case_id,
+                "model": model_name,
+                "version": model_version,
+                "weights_sha256": weights_sha256,
+                "probability": float(probability),
+            },
+        )
+    return prediction
+
+
+def current_prediction(case: Case) -> Prediction | None:
+    """The newest prediction of a case (what aided readers see)."""
+    return case.predictions.order_by("-created_at", "-id").first()

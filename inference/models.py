@@ -1,0 +1,38 @@
+"""Precomputed DL predictions per case: probability, overlay, and the identity of the model that made them."""
+
+from django.db import models
+from django.db.models import Q
+
+from readerstudy.studies.models import Case
+
+
+class Prediction(models.Model):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="predictions")
+    model_name = models.CharField(max_length=100)
+    model_version = models.CharField(max_length=50)
+    weights_sha256 = models.CharField(max_length=64)
+    inputs_sha256 = models.CharField(max_length=64, help_text="Hash of the series and parameters it was made from.")
+    probability = models.FloatField(help_text="Model probability that the lesion is a CRLM.")
+    # Labelmap over the case's series, uint8, slices in the order of ImageSeries.slice_files, gzip-compressed:
+    # the format the viewer loads fastest. The DICOM SEG is the interoperable copy.
+    overlay = models.FileField(upload_to="overlays/", blank=True)
+    overlay_shape = models.JSONField(default=list, blank=True, help_text="[slices, rows, columns]")
+    overlay_labels = models.JSONField(default=list, blank=True, help_text='[{"value": 1, "name": "liver"}, ...]')
+    seg = models.FileField(upload_to="seg/", blank=True, help_text="DICOM SEG of the same segmentation.")
+    lesions = models.JSONField(default=list, blank=True, help_text="Measured lesion instances.")
+    runtime_seconds = models.FloatField(default=0)
+    device = models.CharField(max_length=50, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["case", "-created_at", "-id"]
+        get_latest_by = "created_at"
+        constraints = [
+            models.CheckConstraint(condition=Q(probability__gte=0) & Q(probability__lte=1), name="prediction_prob_0_1"),
+            models.UniqueConstraint(
+                fields=["case", "model_name", "weights_sha256", "inputs_sha256"], name="prediction_unique_per_input"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case} {self.model_name} {self.model_version}: {self.probability:.2f}"

@@ -1,0 +1,277 @@
+"""Reading API: every blinding and permission rule, checked through HTTP."""
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from inference.actions import record_prediction
+from readerstudy.reading import actions
+from readerstudy.reading.models import Read, ReadingSession
+from readerstudy.studies import actions as study_actions
+from tests.factories import build_study, make_user
+
+pytestmark = pytest.mark.django_db
+
+DL_FIELDS = ("dl", "probability", "overlay_url", "overlay")
+
+
+def client_for(username: str) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user(username))
+    client.get("/reading/")  # sets the CSRF cookie
+    return client
+
+
+def post(client: Client, url: str, data: dict | None = None):
+    token = client.cookies["csrftoken"].value if "csrftoken" in client.cookies else ""
+    return client.post(url, data or {}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+
+
+def predict_all(study):
+    admin = make_user("admin", superuser=True)
+    for case in study.cases.select_related("series"):
+        s = case.series
+        labelmap = np.zeros((s.n_slices, s.rows, s.columns), dtype=np.uint8)
+        labelmap[case.slice_index, 2:5, 2:5] = 2
+        record_prediction(
+            admin,
+            case,
+            model_name="test-model",
+            model_version="1",
+            weights_sha256="a" * 64,
+            inputs_sha256=str(case.pk),
+            probability=0.9,
+            labelmap=labelmap,
+            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
+        )
+
+
+def session_of(study, username, index=1):
+    return ReadingSession.objects.get(study=study, reader__username=username, index=index)
+
+
+def started(client, session):
+    assert post(client, f"/api/sessions/{session.pk}/start/").status_code == 200
+
+
+def submit(client, item_id, rating=50, key=None, seconds=4.0):
+    return post(
+        client,
+        f"/api/items/{item_id}/read/",
+        {
+            "rating": rating,
+            "idempotency_key": key or f"key-{item_id}",
+            "active_seconds": seconds,
+            "viewer_state": {"window_width": 400},
+        },
+    )
+
+
+@pytest.fixture
+def crossover(tmp_path):
+    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2)
+    predict_all(study)
+    return study
+
+
+@pytest.fixture
+def sequential(tmp_path):
+    study = build_study(tmp_path, readers=1, design="sequential", n_patients=2, lesions_per_patient=1, name="Seq")
+    predict_all(study)
+    return study
+
+
+def test_anonymous_users_get_nothing(crossover):
+    client = Client()
+    session = session_of(crossover, "reader1")
+    for url in (
+        "/api/worklist/",
+        f"/api/sessions/{session.pk}/",
+        f"/api/sessions/{session.pk}/next/",
+        f"/api/items/{session.items.first().pk}/",
+    ):
+        assert client.get(url).status_code == 403
+    assert client.get("/reading/").status_code == 302  # to the login page
+
+
+def test_worklist_shows_own_sessions_with_progress_and_washout(crossover):
+    client = client_for("reader1")
+    sessions = client.get("/api/worklist/").json()
+    assert [(s["index"], s["state"], s["n_read"], s["n_items"]) for s in sessions] == [
+        (1, "open", 0, 6),
+        (2, "locked", 0, 6),
+    ]
+    html = client.get("/reading/").content.decode()
+    assert html.count('data-testid="worklist-session"') == 2
+    assert "opens 28 days after session 1 is finished" in html
+    assert "0 of 6" in html
+
+
+def test_other_readers_sessions_and_items_are_not_found(crossover):
+    mine, theirs = client_for("reader1"), session_of(crossover, "reader2")
+    item = theirs.items.first()
+    assert mine.get(f"/api/sessions/{theirs.pk}/").status_code == 404
+    assert mine.get(f"/api/sessions/{theirs.pk}/next/").status_code == 404
+    assert post(mine, f"/api/sessions/{theirs.pk}/start/").status_code == 404
+    assert mine.get(f"/api/items/{item.pk}/").status_code == 404
+    assert mine.get(f"/api/items/{item.pk}/images/0").status_code == 404
+    assert mine.get(f"/api/items/{item.pk}/overlay").status_code == 404
+    assert submit(mine, item.pk).status_code == 404
+    assert mine.get(f"/reading/session/{theirs.pk}/").status_code == 404
+    admin = Client()
+    admin.force_login(make_user("admin", superuser=True))
+    assert admin.get(f"/api/items/{item.pk}/").status_code == 404  # admins see truth; they do not read
+
+
+def test_unaided_items_carry_no_prediction_fields_and_aided_ones_do(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    seen = set()
+    for _ in range(session.items.count()):
+        response = client.get(f"/api/sessions/{session.pk}/next/")
+        body = response.content.decode()
+        item = response.json()
+        seen.add(item["modality"]["key"])
+        if item["modality"]["shows_dl"]:
+            assert item["dl"]["probability"] == 0.9 and item["dl"]["overlay_url"]
+            overlay = client.get(item["dl"]["overlay_url"])
+            assert overlay.status_code == 200 and overlay["Content-Encoding"] == "gzip"
+        else:
+            assert not any(f'"{field}"' in body for field in DL_FIELDS), body
+            assert client.get(f"/api/items/{item['id']}/overlay").status_code == 404
+        assert submit(client, item["id"]).status_code == 201
+    assert seen == {"unaided", "aided"}
+    assert client.get(f"/api/sessions/{session.pk}/next/").status_code == 204
+
+
+def test_sequential_aided_item_is_refused_before_the_unaided_read_is_locked(sequential):
+    client = client_for("reader1")
+    session = session_of(sequential, "reader1")
+    started(client, session)
+    unaided, aided = session.items.order_by("position")[:2]
+    assert aided.modality.key == "aided"
+    assert client.get(f"/api/items/{aided.pk}/").status_code == 409
+    assert client.get(f"/api/items/{aided.pk}/overlay").status_code == 409
+    response = submit(client, aided.pk)
+    assert response.status_code == 409 and "not the next one" in response.json()["detail"]
+    first = client.get(f"/api/sessions/{session.pk}/next/").json()
+    assert first["id"] == unaided.pk and "dl" not in first
+    assert submit(client, unaided.pk, rating=30).status_code == 201
+    second = client.get(f"/api/sessions/{session.pk}/next/").json()
+    assert second["id"] == aided.pk and second["dl"]["probability"] == 0.9
+    assert client.get(second["dl"]["overlay_url"]).status_code == 200
+
+
+def test_submit_is_idempotent_and_conflicts_on_a_different_rating(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    first = submit(client, item["id"], rating=61, key="abc")
+    assert first.status_code == 201 and first.json()["created"]
+    again = submit(client, item["id"], rating=61, key="abc")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    conflict = submit(client, item["id"], rating=62, key="def")
+    assert conflict.status_code == 409 and "already rated 61" in conflict.json()["detail"]
+    assert Read.objects.count() == 1
+    read = Read.objects.get()
+    assert read.active_seconds == 4.0 and read.viewer_state == {"window_width": 400}
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ({"rating": 101}, "outside 0-100"),
+        ({"rating": "x"}, "expected a number"),
+        ({"rating": 5.5}, "whole number"),
+        ({"active_seconds": -1}, "negative"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+        ({"viewer_state": [1]}, "JSON object"),
+    ],
+)
+def test_bad_reads_are_refused_with_400(crossover, payload, message):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    body = {"rating": 50, "idempotency_key": "k", "active_seconds": 1} | payload
+    response = post(client, f"/api/items/{item['id']}/read/", body)
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert Read.objects.count() == 0
+
+
+def test_csrf_is_required_for_mutations(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    response = client.post(f"/api/sessions/{session.pk}/start/", content_type="application/json")
+    assert response.status_code == 403 and "CSRF" in response.json()["detail"]
+
+
+def test_washout_and_future_items_are_refused(crossover):
+    client = client_for("reader1")
+    second = session_of(crossover, "reader1", 2)
+    response = post(client, f"/api/sessions/{second.pk}/start/")
+    assert response.status_code == 409 and "opens 28 days after session 1" in response.json()["detail"]
+    assert client.get(f"/api/items/{second.items.first().pk}/images/0").status_code == 409
+    first = session_of(crossover, "reader1")
+    assert client.get(f"/api/items/{first.items.first().pk}/images/0").status_code == 409  # not started
+    started(client, first)
+    items = list(first.items.order_by("position"))
+    assert client.get(f"/api/items/{items[0].pk}/images/0").status_code == 200
+    assert client.get(f"/api/items/{items[1].pk}/images/0").status_code == 200  # preload of the next case
+    assert client.get(f"/api/items/{items[2].pk}/images/0").status_code == 409
+    assert client.get(f"/api/items/{items[2].pk}/").status_code == 409
+    # Finish session 1: session 2 opens on the date the API reports.
+    reader = make_user("reader1")
+    now = timezone.now()
+    for i, item in enumerate(items):
+        actions.submit_read(reader, item, rating=10, idempotency_key=f"s1-{i}", active_seconds=1, now=now)
+    state = {s["index"]: s for s in client.get("/api/worklist/").json()}
+    assert state[1]["state"] == "finished" and state[2]["state"] == "locked"
+    assert abs((timezone.datetime.fromisoformat(state[2]["available_from"]) - now) - timedelta(days=28)) < timedelta(
+        seconds=1
+    )
+
+
+def test_closed_study_refuses_reads(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    study_actions.close_study(make_user("admin", superuser=True), crossover)
+    response = submit(client, item["id"])
+    assert response.status_code == 409 and "closed" in response.json()["detail"]
+    assert client.get(f"/api/sessions/{session.pk}/next/").status_code == 409
+
+
+def test_images_are_dicom_with_private_caching(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    response = client.get(item["images"][0])
+    assert response.status_code == 200 and response["Content-Type"] == "application/dicom"
+    assert response["Cache-Control"] == "private, max-age=3600"
+    assert b"DICM" in b"".join(response.streaming_content)[:132]
+    assert client.get(f"/api/items/{item['id']}/images/999").status_code == 404
+
+
+def test_item_payload_has_no_truth_or_identifiers(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    body = client.get(f"/api/sessions/{session.pk}/next/").content.decode()
+    for forbidden in ('"crlm"', '"hemangioma"', "truth", "P00", "patient", "case_id", "histology"):
+        assert forbidden not in body, forbidden
+
+
+def test_openapi_schema_lists_the_reading_endpoints(crossover):
+    client = client_for("reader1")
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+    for path in ("/api/worklist/", "/api/sessions/{session_id}/next/", "/api/items/{item_id}/read/"):
+        assert path in schema["paths"]
