@@ -7,6 +7,7 @@ belongs to the LOWER stratum: with bins (10, 30), 10.0 mm is "<=10", 10.01 mm an
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 from readerstudy.analysis.errors import AnalysisInputError
 
@@ -19,7 +20,7 @@ def _check_bins(bins: Sequence[float]) -> list[float]:
     edges = [float(b) for b in bins]
     if not edges or not all(math.isfinite(b) and b > 0 for b in edges):
         raise AnalysisInputError(f"size bins {tuple(bins)!r}: expected one or more finite edges > 0 mm")
-    if any(hi <= lo for lo, hi in zip(edges, edges[1:], strict=False)):
+    if any(hi <= lo for lo, hi in pairwise(edges)):
         raise AnalysisInputError(f"size bins {tuple(bins)!r}: expected strictly increasing edges")
     return edges
 
@@ -28,7 +29,7 @@ def stratum_labels(bins: Sequence[float] = (10, 30)) -> list[str]:
     """Labels of all strata, smallest first, e.g. ['<=10', '10-30', '>30']."""
     edges = _check_bins(bins)
     labels = [f"<={_fmt(edges[0])}"]
-    labels += [f"{_fmt(lo)}-{_fmt(hi)}" for lo, hi in zip(edges, edges[1:], strict=False)]
+    labels += [f"{_fmt(lo)}-{_fmt(hi)}" for lo, hi in pairwise(edges)]
     labels.append(f">{_fmt(edges[-1])}")
     return labels
 

@@ -1,0 +1,5 @@
+import sys
+
+from bench.analysis.run import main
+
+sys.exit(main())
