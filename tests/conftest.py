@@ -6,7 +6,6 @@ from django.db import connection
 DB_FIXTURES = {
     "db",
     "transactional_db",
-    "django_db_blocker",
     "django_db_setup",
     "live_server",
     "client",
@@ -14,6 +13,7 @@ DB_FIXTURES = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         uses_db = item.get_closest_marker("django_db") is not None or DB_FIXTURES & set(
