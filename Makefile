@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1:8000
 
-.PHONY: setup demo demo-data test test-sqlite test-postgres lint bench clean-demo
+.PHONY: setup frontend demo demo-data test test-sqlite test-postgres lint bench clean-demo
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,14 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-setup: $(VENV)/.installed
+# The viewer bundle (Cornerstone3D + Vite): rebuilt when its sources or lock file change.
+VITE_MANIFEST := frontend/dist/.vite/manifest.json
+$(VITE_MANIFEST): frontend/package.json frontend/package-lock.json $(wildcard frontend/vite.config.*) $(shell find frontend/src -type f 2>/dev/null)
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+frontend: $(VITE_MANIFEST)
+
+setup: $(VENV)/.installed $(VITE_MANIFEST)
 
 demo-data: setup
 	$(PY) manage.py migrate --noinput

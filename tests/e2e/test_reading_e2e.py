@@ -1,0 +1,125 @@
+"""A reader reads a session in a real browser: images render, the DL overlay shows in aided items only, reads are
+stored with their times, and a reload resumes at the right item."""
+
+import io
+
+import numpy as np
+import pytest
+from django.contrib.auth import get_user_model
+
+from fixtures.phantom import generate_demo_study
+from inference.actions import record_prediction
+from readerstudy.reading.models import Read, ReadingSession
+from readerstudy.studies import actions
+from readerstudy.studies.models import Study
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+PASSWORD = "e2e-reader-pass-1"
+
+
+def canvas_pixels(page) -> np.ndarray:
+    from PIL import Image
+
+    png = page.get_by_test_id("viewer").screenshot()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
+
+
+def build_study(tmp_path) -> Study:
+    manifest = generate_demo_study(tmp_path / "data", seed=99, n_patients=3, n_lesions=6)
+    User = get_user_model()
+    admin = User.objects.create_superuser("admin", password=PASSWORD)
+    reader = User.objects.create_user("reader1", password=PASSWORD)
+    study = actions.create_study(admin, "E2E", design="crossover", washout_days=28, seed=5)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
+    actions.add_modality(admin, study, "aided", "DL-assisted", shows_dl=True)
+    actions.add_member(admin, study, reader, "reader")
+    actions.import_cases(admin, study, manifest)
+    # Test predictions from the phantom's reference masks: they exercise the overlay plumbing, not a model.
+    for case in study.cases.select_related("series", "patient"):
+        masks = np.load(tmp_path / "data" / "masks" / f"{case.patient.pseudonym}.npz")
+        labelmap = masks["liver_mask"].astype(np.uint8)
+        labelmap[masks["lesion_labels"] > 0] = 2
+        record_prediction(
+            admin, case, model_name="reference-mask", model_version="test", weights_sha256="0" * 64,
+            inputs_sha256=str(case.pk), probability=0.8, labelmap=labelmap,
+            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
+        )
+    actions.launch_study(admin, study)
+    return study
+
+
+def log_in(page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/reading/")
+
+
+def wait_ready(page, position: int) -> dict:
+    page.wait_for_function(
+        "p => window.readingApp && window.readingApp.ready && window.readingApp.position === p", arg=position,
+        timeout=60_000,
+    )
+    return page.evaluate("() => ({...window.readingApp})")
+
+
+def rate_and_submit(page, rating: int) -> None:
+    slider = page.get_by_test_id("rating-slider")
+    assert page.get_by_test_id("submit-read").is_disabled()  # no preset rating: it must be set first
+    slider.focus()
+    slider.fill(str(rating))
+    assert page.get_by_test_id("rating-value").inner_text().strip() == str(rating)
+    page.get_by_test_id("submit-read").click()
+
+
+def test_reader_reads_a_session_with_overlay_only_in_aided_items(page, live_server, tmp_path):
+    study = build_study(tmp_path)
+    session = ReadingSession.objects.get(study=study, reader__username="reader1", index=1)
+    items = list(session.items.select_related("modality").order_by("position"))
+    assert {i.modality.key for i in items} == {"unaided", "aided"}
+
+    log_in(page, live_server, "reader1")
+    rows = page.get_by_test_id("worklist-session")
+    assert rows.count() == 2
+    page.get_by_role("link", name="Start").click()
+
+    seen_aided = seen_unaided = False
+    for position, item in enumerate(items[:4]):
+        state = wait_ready(page, position)
+        assert state["itemId"] == item.pk
+        assert page.get_by_test_id("progress").inner_text().startswith(f"{position} of {len(items)}")
+        pixels = canvas_pixels(page)
+        assert pixels.std() > 10, "the viewer canvas is blank"
+        if item.modality.shows_dl:
+            seen_aided = True
+            assert "80%" in page.get_by_test_id("dl-probability").inner_text()
+            before = canvas_pixels(page)
+            page.get_by_test_id("overlay-toggle").click()
+            page.wait_for_function("() => window.readingApp.overlayVisible === false")
+            page.wait_for_timeout(300)
+            after = canvas_pixels(page)
+            assert np.abs(before - after).mean() > 0.5, "toggling the overlay changed nothing on screen"
+        else:
+            seen_unaided = True
+            assert page.get_by_test_id("dl-probability").count() == 0
+            assert page.get_by_test_id("overlay-toggle").count() == 0
+        page.wait_for_timeout(1100)  # some active reading time
+        rate_and_submit(page, 10 + position)
+        page.wait_for_function(
+            "p => window.readingApp && window.readingApp.position === p", arg=position + 1, timeout=60_000
+        )
+    assert seen_aided and seen_unaided
+
+    # Reload mid-session: the page resumes at the first unread item.
+    page.reload()
+    state = wait_ready(page, 4)
+    assert state["itemId"] == items[4].pk
+
+    reads = list(Read.objects.filter(item__session=session).order_by("item__position"))
+    assert [r.rating for r in reads] == [10, 11, 12, 13]
+    assert all(r.active_seconds >= 1.0 for r in reads)
+    assert all({"window_width", "window_level", "zoom", "slice_index"} <= set(r.viewer_state) for r in reads)
+    errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
+    assert not errors, errors
