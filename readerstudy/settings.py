@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django_tasks",
     "readerstudy.studies",
     "readerstudy.reading",
+    "readerstudy.results",
     "inference",
 ]
 

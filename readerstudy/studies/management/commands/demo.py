@@ -2,13 +2,16 @@
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
+from django.utils import timezone
 
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
@@ -22,6 +25,8 @@ DEMO_USERS = [
     ("statistician", "statistician"),
 ]
 DEMO_SEED = 20261123
+SIMULATED_STUDY = "Demo: simulated readers (for the statistician pages)"
+SIMULATED_READERS = [f"sim-reader{i}" for i in range(1, 6)]
 
 
 class Command(BaseCommand):
@@ -53,8 +58,14 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"study {study.name!r} exists ({study.status}); nothing duplicated")
 
+        if not Study.objects.filter(name=SIMULATED_STUDY).exists():
+            self._build_simulated(users, manifest, no_progress)
+        else:
+            self.stdout.write(f"study {SIMULATED_STUDY!r} exists; nothing duplicated")
+
         self.stdout.write(
             f"\nusers: {', '.join(name for name, _ in DEMO_USERS)}; password {source}: {password}\n"
+            "readers: http://127.0.0.1:8000/reading/  statistician: http://127.0.0.1:8000/results/  "
             "admin: http://127.0.0.1:8000/admin/"
         )
 
@@ -79,6 +90,30 @@ class Command(BaseCommand):
             user.set_password(password)
             user.save(update_fields=["password"])
         return user
+
+    def _build_simulated(self, users: dict, manifest: Path, no_progress: bool) -> None:
+        """A second study whose reads are simulated, so the statistician pages have a full analysis to show."""
+        admin = users["admin"]
+        User = get_user_model()
+        with transaction.atomic():
+            study = actions.create_study(
+                admin, SIMULATED_STUDY, description="Simulated Roe-Metz readers on the synthetic phantoms: demo only.",
+                design=Study.Design.CROSSOVER, washout_days=28, patient_grouping=Study.PatientGrouping.SPREAD,
+                seed=DEMO_SEED + 1,
+            )  # fmt: skip
+            actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False, order=0)
+            actions.add_modality(admin, study, "aided", "DL-assisted", shows_dl=True, order=1)
+            for name in SIMULATED_READERS:
+                reader, created = User.objects.get_or_create(username=name)
+                if created:
+                    reader.set_unusable_password()  # simulated: nobody logs in as them
+                    reader.save(update_fields=["password"])
+                actions.add_member(admin, study, reader, "reader")
+            actions.add_member(admin, study, users["statistician"], "statistician")
+            actions.import_cases(admin, study, manifest)
+            # Launched in the past so that both sessions, 28 days apart, lie before today.
+            actions.launch_study(admin, study, now=timezone.now() - timedelta(days=60))
+        call_command("simulate_reads", study.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout)
 
     def _build(self, users: dict, manifest: Path) -> Study:
         admin = users["admin"]

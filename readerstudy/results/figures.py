@@ -1,0 +1,355 @@
+"""Publication figures: empirical ROC curves and a forest plot of the AUC difference by lesion-size stratum.
+
+Figures are built as ``matplotlib.figure.Figure`` objects without pyplot (rendered by the Agg canvas for PNG),
+so nothing is registered globally and nothing needs closing; style settings apply only inside this module's
+``rc_context`` blocks (rcParams are process-global while a block runs: render from one thread at a time).
+``render(fig, "png" | "svg")`` returns the bytes. Sizes follow journal columns (3.5 in single, 7.2 in double).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import textwrap
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+from readerstudy.analysis.auc import empirical_auc
+
+SINGLE_COLUMN_IN = 3.5
+DOUBLE_COLUMN_IN = 7.2
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 8,
+    "axes.labelsize": 8,
+    "axes.titlesize": 9,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7,
+    "ytick.labelsize": 7,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.linewidth": 0.6,
+    "xtick.major.width": 0.6,
+    "ytick.major.width": 0.6,
+    "legend.frameon": False,
+    "svg.fonttype": "none",  # keep text as text in SVG (editable, searchable)
+    "svg.hashsalt": "readerstudy",  # stable element ids: the same figure gives the same SVG
+    "pdf.fonttype": 42,
+}
+# Colour-blind-safe (Okabe-Ito) colours per modality, in display order.
+COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+FPF_LABEL = "1 − specificity (false-positive fraction)"
+TPF_LABEL = "sensitivity (true-positive fraction)"
+
+
+def render(fig: Figure, fmt: str = "png", dpi: int = 200) -> bytes:
+    """The figure as PNG (at ``dpi``) or SVG bytes; metadata without dates so output is reproducible."""
+    fmt = fmt.lower()
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"figure format {fmt!r}: expected 'png' or 'svg'")
+    metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
+    buffer = io.BytesIO()
+    with matplotlib.rc_context(STYLE):
+        fig.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight", pad_inches=0.03, metadata=metadata)
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------ ROC
+
+
+def roc_points(truth: np.ndarray, rating: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical ROC vertices (FPF, TPF) from (0, 0) to (1, 1), one per distinct rating threshold.
+
+    Joining them with straight lines (a tie between positives and negatives gives a diagonal segment) makes
+    the trapezoidal area equal to the Mann-Whitney AUC with ties counted 1/2.
+    """
+    truth = np.asarray(truth).astype(bool)
+    rating = np.asarray(rating, dtype=float)
+    thresholds = np.unique(rating)[::-1]  # highest first: "positive if rating >= threshold"
+    pos, neg = rating[truth], rating[~truth]
+    tpf = np.array([0.0, *((pos[:, None] >= thresholds).mean(axis=0))])
+    fpf = np.array([0.0, *((neg[:, None] >= thresholds).mean(axis=0))])
+    return fpf, tpf
+
+
+def trapezoid_area(fpf: np.ndarray, tpf: np.ndarray) -> float:
+    """Area under a polyline of ROC vertices ordered by FPF."""
+    return float(np.sum(np.diff(fpf) * (tpf[1:] + tpf[:-1]) / 2))
+
+
+def vertical_average(curves: Sequence[tuple[np.ndarray, np.ndarray]], n_negative: int) -> tuple[np.ndarray, np.ndarray]:
+    """Readers' ROC curves averaged vertically (mean TPF at fixed FPF).
+
+    Every empirical curve on the same ``n_negative`` negative cases has its vertices at FPF = k / n_negative,
+    so the curves are evaluated exactly there (just below and just above each vertical jump) and are linear in
+    between: the average is exact, not interpolated, and its area equals the mean of the readers' AUCs.
+    """
+    grid = np.arange(n_negative + 1) / n_negative
+    lower, upper = [], []
+    for fpf, tpf in curves:
+        # TPF reaching each grid FPF from the left (lowest vertex there) and leaving it (highest vertex there)
+        lo = np.interp(grid, fpf, tpf, left=0.0, right=1.0)  # np.interp takes the last of tied xp: fixed below
+        hi = lo.copy()
+        k = np.rint(fpf * n_negative).astype(int)
+        for j in np.unique(k):
+            at = k == j
+            lo[j], hi[j] = tpf[at].min(), tpf[at].max()
+        lower.append(lo)
+        upper.append(hi)
+    lo_mean, hi_mean = np.mean(lower, axis=0), np.mean(upper, axis=0)
+    fpf_avg = np.repeat(grid, 2)
+    tpf_avg = np.column_stack([lo_mean, hi_mean]).ravel()
+    return fpf_avg, tpf_avg
+
+
+def _display(modality: str) -> str:
+    text = str(modality)
+    return f"Modality {text}" if text.isdigit() else text.replace("_", " ").capitalize()
+
+
+def _reader_label(reader: str) -> str:
+    return f"Reader {reader}" if str(reader).isdigit() else str(reader)
+
+
+def roc_curves(
+    df: pd.DataFrame,
+    modality_order: Sequence[str] | None = None,
+    result: dict | None = None,
+    combined: bool = False,
+) -> Figure:
+    """Empirical ROC curves: thin line per reader, thick reader-averaged curve per modality.
+
+    The average is vertical (mean sensitivity at each false-positive fraction, see :func:`vertical_average`),
+    so its area is the mean reader AUC, the quantity the OR analysis compares. AUCs in the legends come from
+    ``result`` (an ``analyse()`` dict) when given, else from :func:`empirical_auc` on ``df``
+    (``reader, modality, case, truth, rating``). One panel per modality, or one axes for all with
+    ``combined=True``.
+    """
+    table = df[["reader", "modality", "case", "truth", "rating"]].copy()
+    for col in ("reader", "modality", "case"):
+        table[col] = table[col].astype(str)
+    modalities = [str(m) for m in (modality_order or sorted(table["modality"].unique()))]
+    unknown = [m for m in modalities if m not in set(table["modality"])]
+    if unknown:
+        raise ValueError(f"modality {unknown[0]!r} is not in the table; found {sorted(table['modality'].unique())}")
+    truth = table.drop_duplicates("case").set_index("case")["truth"].astype(int)
+    n_negative = int((truth == 0).sum())
+    if n_negative == 0 or n_negative == len(truth):
+        raise ValueError("ROC curves need both positive and negative cases")
+    cases = truth.index.to_numpy()
+    readers = sorted(table["reader"].unique())
+
+    with matplotlib.rc_context(STYLE):
+        n_panels = 1 if combined else len(modalities)
+        width = SINGLE_COLUMN_IN if n_panels == 1 else DOUBLE_COLUMN_IN
+        fig = Figure(figsize=(width, width / n_panels + 0.5 if n_panels > 1 else width), layout="constrained")
+        axes = fig.subplots(1, n_panels, squeeze=False, sharey=True)[0]
+        combined_handles: list[Line2D] = []
+        for i, modality in enumerate(modalities):
+            ax = axes[0 if combined else i]
+            colour = COLOURS[i % len(COLOURS)]
+            grid = (table[table["modality"] == modality]
+                    .pivot_table(index="reader", columns="case", values="rating", aggfunc="first")
+                    .reindex(index=readers, columns=cases))  # fmt: skip
+            if grid.isna().any().any():
+                raise ValueError(f"modality {modality!r}: not every reader rated every case (fully crossed needed)")
+            x = grid.to_numpy(dtype=float)
+            t = truth.reindex(cases).to_numpy() == 1
+            if result is not None:
+                aucs = [float(result["auc"][modality][r]) for r in readers]
+                mean_auc = float(result["modality_auc"][modality])
+            else:
+                aucs = [float(a) for a in empirical_auc(x, t)]
+                mean_auc = float(np.mean(aucs))
+            curves = [roc_points(t, row) for row in x]
+            for fpf, tpf in curves:
+                ax.plot(fpf, tpf, color=colour, lw=0.6, alpha=0.45, solid_joinstyle="miter")
+            fpf_avg, tpf_avg = vertical_average(curves, n_negative)
+            ax.plot(fpf_avg, tpf_avg, color=colour, lw=2.0)
+            handles = [Line2D([], [], color=colour, lw=2.0, label=f"{_display(modality)}: mean AUC {mean_auc:.3f}")]
+            if len(readers) <= 6 and not combined:
+                handles += [Line2D([], [], color=colour, lw=0.6, alpha=0.6, label=f"{_reader_label(r)}: AUC {a:.3f}")
+                            for r, a in zip(readers, aucs, strict=True)]  # fmt: skip
+            else:
+                spread = f"{len(readers)} readers: AUC {min(aucs):.3f}–{max(aucs):.3f}"
+                handles.append(Line2D([], [], color=colour, lw=0.6, alpha=0.6, label=spread))
+            if combined:
+                combined_handles += handles
+            else:
+                ax.set_title(_display(modality))
+                ax.legend(handles=handles, loc="lower right", handlelength=1.6)
+        for ax in axes:
+            ax.plot([0, 1], [0, 1], color="0.6", lw=0.6, ls="--", zorder=0)
+            ax.set_xlim(-0.01, 1.01)
+            ax.set_ylim(-0.01, 1.01)
+            ax.set_aspect("equal")
+            ax.set_xticks(np.linspace(0, 1, 6))
+            ax.set_yticks(np.linspace(0, 1, 6))
+            ax.set_xlabel(FPF_LABEL)
+        if combined:
+            axes[0].legend(handles=combined_handles, loc="lower right", handlelength=1.6)
+        axes[0].set_ylabel(TPF_LABEL)
+        # Settle the layout once and freeze it: re-running it at every save shifts sizes by a hair, and the
+        # same figure should give the same bytes.
+        fig.get_layout_engine().execute(fig)
+        fig.set_layout_engine("none")
+    return fig
+
+
+# --------------------------------------------------------------------------------------------- forest
+
+
+def _stratum_key(label: str) -> tuple[int, float, str]:
+    """'<=10' < '10-30' < '>30' < anything else (the analysis JSON sorts labels as text)."""
+    numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", label)]
+    if label.startswith("<=") and numbers:
+        return (0, numbers[0], label)
+    if label.startswith(">") and numbers:
+        return (2, numbers[0], label)
+    if len(numbers) == 2:
+        return (1, numbers[0], label)
+    return (3, 0.0, label)
+
+
+def _difference(analysis: dict, first: str, second: str) -> dict | None:
+    """``first - second`` from an analysis' differences, flipping estimate and CI if stored the other way."""
+    for d in analysis.get("differences", []):
+        pair = [str(m) for m in d["modalities"]]
+        if pair == [first, second]:
+            return {"estimate": d["estimate"], "ci": list(d["ci"]), "p": d["p"], "p_holm": d.get("p_holm")}
+        if pair == [second, first]:
+            est = None if d["estimate"] is None else -d["estimate"]
+            lo, hi = d["ci"]
+            ci = [None if hi is None else -hi, None if lo is None else -lo]
+            return {"estimate": est, "ci": ci, "p": d["p"], "p_holm": d.get("p_holm")}
+    return None
+
+
+def forest_rows(result: dict, first: str = "aided", second: str = "unaided", analysis: str = "rrrc") -> list[dict]:
+    """Rows for :func:`forest_plot` from an ``analyse(..., stratum=...)`` dict: "overall", then each stratum.
+
+    Each row: ``label``; ``n_cases``, ``n_positive``, ``n_negative``; ``estimate`` = AUC(first) - AUC(second)
+    and its ``ci`` [lo, hi] (signs flipped when the analysis stored second - first); ``p`` (raw) and
+    ``p_holm`` (Holm-adjusted across the analysable strata; None for "overall"); ``message`` (None, or why the
+    row has no estimate). ``analysis`` picks "rrrc", "frrc" or "rrfc".
+    """
+
+    def row(label: str, part: dict) -> dict:
+        out = {"label": label, "n_cases": part.get("n_cases"), "n_positive": part.get("n_positive"),
+               "n_negative": part.get("n_negative"), "estimate": None, "ci": None, "p": None, "p_holm": None,
+               "message": None}  # fmt: skip
+        if "error" in part:
+            out["message"] = str(part["error"])
+        elif analysis not in part:
+            out["message"] = f"no {analysis.upper()} analysis in this result"
+        else:
+            diff = _difference(part[analysis], first, second)
+            if diff is None:
+                out["message"] = f"no {first} vs {second} comparison (modalities: {part.get('modalities')})"
+            else:
+                out.update(diff)
+                if label == "overall":
+                    out["p_holm"] = None  # Holm adjusts across strata only
+        return out
+
+    rows = [row("overall", result)]
+    for label in sorted(result.get("strata", {}), key=_stratum_key):
+        rows.append(row(label, result["strata"][label]))
+    return rows
+
+
+def _stratum_display(label: str) -> str:
+    if label == "overall":
+        return "Overall"
+    m = re.fullmatch(r"<=\s*([\d.]+)", label)
+    if m:
+        return f"≤{m.group(1)} mm"
+    m = re.fullmatch(r">\s*([\d.]+)", label)
+    if m:
+        return f">{m.group(1)} mm"
+    m = re.fullmatch(r"([\d.]+)-([\d.]+)", label)
+    if m:
+        return f"{m.group(1)}–{m.group(2)} mm"
+    return label
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "NA" if x is None else f"{x:.{digits}f}".replace("-", "−")
+
+
+def _p(p: float | None) -> str:
+    if p is None:
+        return "NA"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def forest_plot(rows: Sequence[dict], title: str | None = None, xlabel: str | None = None) -> Figure:
+    """Forest plot of AUC differences with 95% CI whiskers, one row per entry of ``rows`` (top to bottom).
+
+    ``rows`` are dicts as made by :func:`forest_rows`: ``label``, ``n_cases``, ``n_positive``,
+    ``n_negative``, ``estimate``, ``ci`` [lo, hi], ``p``, ``p_holm`` and ``message``. A row without an
+    estimate shows its ``message`` instead of a whisker. The text columns give n (positives/negatives),
+    the estimate [95% CI], the raw p and the Holm-adjusted p. Pass ``xlabel`` when the rows are not
+    aided minus unaided.
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("forest plot: no rows")
+    xlabel = xlabel or "Difference in AUC (aided − unaided)"
+    with matplotlib.rc_context(STYLE):
+        bottom_in, top_in = 0.5, 0.3 + (0.2 if title else 0.0)  # x label below, column headers above
+        height = bottom_in + top_in + 0.3 * len(rows)
+        fig = Figure(figsize=(DOUBLE_COLUMN_IN, height))
+        # Text columns live in figure coordinates; the whisker axes takes the middle third.
+        ax = fig.add_axes((0.25, bottom_in / height, 0.30, 1 - (bottom_in + top_in) / height))
+        y = np.arange(len(rows))[::-1].astype(float)
+        finite = [v for r in rows if r.get("estimate") is not None for v in (r["ci"] or []) + [r["estimate"]]
+                  if v is not None]  # fmt: skip
+        span = max([abs(v) for v in finite] + [0.05])
+        lim = math.ceil(span * 1.15 * 20) / 20  # round up to 0.05
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.axvline(0, color="0.35", lw=0.7, zorder=0)
+        ax.set_yticks([])
+        ax.spines["left"].set_visible(False)
+        ax.set_xlabel(xlabel)
+        text = blended_transform_factory(fig.transFigure, ax.transData)
+        header_y = len(rows) - 0.4 + 0.15
+        for x, label, ha in ((0.01, "Stratum", "left"), (0.23, "n (pos/neg)", "right"),
+                             (0.58, "Difference [95% CI]", "left"), (0.88, "p", "right"),
+                             (0.99, "Holm p", "right")):  # fmt: skip
+            ax.text(x, header_y, label, transform=text, ha=ha, va="bottom", fontweight="bold", clip_on=False)
+        for yi, r in zip(y, rows, strict=True):
+            bold = "bold" if r.get("label") == "overall" else "normal"
+            ax.text(0.01, yi, _stratum_display(str(r.get("label"))), transform=text, ha="left", va="center",
+                    fontweight=bold)  # fmt: skip
+            if r.get("n_cases") is not None:
+                n = f"{r['n_cases']} ({r.get('n_positive')}/{r.get('n_negative')})"
+                ax.text(0.23, yi, n, transform=text, ha="right", va="center")
+            if r.get("estimate") is None:
+                message = textwrap.shorten(str(r.get("message") or "not estimable"), width=70, placeholder="…")
+                ax.text(0.0, yi, "\n".join(textwrap.wrap(message, 42)), ha="center", va="center",
+                        fontsize=6.5, style="italic", color="0.3", clip_on=False,
+                        bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0})  # fmt: skip
+                continue
+            lo, hi = r["ci"]
+            ax.plot([lo, hi], [yi, yi], color="black", lw=1.0, solid_capstyle="butt")
+            ax.plot([lo, lo], [yi - 0.12, yi + 0.12], color="black", lw=1.0)
+            ax.plot([hi, hi], [yi - 0.12, yi + 0.12], color="black", lw=1.0)
+            ax.plot([r["estimate"]], [yi], marker="D" if r.get("label") == "overall" else "s", color="black",
+                    markersize=5 if r.get("label") == "overall" else 4)  # fmt: skip
+            est = f"{_num(r['estimate'])} [{_num(lo)}, {_num(hi)}]"
+            ax.text(0.58, yi, est, transform=text, ha="left", va="center", fontweight=bold)
+            ax.text(0.88, yi, _p(r.get("p")), transform=text, ha="right", va="center")
+            ax.text(0.99, yi, "—" if r.get("p_holm") is None else _p(r["p_holm"]), transform=text, ha="right",
+                    va="center")  # fmt: skip
+        if title:
+            fig.suptitle(title, fontsize=9, x=0.01, y=1 - 0.05 / height, ha="left", va="top")
+    return fig

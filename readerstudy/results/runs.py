@@ -1,0 +1,144 @@
+"""What an analysis run computes from a study's long table (no HTTP here; tasks and tests call it)."""
+
+from importlib.metadata import version
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from readerstudy.analysis import AnalysisInputError, analyse, compare_model_to_readers, model_auc
+from readerstudy.analysis.strata import size_stratum, stratum_labels
+
+COV_METHODS = ("jackknife", "delong", "unbiased")
+ANALYSES = ("rrrc", "frrc", "rrfc")
+
+
+def software_version() -> str:
+    """Identifies the code that made a result (the repository's package version and the key libraries)."""
+    libs = ", ".join(f"{name} {version(name)}" for name in ("numpy", "scipy", "pandas"))
+    return f"readerstudy {version('readerstudy') if _installed() else '0.1.0'} ({libs})"
+
+
+def _installed() -> bool:
+    try:
+        version("readerstudy")
+    except Exception:
+        return False
+    return True
+
+
+def default_parameters(df: pd.DataFrame, size_bins: list[float]) -> dict:
+    """Jackknife, all analyses, the study's size bins; clustered by patient when a patient has several lesions."""
+    lesions_per_patient = df.drop_duplicates("case").groupby("patient")["case"].count() if len(df) else pd.Series()
+    return {
+        "cov": "jackknife",
+        "analyses": list(ANALYSES),
+        "size_bins_mm": list(size_bins),
+        "cluster_by_patient": bool((lesions_per_patient > 1).any()),
+    }
+
+
+def check_parameters(parameters: dict) -> dict:
+    cov = parameters.get("cov", "jackknife")
+    if cov not in COV_METHODS:
+        raise ValueError(f"cov {cov!r}: expected one of {', '.join(COV_METHODS)}")
+    analyses = [a for a in parameters.get("analyses", ANALYSES) if a]
+    if not analyses or set(analyses) - set(ANALYSES):
+        raise ValueError(f"analyses {analyses!r}: expected one or more of {', '.join(ANALYSES)}")
+    bins = parameters.get("size_bins_mm", [10, 30])
+    stratum_labels(bins)  # raises on bad bins
+    cluster = bool(parameters.get("cluster_by_patient", False))
+    if cov == "unbiased" and cluster:
+        raise ValueError("the unbiased (U-statistic) covariance has no clustered form: choose jackknife or DeLong")
+    return {"cov": cov, "analyses": analyses, "size_bins_mm": [float(b) for b in bins], "cluster_by_patient": cluster}
+
+
+def run_analysis(df: pd.DataFrame, parameters: dict, *, reading_time: Any = None) -> dict:
+    """The full result of one run; data that cannot be analysed yields messages, never an exception."""
+    p = check_parameters(parameters)
+    table = df.copy()
+    # The run's own bins decide the strata (they may differ from the study's at import).
+    table["size_stratum"] = [size_stratum(d, p["size_bins_mm"]) for d in table["diameter_mm"]]
+    cluster = "patient" if p["cluster_by_patient"] else None
+    result: dict[str, Any] = {"parameters": p, "summary": summary(table, p["size_bins_mm"])}
+    try:
+        result["mrmc"] = analyse(
+            table[["reader", "modality", "case", "truth", "rating", "patient", "size_stratum"]],
+            cov=p["cov"],
+            cluster=cluster,
+            stratum="size_stratum",
+            analyses=p["analyses"],
+        )
+    except AnalysisInputError as exc:
+        result["mrmc"] = {"error": str(exc)}
+    result["model"] = standalone_model(table, cluster, p)
+    if reading_time is not None:
+        result["reading_time"] = reading_time(table)
+    return result
+
+
+def summary(table: pd.DataFrame, bins: list[float]) -> dict:
+    cases = table.drop_duplicates("case")
+    per_stratum = {}
+    for label in stratum_labels(bins):
+        sub = cases[cases["size_stratum"] == label]
+        per_stratum[label] = {
+            "cases": len(sub),
+            "positive": int(sub["truth"].sum()),
+            "negative": int((sub["truth"] == 0).sum()),
+        }
+    return {
+        "n_reads": len(table),
+        "n_readers": int(table["reader"].nunique()),
+        "n_cases": len(cases),
+        "n_patients": int(cases["patient"].nunique()),
+        "n_positive": int(cases["truth"].sum()),
+        "n_negative": int((cases["truth"] == 0).sum()),
+        "modalities": sorted(table["modality"].unique().tolist()),
+        "strata": per_stratum,
+    }
+
+
+def standalone_model(table: pd.DataFrame, cluster: str | None, p: dict) -> dict:
+    """The DL model's own AUC (DeLong; clustered by patient when asked), overall and per stratum, and mean reader
+    AUC minus model AUC in each modality."""
+    cases = table.drop_duplicates("case")
+    if cases["model_probability"].isna().all():
+        return {"error": "no DL predictions for these cases"}
+    missing = cases[cases["model_probability"].isna()]
+    if len(missing):
+        return {"error": f"{len(missing)} of {len(cases)} cases have no DL prediction (e.g. {missing['case'].iloc[0]})"}
+    out: dict[str, Any] = {}
+    groups = [("overall", cases)] + [(s, cases[cases["size_stratum"] == s]) for s in stratum_labels(p["size_bins_mm"])]
+    for name, sub in groups:
+        try:
+            out[name] = model_auc(
+                sub["truth"].to_numpy(), sub["model_probability"].to_numpy(),
+                sub["patient"].to_numpy() if cluster else None,
+            )  # fmt: skip
+        except AnalysisInputError as exc:
+            out[name] = {"error": str(exc)}
+    scores = dict(zip(cases["case"].astype(str), cases["model_probability"], strict=True))
+    versus = {}
+    for modality in sorted(table["modality"].unique()):
+        try:
+            versus[modality] = compare_model_to_readers(
+                table[["reader", "modality", "case", "truth", "rating", "patient"]], scores, modality=modality,
+                cov=p["cov"] if p["cov"] != "unbiased" else "jackknife", cluster=cluster,
+            )  # fmt: skip
+        except AnalysisInputError as exc:
+            versus[modality] = {"error": str(exc)}
+    out["readers_minus_model"] = versus
+    return _finite(out)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj

@@ -1,0 +1,60 @@
+"""The analysis-ready long table of a study's reads: one row per reader x modality x case."""
+
+import hashlib
+
+import pandas as pd
+
+from inference.models import Prediction
+from readerstudy.reading.models import Read
+from readerstudy.studies.models import Study, Truth
+
+COLUMNS = [
+    "reader", "modality", "case", "patient", "truth", "truth_label", "rating", "diameter_mm", "size_stratum",
+    "session", "position", "active_seconds", "submitted_at", "model_probability",
+]  # fmt: skip
+
+
+def reads_table(study: Study) -> pd.DataFrame:
+    """Every submitted read with its truth, lesion size and the case's current model probability."""
+    rows = (
+        Read.objects.filter(study=study)
+        .order_by("reader__username", "modality__order", "case__case_id")
+        .values_list(
+            "reader__username", "modality__key", "case__case_id", "case__patient__pseudonym", "case__truth__label",
+            "rating", "case__diameter_mm", "case__size_stratum", "item__session__index", "item__position",
+            "active_seconds", "submitted_at", "case_id",
+        )
+    )  # fmt: skip
+    df = pd.DataFrame.from_records(
+        list(rows),
+        columns=[
+            "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm", "size_stratum",
+            "session", "position", "active_seconds", "submitted_at", "case_pk",
+        ],
+    )  # fmt: skip
+    probability = _latest_probabilities(study)
+    df["truth"] = (df["truth_label"] == Truth.POSITIVE_LABEL).astype(int)
+    df["submitted_at"] = [t.isoformat().replace("+00:00", "Z") for t in df["submitted_at"]]
+    df["model_probability"] = df["case_pk"].map(probability).astype(float)
+    return df[COLUMNS].reset_index(drop=True)
+
+
+def _latest_probabilities(study: Study) -> dict[int, float]:
+    latest: dict[int, float] = {}
+    for case_pk, p in (
+        Prediction.objects.filter(case__study=study)
+        .order_by("case_id", "created_at", "id")
+        .values_list("case_id", "probability")
+    ):
+        latest[case_pk] = p  # ordered oldest first: the newest wins
+    return latest
+
+
+def table_sha256(df: pd.DataFrame) -> str:
+    """Hash of the table's content, stable across runs (CSV with fixed float format, sorted rows)."""
+    canonical = df.sort_values(["reader", "modality", "case"]).to_csv(index=False, float_format="%.10g")
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, float_format="%.10g")

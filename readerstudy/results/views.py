@@ -1,0 +1,151 @@
+"""Statisticians' pages: exports, analysis runs, the report (views parse input and call one action)."""
+
+import base64
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+
+from readerstudy.errors import ActionError
+from readerstudy.results import actions, report
+from readerstudy.results.models import AnalysisRun, Export
+from readerstudy.results.runs import ANALYSES, COV_METHODS, default_parameters
+from readerstudy.results.table import reads_table
+from readerstudy.studies.models import Study
+
+
+def _study_for(request: HttpRequest, study_id: int) -> Study:
+    study = get_object_or_404(Study, pk=study_id)
+    if not actions.may_see_results(request.user, study):
+        raise PermissionDenied("results are for the study's statisticians and admins")
+    return study
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    studies = [s for s in Study.objects.exclude(status=Study.Status.DRAFT) if actions.may_see_results(request.user, s)]
+    return render(request, "results/index.html", {"studies": studies})
+
+
+@login_required
+def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = _study_for(request, study_id)
+    if request.method == "POST":
+        try:
+            if "export" in request.POST:
+                export = actions.request_export(request.user, study, request.POST["export"])
+                messages.info(request, f"{export.get_kind_display()}: export {export.pk} requested")
+            else:
+                parameters = {
+                    "cov": request.POST.get("cov", "jackknife"),
+                    "analyses": request.POST.getlist("analyses"),
+                    "size_bins_mm": [
+                        float(b) for b in request.POST.get("size_bins_mm", "").replace(" ", "").split(",") if b
+                    ],
+                    "cluster_by_patient": request.POST.get("cluster_by_patient") == "on",
+                }
+                run = actions.start_analysis(request.user, study, parameters)
+                return redirect("results:run", run.pk)
+        except (ActionError, ValueError) as exc:
+            messages.error(request, str(exc))
+        return redirect("results:study", study.pk)
+    table = reads_table(study)
+    defaults = default_parameters(table, study.size_bins_mm)
+    context = {
+        "study": study,
+        "n_reads": len(table),
+        "exports": Export.objects.filter(study=study)[:20],
+        "export_kinds": Export.Kind.choices,
+        "runs": AnalysisRun.objects.filter(study=study)[:20],
+        "defaults": defaults,
+        "bins_text": ", ".join(f"{b:g}" for b in defaults["size_bins_mm"]),
+        "cov_methods": COV_METHODS,
+        "analyses": [(a, report.ANALYSIS_NAMES[a]) for a in ANALYSES],
+    }
+    return render(request, "results/study.html", context)
+
+
+@login_required
+def download_export(request: HttpRequest, export_id: int) -> FileResponse:
+    export = get_object_or_404(Export, pk=export_id)
+    _study_for(request, export.study_id)
+    if export.status != Export.Status.DONE or not export.file:
+        raise Http404("this export has no file (yet)")
+    name = export.file.name.rsplit("/", 1)[-1].split("-", 1)[-1]
+    return FileResponse(export.file.open("rb"), as_attachment=True, filename=name)
+
+
+def _run_for(request: HttpRequest, run_id: int) -> AnalysisRun:
+    run = get_object_or_404(AnalysisRun.objects.select_related("study", "created_by"), pk=run_id)
+    _study_for(request, run.study_id)
+    return run
+
+
+def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
+    result = run.result or {}
+    mrmc = result.get("mrmc") or {}
+    modalities, auc_rows = report.reader_auc_rows(mrmc) if "error" not in mrmc else ([], [])
+    figures = {}
+    for name, formats in (run.figures or {}).items():
+        if inline_figures:  # the downloadable report carries its figures inside it
+            with default_storage.open(formats["png"], "rb") as f:
+                figures[name] = {"src": "data:image/png;base64," + base64.b64encode(f.read()).decode()}
+        else:
+            links = {fmt: reverse("results:figure", args=[run.pk, name, fmt]) for fmt in formats}
+            figures[name] = {"src": links["png"], **links}
+    return {
+        "run": run,
+        "study": run.study,
+        "summary": result.get("summary"),
+        "mrmc_error": mrmc.get("error"),
+        "modalities": modalities,
+        "auc_rows": auc_rows,
+        "sections": report.analysis_sections(mrmc, run.parameters.get("analyses", [])) if "error" not in mrmc else [],
+        "model": result.get("model") or {},
+        "model_rows": report.model_rows(result.get("model") or {}),
+        "reading_time": result.get("reading_time") or {},
+        "figures": figures,
+        "inline": inline_figures,
+        "parameters_json": json.dumps(run.parameters, indent=1),
+    }
+
+
+@login_required
+def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _run_for(request, run_id)
+    return render(request, "results/run.html", report_context(run, inline_figures=False))
+
+
+@login_required
+def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = _run_for(request, run_id)
+    return JsonResponse({"status": run.status, "progress": run.progress, "message": run.message})
+
+
+@login_required
+def run_report_download(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = _run_for(request, run_id)
+    if run.status != AnalysisRun.Status.DONE:
+        raise Http404("the run has not finished")
+    html = render_to_string("results/report_standalone.html", report_context(run, inline_figures=True))
+    response = HttpResponse(html, content_type="text/html; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="analysis-{run.pk}.html"'
+    return response
+
+
+@login_required
+def run_figure(request: HttpRequest, run_id: int, name: str, fmt: str) -> FileResponse:
+    run = _run_for(request, run_id)
+    path = (run.figures or {}).get(name, {}).get(fmt)
+    if path is None:
+        raise Http404("no such figure")
+    content_type = {"png": "image/png", "svg": "image/svg+xml"}[fmt]
+    return FileResponse(
+        default_storage.open(path, "rb"), content_type=content_type, filename=f"run{run.pk}-{name}.{fmt}"
+    )
