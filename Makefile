@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1:8000
 
-.PHONY: setup frontend demo demo-data test test-sqlite test-postgres lint bench clean-demo
+.PHONY: setup frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer clean-demo
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ demo-data: setup
 	$(PY) manage.py demo
 
 demo: demo-data
-	$(PY) manage.py runserver $(HOST)
+	$(PY) manage.py runserver --nostatic $(HOST)
 
 # SQLite always; PostgreSQL as well when DATABASE_URL is set or the local server answers.
 test: setup
@@ -44,3 +44,11 @@ lint: setup
 
 clean-demo:
 	rm -rf db.sqlite3 fixtures/demo
+
+bench-analysis: setup
+	$(PY) -m bench.analysis
+
+bench-viewer: setup
+	$(PY) -m bench.viewer
+
+bench: bench-analysis bench-viewer

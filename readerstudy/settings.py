@@ -97,6 +97,10 @@ WHITENOISE_MIMETYPES = {".wasm": "application/wasm", ".mjs": "text/javascript"}
 # Files under assets/ carry a content hash in their names: cache them for a year.
 WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+[.-][0-9a-zA-Z_-]{8,12}\..+$"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Secret salt of the de-identification (UID remapping, date shifts): set it in production and never change it.
+DEID_SALT = env_str("DEID_SALT", SECRET_KEY)
+# DL models: the demo's small phantom-trained weights ship in fixtures/models; production points elsewhere.
+INFERENCE_MODELS_DIR = Path(env_str("INFERENCE_MODELS_DIR", str(BASE_DIR / "fixtures" / "models")))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

@@ -6,6 +6,7 @@ Views, admin actions and management commands call these functions and never writ
 import hashlib
 import itertools
 import secrets
+import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,8 @@ from readerstudy.errors import InvalidInput, NotAllowed, NotReady
 from readerstudy.reading import audit
 from readerstudy.reading.models import ReadingSession, SessionItem
 from readerstudy.studies import design
-from readerstudy.studies.manifest import read_manifest
+from readerstudy.studies.ingest import Ingest, ingest_series
+from readerstudy.studies.manifest import Manifest, read_manifest
 from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
 
 EDITABLE_FIELDS = ("description", "design", "washout_days", "patient_grouping", "size_bins_mm")
@@ -227,6 +229,19 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
             f"manifest {manifest_path.name} not imported: {len(manifest.errors)} problem(s)", details=manifest.errors
         )
     digest = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    ingest = ingest_series(study, manifest)
+    try:
+        if ingest.errors:
+            raise InvalidInput(
+                f"manifest {manifest_path.name} not imported: {len(ingest.errors)} problem(s)", details=ingest.errors
+            )
+        return _write_cases(actor, study, manifest, ingest, manifest_path.name, digest)
+    except BaseException:
+        shutil.rmtree(ingest.folder, ignore_errors=True)  # all or nothing: no orphaned copies either
+        raise
+
+
+def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, name: str, digest: str) -> ImportSummary:
     with transaction.atomic():
         study = _locked(study)
         _check_draft(study, "import cases")
@@ -239,10 +254,11 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
                 patients[row.patient_id] = patient
             image_series = series.get(row.series_dir)
             if image_series is None:
-                info = manifest.series[row.series_dir]
+                stored = ingest.series[row.series_dir]
+                info = stored.info
                 image_series, _ = ImageSeries.objects.get_or_create(
                     patient=patient,
-                    path=str(row.series_dir),
+                    path=str(stored.folder),
                     defaults={
                         "series_instance_uid": info.series_instance_uid,
                         "n_slices": info.n_slices,
@@ -273,11 +289,13 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
             study,
             study=study,
             after={
-                "manifest": manifest_path.name,
+                "manifest": name,
                 "sha256": digest,
                 "cases": summary.n_cases,
                 "patients": summary.n_patients,
                 "series": summary.n_series,
+                "stored_in": str(ingest.folder),
+                "deidentification_notes": sorted({n for s in ingest.series.values() for n in s.notes}),
             },
         )
     return summary

@@ -1,5 +1,7 @@
 """Manifest import: all-or-nothing, every bad row reported with row number, column and reason."""
 
+from pathlib import Path
+
 import pytest
 
 from readerstudy.errors import InvalidInput
@@ -153,3 +155,45 @@ def test_only_admins_of_a_draft_study_import(tmp_path, admin, study):
     with pytest.raises(Exception, match="not an admin"):
         actions.import_cases(make_user("someone"), study, path)
     assert Case.objects.count() == 0
+
+
+def test_import_stores_deidentified_copies_in_the_study_storage(tmp_path, admin, study, media_root):
+    import pydicom
+
+    path = write_manifest(tmp_path, balanced_rows(2, 1))
+    original = pydicom.dcmread(next((tmp_path / "series" / "P001").glob("*.dcm")))
+    original.PatientName = "Doe^Jane"
+    original.PatientBirthDate = "19600101"
+    original.InstitutionName = "General Hospital"
+    original.add_new(0x00091010, "LO", "private vendor data")
+    original.save_as(next((tmp_path / "series" / "P001").glob("*.dcm")))
+    actions.import_cases(admin, study, path)
+    series = ImageSeries.objects.get(patient__pseudonym="P001")
+    folder = Path(series.path)
+    assert media_root in folder.parents and folder.is_dir()
+    stored = [pydicom.dcmread(folder / name) for name in series.slice_files]
+    assert {ds.PatientID for ds in stored} == {"P001"} and {str(ds.PatientName) for ds in stored} == {"P001"}
+    assert all("PatientBirthDate" not in ds or not ds.PatientBirthDate for ds in stored)
+    assert all("InstitutionName" not in ds for ds in stored)
+    assert all(not any(e.tag.is_private for e in ds) for ds in stored)
+    assert stored[0].StudyInstanceUID != original.StudyInstanceUID
+    assert stored[0].PatientIdentityRemoved == "YES"
+    event = AuditEvent.objects.get(verb="import_cases")
+    assert event.after["stored_in"] == str(folder.parent.parent)
+
+
+def test_refused_import_leaves_no_files(tmp_path, admin, study, media_root):
+    import pydicom
+
+    path = write_manifest(tmp_path, balanced_rows(2, 1))
+    # The second patient's series has burned-in text: it cannot be de-identified, after the first was copied.
+    for file in (tmp_path / "series" / "P002").glob("*.dcm"):
+        ds = pydicom.dcmread(file)
+        ds.BurnedInAnnotation = "YES"
+        ds.save_as(file)
+    with pytest.raises(InvalidInput) as caught:
+        actions.import_cases(admin, study, path)
+    assert any("row 3 column series_path: cannot de-identify" in d and "BurnedInAnnotation" in d
+               for d in caught.value.details), caught.value.details
+    assert not list(Path(media_root).rglob("*.dcm"))
+    assert counts() == (0, 0, 0, 0)

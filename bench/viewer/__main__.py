@@ -1,0 +1,5 @@
+import sys
+
+from bench.viewer.run import main
+
+sys.exit(main())
