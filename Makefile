@@ -5,13 +5,26 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1:8000
 
-.PHONY: setup frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer clean-demo
+.PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer clean-demo
 
+# torch first, pinned: that takes the local CPU wheel (an unpinned torch pulls multi-GB CUDA builds).
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
+
+# TotalSegmentator in its own venv (run in a subprocess by inference.pipeline.segment), torch kept on the CPU build.
+TS_VENV := .venv-totalseg
+$(TS_VENV)/.installed: requirements-totalseg.txt constraints-totalseg.txt
+	$(PYTHON) -m venv $(TS_VENV)
+	$(TS_VENV)/bin/pip install --quiet --upgrade pip
+	$(TS_VENV)/bin/pip install --quiet torch==2.13.0
+	$(TS_VENV)/bin/pip install --quiet -r requirements-totalseg.txt -c constraints-totalseg.txt
+	touch $@
+
+totalseg: $(TS_VENV)/.installed
 
 # The viewer bundle (Cornerstone3D + Vite): rebuilt when its sources or lock file change.
 VITE_MANIFEST := frontend/dist/.vite/manifest.json
@@ -30,7 +43,7 @@ demo: demo-data
 	$(PY) manage.py runserver --nostatic $(HOST)
 
 # SQLite always; PostgreSQL as well when DATABASE_URL is set or the local server answers.
-test: setup
+test: setup totalseg
 	./scripts/run-tests
 
 test-sqlite: setup

@@ -28,8 +28,12 @@ def record_prediction(
     seg_bytes: bytes | None = None,
     runtime_seconds: float = 0.0,
     device: str = "cpu",
+    replace: bool = False,
 ) -> Prediction:
-    """Store one prediction; the labelmap must cover the case's series (slices, rows, columns)."""
+    """Store one prediction; the labelmap must cover the case's series (slices, rows, columns).
+
+    ``replace`` recomputes: an earlier prediction from the same model and inputs is discarded first.
+    """
     if not 0.0 <= float(probability) <= 1.0:
         raise InvalidInput(f"probability {probability!r}: expected 0 to 1")
     series = case.series
@@ -37,6 +41,17 @@ def record_prediction(
     if labelmap is not None and tuple(labelmap.shape) != expected:
         raise InvalidInput(f"labelmap shape {tuple(labelmap.shape)} does not match the series {expected}")
     with transaction.atomic():
+        same = Prediction.objects.filter(
+            case=case, model_name=model_name, weights_sha256=weights_sha256, inputs_sha256=inputs_sha256
+        )
+        if replace:
+            for old in same:
+                audit.record(
+                    actor, "discard_prediction", old, study=case.study, before={"probability": old.probability}
+                )
+                old.delete()
+        elif same.exists():
+            raise InvalidInput(f"case {case.case_id} already has this model's prediction for these inputs")
         prediction = Prediction(
             case=case,
             model_name=model_name,
@@ -77,3 +92,22 @@ def record_prediction(
 def current_prediction(case: Case) -> Prediction | None:
     """The newest prediction of a case (what aided readers see)."""
     return case.predictions.order_by("-created_at", "-id").first()
+
+
+def start_precompute(actor: Any, study: Any, *, backend: str = "phantom-unet", device: str = "cpu") -> Any:
+    """Queue a precompute batch for a study (admins only); the task records its progress on the run."""
+    from inference.models import PrecomputeRun
+    from inference.precompute import BACKENDS
+    from inference.tasks import precompute_task
+    from readerstudy.studies.actions import check_study_admin
+
+    check_study_admin(actor, study)
+    if backend not in BACKENDS:
+        raise InvalidInput(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if device not in ("cpu", "cuda"):
+        raise InvalidInput(f"device {device!r}: expected cpu or cuda")
+    with transaction.atomic():
+        run = PrecomputeRun.objects.create(study=study, created_by=actor, backend=backend, device=device)
+        audit.record(actor, "start_precompute", run, study=study, after={"backend": backend, "device": device})
+        transaction.on_commit(lambda: precompute_task.enqueue(run.pk))
+    return run

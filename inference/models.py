@@ -1,5 +1,6 @@
 """Precomputed DL predictions per case: probability, overlay, and the identity of the model that made them."""
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -36,3 +37,37 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.case} {self.model_name} {self.model_version}: {self.probability:.2f}"
+
+
+class PrecomputeRun(models.Model):
+    """A background precompute batch started from the admin; its row is the status page."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    study = models.ForeignKey("studies.Study", on_delete=models.PROTECT, related_name="precompute_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    backend = models.CharField(max_length=30)
+    device = models.CharField(max_length=10)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    n_cases = models.PositiveIntegerField(default=0)
+    n_done = models.PositiveIntegerField(default=0)
+    n_skipped = models.PositiveIntegerField(default=0)
+    n_failed = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"precompute {self.pk} of {self.study} ({self.status})"
+
+    @property
+    def progress(self) -> str:
+        handled = self.n_done + self.n_skipped + self.n_failed
+        return f"{handled} of {self.n_cases}"

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from readerstudy.errors import ActionError
@@ -56,7 +57,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status", "design")
     search_fields = ("name",)
     inlines = [ModalityInline, MembershipInline, CaseInline]
-    actions = ["launch", "close"]
+    actions = ["launch", "close", "precompute"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Study]:
         queryset = (
@@ -165,6 +166,21 @@ class StudyAdmin(admin.ModelAdmin):
                 self.message_user(request, str(exc), level=messages.ERROR)
             else:
                 self.message_user(request, f"{study.name}: launched, {n_items} items stored", level=messages.SUCCESS)
+
+    @admin.action(description="Precompute DL predictions (phantom UNet, CPU) in the background")
+    def precompute(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
+        from inference.actions import start_precompute
+
+        for study in queryset:
+            try:
+                run = start_precompute(request.user, study)
+            except ActionError as exc:
+                self.message_user(request, str(exc), level=messages.ERROR)
+            else:
+                url = reverse("admin:inference_precomputerun_change", args=[run.pk])
+                self.message_user(
+                    request, format_html('{}: precompute run <a href="{}">{}</a> started', study.name, url, run.pk)
+                )
 
     @admin.action(description="Close selected studies (no more reads)")
     def close(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:

@@ -2,13 +2,15 @@
 stored with their times, and a reload resumes at the right item."""
 
 import io
+import math
 
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 
 from fixtures.phantom import generate_demo_study
-from inference.actions import record_prediction
+from inference.models import Prediction
 from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
@@ -35,16 +37,8 @@ def build_study(tmp_path) -> Study:
     actions.add_modality(admin, study, "aided", "DL-assisted", shows_dl=True)
     actions.add_member(admin, study, reader, "reader")
     actions.import_cases(admin, study, manifest)
-    # Test predictions from the phantom's reference masks: they exercise the overlay plumbing, not a model.
-    for case in study.cases.select_related("series", "patient"):
-        masks = np.load(tmp_path / "data" / "masks" / f"{case.patient.pseudonym}.npz")
-        labelmap = masks["liver_mask"].astype(np.uint8)
-        labelmap[masks["lesion_labels"] > 0] = 2
-        record_prediction(
-            admin, case, model_name="reference-mask", model_version="test", weights_sha256="0" * 64,
-            inputs_sha256=str(case.pk), probability=0.8, labelmap=labelmap,
-            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
-        )
+    # The real precompute with the demo models: the page must show the overlays it stores.
+    call_command("precompute", "--study", study.name, "--no-progress")
     actions.launch_study(admin, study)
     return study
 
@@ -94,7 +88,9 @@ def test_reader_reads_a_session_with_overlay_only_in_aided_items(page, live_serv
         assert pixels.std() > 10, "the viewer canvas is blank"
         if item.modality.shows_dl:
             seen_aided = True
-            assert "80%" in page.get_by_test_id("dl-probability").inner_text()
+            probability = Prediction.objects.get(case=item.case).probability
+            shown = math.floor(probability * 100 + 0.5)  # JavaScript Math.round
+            assert f"DL: {shown}% metastasis" == page.get_by_test_id("dl-probability").inner_text().strip()
             before = canvas_pixels(page)
             page.get_by_test_id("overlay-toggle").click()
             page.wait_for_function("() => window.readingApp.overlayVisible === false")

@@ -125,7 +125,7 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     settings.BASE_DIR = tmp_path  # the generated password file goes here, not into the checkout
     monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-123")
     data = tmp_path / "demo"
-    call_command("demo", data_dir=str(data), no_progress=True)
+    call_command("demo", data_dir=str(data), no_progress=True, no_precompute=True)
     study = Study.objects.get(name=DEMO_STUDY)
     assert study.status == "launched" and study.design == "crossover"
     n_cases, n_patients = Case.objects.filter(study=study).count(), Patient.objects.filter(study=study).count()
@@ -144,7 +144,7 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     assert admin.is_superuser and admin.check_password("demo-pass-123")
 
     counts = [m.objects.count() for m in (Study, Case, Patient, SessionItem, AuditEvent, get_user_model())]
-    call_command("demo", data_dir=str(data), no_progress=True)
+    call_command("demo", data_dir=str(data), no_progress=True, no_precompute=True)
     assert [m.objects.count() for m in (Study, Case, Patient, SessionItem, AuditEvent, get_user_model())] == counts
 
 

@@ -35,8 +35,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--data-dir", default=str(settings.BASE_DIR / "fixtures" / "demo"))
         parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        parser.add_argument("--no-precompute", action="store_true", help="skip the DL predictions (tests)")
 
-    def handle(self, *args: Any, data_dir: str, no_progress: bool, **options: Any) -> None:
+    def handle(self, *args: Any, data_dir: str, no_progress: bool, no_precompute: bool, **options: Any) -> None:
         from fixtures.phantom import generate_demo_study  # numpy/pydicom-heavy: only the demo needs it
 
         data = Path(data_dir)
@@ -62,6 +63,10 @@ class Command(BaseCommand):
             self._build_simulated(users, manifest, no_progress)
         else:
             self.stdout.write(f"study {SIMULATED_STUDY!r} exists; nothing duplicated")
+
+        # DL predictions with the small phantom-trained demo models (idempotent: unchanged cases are skipped).
+        if not no_precompute:
+            call_command("precompute", *(["--no-progress"] if no_progress else []), stdout=self.stdout)
 
         self.stdout.write(
             f"\nusers: {', '.join(name for name, _ in DEMO_USERS)}; password {source}: {password}\n"

@@ -1,0 +1,5 @@
+import sys
+
+from bench.inference.run import main
+
+sys.exit(main())

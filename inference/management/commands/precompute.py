@@ -1,0 +1,49 @@
+"""python manage.py precompute [--study S] [--device cpu|cuda] [--backend phantom-unet|totalsegmentator]"""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from inference.precompute import BACKENDS, load_models, precompute
+from readerstudy.studies.models import Case, Study
+
+
+class Command(BaseCommand):
+    help = "Precompute DL predictions (segmentation overlay, lesion measurements, CRLM probability) per case."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--study", help="study name (default: every study)")
+        parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+        parser.add_argument("--backend", choices=BACKENDS, default="phantom-unet")
+        parser.add_argument("--force", action="store_true", help="recompute even when inputs are unchanged")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args: Any, study: str | None, device: str, backend: str, force: bool, no_progress: bool,
+               **options: Any) -> None:  # fmt: skip
+        cases = Case.objects.select_related("series", "study").order_by("study_id", "series_id", "case_id")
+        if study:
+            target = Study.objects.filter(name=study).first()
+            if target is None:
+                raise CommandError(f"no study named {study!r}")
+            cases = cases.filter(study=target)
+        cases = list(cases)
+        try:
+            segmenter, classifier = load_models(backend, device)
+        except (FileNotFoundError, RuntimeError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        with tqdm(total=len(cases), desc=f"precompute ({backend}, {device})", unit="case",
+                  disable=no_progress) as bar:  # fmt: skip
+            summary = precompute(
+                cases, backend=segmenter, classifier=classifier, force=force,
+                on_case=lambda case, outcome: (bar.set_postfix_str(f"{case.case_id}: {outcome}"), bar.update(1)),
+            )  # fmt: skip
+        for error in summary.errors:
+            self.stderr.write(f"failed: {error}")
+        self.stdout.write(
+            f"precompute: {summary.done} predicted, {summary.skipped} unchanged (skipped), {summary.failed} failed "
+            f"in {summary.seconds:.1f} s"
+            + (f" ({summary.seconds / summary.done:.2f} s per predicted case)" if summary.done else "")
+        )
+        if summary.failed:
+            raise CommandError(f"{summary.failed} case(s) failed; the others are stored (re-run to retry)")

@@ -1,0 +1,229 @@
+"""One case end to end: series folder + target centre -> :class:`CasePrediction`.
+
+Stages (each timed): read (DICOM -> volume), segment (liver + lesions), lesions (instances, sizes, matching the
+target), classify (CRLM probability of the matched lesion), seg (labelmap + DICOM SEG).
+
+If no lesion matches the target, the classifier runs on crops at the manifest centre (with the manifest's
+reference diameter, else 10 mm) and :attr:`CasePrediction.probability_source` says so: a reader study needs a
+probability for every case, and the overlay then shows no target lesion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.pipeline.classify import Classifier
+from inference.pipeline.dicom import Volume, list_dicom_files, read_series
+from inference.pipeline.lesions import find_lesions, match_targets
+from inference.pipeline.seg import LABELMAP_LABELS, make_dicom_seg, make_labelmap
+from inference.pipeline.segment import SegmentationBackend, file_sha256
+
+__all__ = ["PIPELINE_VERSION", "CasePrediction", "inputs_sha256", "predict_case"]
+
+PIPELINE_VERSION = "1"
+FALLBACK_DIAMETER_MM = 10.0
+
+
+@dataclass
+class CasePrediction:
+    """Everything the Django side stores for one case (see ``inference.models.Prediction``)."""
+
+    probability: float
+    probability_source: str  # "matched lesion" or "manifest centre (no lesion matched)"
+    target_matched: bool
+    labelmap: np.ndarray  # uint8 [slices, rows, columns], series slice order
+    labelmap_labels: list[dict[str, Any]]
+    lesions: list[dict[str, Any]]
+    seg_bytes: bytes
+    timings: dict[str, float]
+    device: str
+    models: dict[str, dict[str, str]]
+    inputs_sha256: str
+    slice_sop_instance_uids: list[str]
+    notes: list[str] = field(default_factory=list)
+    crop_logits: list[float] = field(default_factory=list)
+
+    @property
+    def runtime_seconds(self) -> float:
+        return float(sum(self.timings.values()))
+
+    @property
+    def target(self) -> dict[str, Any] | None:
+        return next((le for le in self.lesions if le["is_target"]), None)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable fields (no arrays or bytes)."""
+        return {
+            "probability": self.probability,
+            "probability_source": self.probability_source,
+            "target_matched": self.target_matched,
+            "labelmap_shape": list(self.labelmap.shape),
+            "labelmap_labels": self.labelmap_labels,
+            "lesions": self.lesions,
+            "seg_bytes": len(self.seg_bytes),
+            "timings": self.timings,
+            "device": self.device,
+            "models": self.models,
+            "inputs_sha256": self.inputs_sha256,
+            "notes": self.notes,
+        }
+
+
+def _identity(obj: Any) -> dict[str, str]:
+    return {"name": str(obj.name), "version": str(obj.version), "sha256": str(obj.weights_sha256)}
+
+
+def inputs_sha256(
+    series_folder: Path,
+    target_lps_mm: Sequence[float],
+    *,
+    backend: SegmentationBackend,
+    classifier: Classifier,
+    bins: Sequence[float],
+    tolerance_mm: float,
+    target_diameter_mm: float | None = None,
+    file_hashes: Sequence[str] | None = None,
+) -> str:
+    """Hash of the series files, the model identities and the parameters: unchanged -> same hash (skip)."""
+    if file_hashes is None:
+        file_hashes = sorted(file_sha256(p) for p in list_dicom_files(Path(series_folder)))
+    payload = {
+        "pipeline": PIPELINE_VERSION,
+        "files": sorted(file_hashes),
+        "segmentation": _identity(backend),
+        "classifier": _identity(classifier),
+        "target_lps_mm": [round(float(v), 3) for v in target_lps_mm],
+        "target_diameter_mm": None if target_diameter_mm is None else round(float(target_diameter_mm), 3),
+        "bins": [float(b) for b in bins],
+        "tolerance_mm": float(tolerance_mm),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def predict_case(
+    series_folder: Path,
+    target_lps_mm: Sequence[float],
+    *,
+    backend: SegmentationBackend,
+    classifier: Classifier,
+    bins: Sequence[float] = (10, 30),
+    tolerance_mm: float = 10.0,
+    target_diameter_mm: float | None = None,
+    workdir: Path | None = None,
+    volume: Volume | None = None,
+) -> CasePrediction:
+    """Run the pipeline on one case.
+
+    Args:
+        series_folder: the (de-identified) series.
+        target_lps_mm: the manifest's lesion centre, LPS ``(x, y, z)`` mm.
+        backend: a :class:`~inference.pipeline.segment.SegmentationBackend` (its device is the pipeline's).
+        classifier: a loaded :class:`~inference.pipeline.classify.Classifier`.
+        bins: size-stratum edges (mm).
+        tolerance_mm: target-to-centroid matching distance (see :func:`~inference.pipeline.lesions.match_targets`).
+        target_diameter_mm: the manifest's reference diameter, used only for the fallback crop.
+        workdir: scratch folder for the backend (a temporary one when omitted).
+        volume: an already read volume of ``series_folder`` (skips the read stage).
+    """
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+    t = time.perf_counter()
+    vol = volume if volume is not None else read_series(Path(series_folder))
+    timings["read"] = time.perf_counter() - t
+    notes.extend(vol.notes)
+    key = inputs_sha256(
+        series_folder,
+        target_lps_mm,
+        backend=backend,
+        classifier=classifier,
+        bins=bins,
+        tolerance_mm=tolerance_mm,
+        target_diameter_mm=target_diameter_mm,
+        file_hashes=vol.file_sha256 or None,
+    )
+
+    t = time.perf_counter()
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="segment-") as tmp:
+            seg = backend.segment(vol, Path(tmp))
+    else:
+        seg = backend.segment(vol, Path(workdir))
+    timings["segment"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    lesions, instances = find_lesions(seg.lesion_mask, seg.liver_mask, vol.spacing_mm, vol.affine, bins=bins)
+    match = match_targets(lesions, [target_lps_mm], tolerance_mm)
+    li = match.lesion_for(0)
+    target = lesions[li] if li is not None else None
+    timings["lesions"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if target is not None:
+        prob, logits = classifier.predict(
+            vol.hu, vol.spacing_mm, target.centroid_index, target.diameter_mm, z_range=target.slices
+        )
+        source = "matched lesion"
+    else:
+        diameter = float(target_diameter_mm) if target_diameter_mm else FALLBACK_DIAMETER_MM
+        centre = vol.lps_to_index(target_lps_mm)
+        if np.any(centre < -0.5) or np.any(centre > np.array(vol.shape) - 0.5):
+            raise ValueError(
+                f"target {list(target_lps_mm)} mm lies outside the series {series_folder} "
+                f"(index {centre.round(1).tolist()})"
+            )
+        prob, logits = classifier.predict(vol.hu, vol.spacing_mm, centre, diameter)
+        source = "manifest centre (no lesion matched)"
+        notes.append(
+            f"no segmented lesion within {tolerance_mm} mm of the target; classified crops at the manifest centre "
+            f"({diameter:g} mm field)"
+        )
+    timings["classify"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    target_label = target.label if target is not None else None
+    labelmap = make_labelmap(seg.liver_mask, instances, target_label)
+    seg_name = str(backend.name)
+    seg_bytes = make_dicom_seg(
+        vol,
+        seg.liver_mask,
+        instances,
+        lesions,
+        target_label,
+        algorithm_name=seg_name,
+        algorithm_version=str(backend.version),
+        uid_seed=key,
+    )
+    timings["seg"] = time.perf_counter() - t
+
+    lesion_dicts = []
+    for le in lesions:
+        d = le.to_dict()
+        d["centroid_mm"] = d.pop("centroid_lps_mm")
+        d["is_target"] = le.label == target_label
+        lesion_dicts.append(d)
+    device = str(getattr(backend, "device", getattr(classifier, "device", "cpu")))
+    return CasePrediction(
+        probability=float(prob),
+        probability_source=source,
+        target_matched=target is not None,
+        labelmap=labelmap,
+        labelmap_labels=[dict(d) for d in LABELMAP_LABELS],
+        lesions=lesion_dicts,
+        seg_bytes=seg_bytes,
+        timings={k: round(v, 4) for k, v in timings.items()},
+        device=device,
+        models={"segmentation": _identity(backend), "classifier": _identity(classifier)},
+        inputs_sha256=key,
+        slice_sop_instance_uids=list(vol.sop_instance_uids),
+        notes=notes,
+        crop_logits=[float(v) for v in logits],
+    )

@@ -1,0 +1,98 @@
+"""Phantom backend end to end: series -> segmentation -> lesions -> classifier -> labelmap + DICOM SEG."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from inference.pipeline.dicom import read_series
+from inference.pipeline.evaluate import dice
+from inference.pipeline.run import predict_case
+from inference.pipeline.seg import read_seg
+from tests.inference.conftest import MODELS
+
+
+@pytest.fixture(scope="module")
+def prediction(phantom_series, unet_backend, classifier):
+    target = phantom_series.phantom.lesions[0]  # the 24 mm CRLM
+    return predict_case(
+        phantom_series.folder,
+        target.center_lps_mm,
+        backend=unet_backend,
+        classifier=classifier,
+        bins=(10, 30),
+        tolerance_mm=10.0,
+        target_diameter_mm=target.diameter_mm,
+    )
+
+
+def test_segmentation_and_target_on_a_phantom(phantom_series, prediction):
+    ph = phantom_series.phantom
+    lm = prediction.labelmap
+    assert lm.dtype == np.uint8 and lm.shape == ph.shape
+    assert set(np.unique(lm)) <= {0, 1, 2, 3}
+    assert dice(lm >= 1, ph.liver_mask) > 0.9
+    assert prediction.target_matched and prediction.probability_source == "matched lesion"
+    target = prediction.target
+    assert target is not None and target["is_target"]
+    assert dice(lm == 2, ph.lesion_labels == 1) > 0.7
+    assert abs(target["diameter_mm"] - 24.0) < 4.0
+    assert target["stratum"] == "10-30"
+    assert np.linalg.norm(np.subtract(target["centroid_mm"], ph.lesions[0].center_lps_mm)) < 4.0
+    assert sum(le["is_target"] for le in prediction.lesions) == 1
+    assert 0.0 < prediction.probability < 1.0
+    assert set(prediction.timings) == {"read", "segment", "lesions", "classify", "seg"}
+    assert prediction.device == "cpu"
+    assert (
+        prediction.models["segmentation"]["sha256"]
+        == hashlib.sha256((MODELS / "phantom_unet.pt").read_bytes()).hexdigest()
+    )
+    json.dumps(prediction.summary())  # what the Django side stores must serialise
+
+
+def test_dicom_seg_reads_back_with_the_labelmap_counts(phantom_series, prediction):
+    vol = read_series(phantom_series.folder)
+    summary = read_seg(prediction.seg_bytes, vol.sop_instance_uids)
+    assert set(summary.referenced_sop_instance_uids) <= set(vol.sop_instance_uids)
+    assert summary.segment_labels[1] == "Liver"
+    lm = prediction.labelmap
+    assert summary.voxel_counts[1] == int((lm >= 1).sum())
+    lesion_segments = {n: lab for n, lab in summary.segment_labels.items() if n > 1}
+    assert len(lesion_segments) == len(prediction.lesions)
+    target_seg = next(n for n, lab in lesion_segments.items() if lab.endswith("(target)"))
+    assert summary.voxel_counts[target_seg] == int((lm == 2).sum())
+    assert sum(summary.voxel_counts[n] for n in lesion_segments) == int((lm >= 2).sum())
+    assert len(prediction.seg_bytes) < 2_000_000  # compact: empty frames omitted, 1 bit per pixel
+
+
+def test_inputs_hash_is_stable_and_sensitive(phantom_series, unet_backend, classifier, prediction):
+    from inference.pipeline.run import inputs_sha256
+
+    kw = dict(backend=unet_backend, classifier=classifier, bins=(10, 30), tolerance_mm=10.0, target_diameter_mm=24.0)
+    target = phantom_series.phantom.lesions[0].center_lps_mm
+    assert inputs_sha256(phantom_series.folder, target, **kw) == prediction.inputs_sha256
+    assert inputs_sha256(phantom_series.folder, target, **{**kw, "tolerance_mm": 5.0}) != prediction.inputs_sha256
+    assert inputs_sha256(phantom_series.folder, (0, 0, 0), **kw) != prediction.inputs_sha256
+
+
+def test_unmatched_target_falls_back_to_the_manifest_centre(phantom_series, unet_backend, classifier):
+    ph = phantom_series.phantom
+    # a point in the liver far from every lesion
+    idx = np.argwhere(ph.liver_mask & (ph.lesion_labels == 0))
+    dist = np.min(
+        [np.linalg.norm(ph.index_to_lps(idx) - np.array(s.center_lps_mm), axis=1) for s in ph.lesions], axis=0
+    )
+    point = ph.index_to_lps(idx[int(np.argmax(dist))])
+    pred = predict_case(
+        phantom_series.folder, point, backend=unet_backend, classifier=classifier, target_diameter_mm=12.0
+    )
+    assert not pred.target_matched
+    assert pred.probability_source == "manifest centre (no lesion matched)"
+    assert any("manifest centre" in n for n in pred.notes)
+    assert not (pred.labelmap == 2).any() and (pred.labelmap == 3).any()
+    assert 0.0 < pred.probability < 1.0
+    with pytest.raises(ValueError, match="lies outside the series"):
+        predict_case(phantom_series.folder, (0, 0, 900), backend=unet_backend, classifier=classifier)
