@@ -90,3 +90,23 @@ def test_admin_starts_precompute_as_a_background_task_with_status(study, monkeyp
     assert (run.status, run.n_cases, run.n_done, run.n_failed) == ("done", 4, 4, 0)
     page = client.get(f"/admin/inference/precomputerun/{run.pk}/change/").content.decode()
     assert "4 of 4" in page or "done" in page.lower()
+
+
+def test_evaluate_predictions_reports_auc_and_segmentation_agreement(study, tmp_path, capsys):
+    import json
+
+    call_command("precompute", "--study", study.name, "--no-progress")
+    out = tmp_path / "evaluation.json"
+    call_command(
+        "evaluate_predictions", "--study", study.name, "--masks", str(tmp_path / "data" / "masks"), "--json", str(out)
+    )
+    result = json.loads(out.read_text())
+    assert set(result["auc"]) == {"all", "<=10", "10-30", ">30"}
+    overall = result["auc"]["all"]
+    assert "error" in overall or 0.0 <= overall["auc"] <= 1.0
+    segmentation = result["segmentation"]
+    assert segmentation["n_series"] == 2
+    # Plumbing check (a flipped axis or slice order would give ~0): the demo UNet's liver overlaps the reference.
+    assert segmentation["liver_dice_mean"] > 0.5
+    assert segmentation["lesions_by_stratum"]["all"]["n"] == study.cases.count()
+    assert "DL AUC all" in capsys.readouterr().out
