@@ -1,6 +1,11 @@
 """Read-only admin views of sessions, reads and the audit trail (actions are the only writers)."""
 
+import csv
+import json
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
 
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
 from readerstudy.studies.admin import ReadOnlyAdminMixin
@@ -36,8 +41,22 @@ class ReadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "actor", "verb", "object_type", "object_id", "study")
-    list_filter = ("verb", "object_type", "study")
-    search_fields = ("object_id", "actor__username")
+    list_filter = ("verb", "object_type", "study", ("actor", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("object_id", "actor__username", "verb")
     date_hierarchy = "created_at"
     list_select_related = ("actor", "study")
     readonly_fields = ("created_at", "actor", "study", "verb", "object_type", "object_id", "before", "after")
+    actions = ["export_csv"]
+
+    @admin.action(description="Export selected events as CSV")
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
+        writer = csv.writer(response)
+        writer.writerow(["id", "created_at", "actor", "study", "verb", "object_type", "object_id", "before", "after"])
+        for e in queryset.select_related("actor", "study").order_by("created_at", "id"):
+            actor = e.actor.get_username() if e.actor else ""
+            study = e.study.name if e.study else ""
+            row = [e.pk, e.created_at.isoformat(), actor, study, e.verb, e.object_type, e.object_id]
+            writer.writerow([*row, json.dumps(e.before), json.dumps(e.after)])
+        return response

@@ -1,0 +1,40 @@
+"""Back up one study (set-up, cases, truth, sessions, reads, audit trail, predictions, images) to a tar.gz."""
+
+import time
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from readerstudy import backup
+from readerstudy.errors import ActionError
+from readerstudy.studies.models import Study
+
+
+class Command(BaseCommand):
+    help = "Write STUDY to the archive OUT (.tar.gz); restore it with restore_study."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("study", help="study name")
+        parser.add_argument("out", type=Path, help="archive to write (.tar.gz); refused if it exists")
+        parser.add_argument("--no-images", action="store_true", help="leave the DICOM files of the series out")
+        parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+    def handle(self, *args: Any, study: str, out: Path, no_images: bool, no_progress: bool, **options: Any) -> None:
+        target = Study.objects.filter(name=study).first()
+        if target is None:
+            raise CommandError(f"no study named {study!r}")
+        started = time.monotonic()
+        try:
+            path = backup.backup(target, out, images=not no_images, progress=not no_progress)
+        except ActionError as exc:
+            raise CommandError(str(exc)) from None
+        summary = backup.archive_summary(path)
+        counts = summary["counts"]
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB in {time.monotonic() - started:.1f} s): "
+                f"{counts['cases']} cases, {counts['reads']} reads, {counts['audit_events']} audit events, "
+                f"{counts['files']} files" + ("" if summary["images"] else " (no images)")
+            )
+        )
