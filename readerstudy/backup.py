@@ -623,7 +623,8 @@ class _Restorer:
         for name in self.saved:
             try:
                 default_storage.delete(name)
-            except OSError:
+                Path(default_storage.path(name)).parent.rmdir()  # the new study's folder, once empty
+            except (OSError, NotImplementedError):
                 pass
         for path in self.written:
             shutil.rmtree(path, ignore_errors=True)

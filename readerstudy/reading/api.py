@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -280,6 +280,10 @@ class OverlayView(ActionAPIView):
         response["X-Overlay-Shape"] = ",".join(str(n) for n in prediction.overlay_shape)
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+
+def not_found(request: Any, *args: Any, **kwargs: Any) -> JsonResponse:
+    return JsonResponse({"detail": "no such API endpoint or object", "errors": []}, status=404)
 
 
 def _flatten(errors: dict) -> list[str]:

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from readerstudy.reading import api, views
 
@@ -19,6 +19,8 @@ api_patterns = (
         path("items/<int:item_id>/read/", api.SubmitReadView.as_view(), name="submit"),
         path("items/<int:item_id>/images/<int:index>", api.ImageView.as_view(), name="image"),
         path("items/<int:item_id>/overlay", api.OverlayView.as_view(), name="overlay"),
+        # Anything else under /api/ (e.g. a malformed id) answers JSON, like every API error.
+        re_path(r"^(?!schema/).*$", api.not_found, name="not-found"),
     ],
     "reading-api",
 )
