@@ -95,15 +95,6 @@ def software_version() -> str:
     return version()
 
 
-def _sha256_file(path: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
 class _HashingReader:
     """File-like wrapper that hashes what is read through it."""
 
@@ -571,7 +562,10 @@ class _Restorer:
 
     def prepare_series(self, objs: list[ImageSeries], rows: list[dict]) -> None:
         for obj, row in zip(objs, rows, strict=True):
-            rel = _safe_member(row.get("path"))
+            try:
+                rel = _safe_member(row.get("path"))
+            except BackupError:
+                raise BackupError(f"tables/series.jsonl row {row.get('id')}: path {row.get('path')!r}") from None
             target = self.root.joinpath(*rel.parts)
             staged = self.v.staging / "series" / str(row.get("id"))
             if staged.is_dir():

@@ -1,24 +1,39 @@
-from django.urls import path, re_path
+from django.urls import path, re_path, register_converter
 
 from readerstudy.reading import api, views
 
 app_name = "reading"
 
+
+class IdConverter:
+    """Database ids: at most 18 digits (bigint range); anything else falls through to the API's JSON 404."""
+
+    regex = "[0-9]{1,18}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+register_converter(IdConverter, "id")
+
 urlpatterns = [
     path("", views.worklist, name="worklist"),
-    path("session/<int:session_id>/", views.reading_page, name="session"),
+    path("session/<id:session_id>/", views.reading_page, name="session"),
 ]
 
 api_patterns = (
     [
         path("worklist/", api.WorklistView.as_view(), name="worklist"),
-        path("sessions/<int:session_id>/", api.SessionView.as_view(), name="session"),
-        path("sessions/<int:session_id>/start/", api.StartSessionView.as_view(), name="start"),
-        path("sessions/<int:session_id>/next/", api.NextItemView.as_view(), name="next"),
-        path("items/<int:item_id>/", api.ItemView.as_view(), name="item"),
-        path("items/<int:item_id>/read/", api.SubmitReadView.as_view(), name="submit"),
-        path("items/<int:item_id>/images/<int:index>", api.ImageView.as_view(), name="image"),
-        path("items/<int:item_id>/overlay", api.OverlayView.as_view(), name="overlay"),
+        path("sessions/<id:session_id>/", api.SessionView.as_view(), name="session"),
+        path("sessions/<id:session_id>/start/", api.StartSessionView.as_view(), name="start"),
+        path("sessions/<id:session_id>/next/", api.NextItemView.as_view(), name="next"),
+        path("items/<id:item_id>/", api.ItemView.as_view(), name="item"),
+        path("items/<id:item_id>/read/", api.SubmitReadView.as_view(), name="submit"),
+        path("items/<id:item_id>/images/<id:index>", api.ImageView.as_view(), name="image"),
+        path("items/<id:item_id>/overlay", api.OverlayView.as_view(), name="overlay"),
         # Anything else under /api/ (e.g. a malformed id) answers JSON, like every API error.
         re_path(r"^(?!schema/).*$", api.not_found, name="not-found"),
     ],
