@@ -56,7 +56,11 @@ def probe_series(folder: Path) -> SeriesInfo:
 def _geometry(folder: Path, headers: list) -> SeriesInfo:
     modalities = {str(getattr(ds, "Modality", "")) for _, ds in headers}
     if modalities != {"CT"}:
-        raise SeriesError(f"series folder {folder} holds modality {sorted(modalities)}, expected CT only")
+        odd = next(path.name for path, ds in headers if str(getattr(ds, "Modality", "")) != "CT")
+        raise SeriesError(
+            f"series folder {folder} holds modality {sorted(modalities)}, expected CT only "
+            f"(first other file: {odd}; a truncated file has no Modality)"
+        )
     uids = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in headers}
     if len(uids) > 1:
         raise SeriesError(f"series folder {folder} mixes {len(uids)} series (SeriesInstanceUID); expected one")

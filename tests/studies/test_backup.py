@@ -1,0 +1,354 @@
+"""backup_study / restore_study: the round trip keeps every read and audit event; bad archives change nothing."""
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from inference.actions import record_prediction
+from inference.models import Prediction
+from readerstudy import backup
+from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.studies.ingest import study_storage
+from readerstudy.studies.models import Study
+from tests.factories import build_study, make_user
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def study(tmp_path):
+    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Source")
+    admin = make_user("admin", superuser=True)
+    for case in study.cases.select_related("series"):
+        s = case.series
+        labelmap = np.zeros((s.n_slices, s.rows, s.columns), dtype=np.uint8)
+        labelmap[case.slice_index, 2:5, 2:5] = 2
+        record_prediction(
+            admin,
+            case,
+            model_name="test-model",
+            model_version="1",
+            weights_sha256="a" * 64,
+            inputs_sha256=str(case.pk),
+            probability=0.25 + 0.1 * (case.pk % 5),
+            labelmap=labelmap,
+            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
+            seg_bytes=b"DICM-seg-" + case.case_id.encode(),
+        )
+    call_command("simulate_reads", study.name, "--no-progress", "--seed", "5")
+    study.refresh_from_db()
+    assert Read.objects.filter(study=study).count() == 2 * 6 * 2
+    return study
+
+
+@pytest.fixture
+def archive(study, tmp_path):
+    out = tmp_path / "backup" / "source.tar.gz"
+    call_command("backup_study", study.name, str(out), "--no-progress", stdout=io.StringIO())
+    return out
+
+
+# --- what the comparisons look at: everything that does not depend on primary keys --------------------------------
+
+
+def reads_of(study):
+    return sorted(
+        (
+            r.reader.username,
+            r.case.case_id,
+            r.modality.key,
+            r.rating,
+            r.active_seconds,
+            r.submitted_at,
+            json.dumps(r.viewer_state, sort_keys=True),
+            r.item.session.index,
+            r.item.position,
+        )
+        for r in Read.objects.filter(study=study).select_related("reader", "case", "modality", "item__session")
+    )
+
+
+def audit_of(study):
+    return [
+        (
+            e.verb,
+            e.actor.username if e.actor else None,
+            e.object_type,
+            e.created_at,
+            json.dumps(e.before, sort_keys=True),
+            json.dumps(e.after, sort_keys=True),
+        )
+        for e in AuditEvent.objects.filter(study=study).select_related("actor").order_by("created_at", "id")
+    ]
+
+
+def orders_of(study):
+    return {
+        (s.reader.username, s.index, s.available_from, s.started_at, s.finished_at): [
+            (i.position, i.case.case_id, i.modality.key) for i in s.items.select_related("case", "modality")
+        ]
+        for s in ReadingSession.objects.filter(study=study).select_related("reader")
+    }
+
+
+def truth_of(study):
+    return {
+        c.case_id: (c.truth.label, c.truth.source, c.patient.pseudonym, c.diameter_mm, c.slice_index, c.size_stratum)
+        for c in study.cases.select_related("truth", "patient")
+    }
+
+
+def images_of(study):
+    """Per patient: the series' folder relative to the study's storage and each file's sha256."""
+    root = study_storage(study)
+    out = {}
+    for case in study.cases.select_related("series", "patient"):
+        folder = Path(case.series.path)
+        assert folder.is_relative_to(root)
+        files = sorted((p.name, sha(p)) for p in folder.iterdir())
+        out[case.patient.pseudonym] = (folder.relative_to(root).as_posix(), case.series.slice_files, files)
+    return out
+
+
+def predictions_of(study):
+    return {
+        p.case.case_id: (
+            p.model_name,
+            p.probability,
+            p.created_at,
+            p.overlay_shape,
+            p.overlay_labels,
+            hashlib.sha256(p.overlay.read()).hexdigest(),
+            hashlib.sha256(p.seg.read()).hexdigest(),
+        )
+        for p in Prediction.objects.filter(case__study=study).select_related("case")
+    }
+
+
+def study_fields(study):
+    fields = ("description", "design", "washout_days", "patient_grouping", "seed", "status", "rating_min")
+    return [getattr(study, f) for f in fields] + [
+        study.rating_max,
+        study.size_bins_mm,
+        study.window_presets,
+        study.created_at,
+        study.launched_at,
+        study.closed_at,
+        sorted(study.modalities.values_list("key", "label", "shows_dl", "order")),
+        sorted(study.memberships.values_list("user__username", "role")),
+    ]
+
+
+def row_counts():
+    counts = {m._meta.label: m.objects.count() for m in apps.get_models()}
+    studies_dir = Path(settings.MEDIA_ROOT) / "studies"
+    files = sorted(str(p.relative_to(settings.MEDIA_ROOT)) for p in Path(settings.MEDIA_ROOT).rglob("*"))
+    return counts, files, sorted(p.name for p in studies_dir.iterdir())
+
+
+def repack(archive: Path, out: Path, change) -> Path:
+    """Copy an archive member by member; ``change(name, data)`` returns the bytes to write instead."""
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(out, "w:gz") as dst:
+        for info in src.getmembers():
+            data = change(info.name, src.extractfile(info).read())
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    return out
+
+
+# --- tests --------------------------------------------------------------------------------------------------------
+
+
+def test_archive_has_a_versioned_manifest_with_every_members_sha256(study, archive):
+    with tarfile.open(archive, "r:gz") as tar:
+        names = tar.getnames()
+        assert names[0] == "manifest.json"
+        manifest = json.loads(tar.extractfile("manifest.json").read())
+        for name in names[1:]:
+            assert manifest["members"][name]["sha256"] == hashlib.sha256(tar.extractfile(name).read()).hexdigest()
+    assert sorted(manifest["members"]) == sorted(names[1:])
+    assert manifest["format"] == "readerstudy-backup" and manifest["format_version"] == 1
+    assert manifest["software_version"].startswith("readerstudy ")
+    assert manifest["study"] == {"id": study.pk, "name": "Source"} and manifest["images"] is True
+    assert manifest["counts"]["reads"] == 24 and manifest["counts"]["cases"] == 6
+    assert manifest["counts"]["audit_events"] == AuditEvent.objects.filter(study=study).count()
+    n_dicom = sum(len(list(Path(s).iterdir())) for s in set(study.cases.values_list("series__path", flat=True)))
+    assert sum(n.startswith("series/") for n in names) == n_dicom == manifest["counts"]["files"] - 2 * 6
+    series = [json.loads(line) for line in tar_member(archive, "tables/series.jsonl").splitlines()]
+    assert all(not s["path"].startswith("/") and s["path"].startswith("import-") for s in series)
+
+
+def tar_member(archive, name):
+    with tarfile.open(archive, "r:gz") as tar:
+        return tar.extractfile(name).read().decode()
+
+
+def test_round_trip_keeps_every_read_audit_event_order_truth_and_file(study, archive):
+    before = {
+        "reads": reads_of(study),
+        "audit": audit_of(study),
+        "orders": orders_of(study),
+        "truth": truth_of(study),
+        "images": images_of(study),
+        "predictions": predictions_of(study),
+        "study": study_fields(study),
+    }
+    n_users = User.objects.count()
+    out = io.StringIO()
+    call_command("restore_study", str(archive), "--rename", "Copy", "--as", "admin", "--no-progress", stdout=out)
+    assert "restored 'Copy'" in out.getvalue()
+
+    copy = Study.objects.get(name="Copy")
+    assert copy.pk != study.pk
+    assert reads_of(copy) == before["reads"] and len(before["reads"]) == 24
+    assert orders_of(copy) == before["orders"]
+    assert truth_of(copy) == before["truth"]
+    assert images_of(copy) == before["images"]
+    assert predictions_of(copy) == before["predictions"]
+    assert study_fields(copy) == before["study"]
+    # The source is untouched; no user was created: all usernames exist here already.
+    assert reads_of(study) == before["reads"] and audit_of(study) == before["audit"]
+    assert User.objects.count() == n_users
+
+    # Every audit event, timestamps exactly, then one restore event.
+    restored = audit_of(copy)
+    assert restored[:-1] == before["audit"] and len(before["audit"]) > 24
+    verb, actor, object_type, created_at, _, after = restored[-1]
+    assert (verb, actor, object_type) == ("restore_study", "admin", "study")
+    after = json.loads(after)
+    assert after["archive_sha256"] == sha(archive) and after["source_study"] == {"id": study.pk, "name": "Source"}
+    assert after["users_created"] == [] and after["idempotency_keys_rewritten"] == 24
+    assert created_at > before["audit"][-1][3]
+
+    # Object ids point at the restored rows (or are marked as not restored).
+    for event in AuditEvent.objects.filter(study=copy).exclude(verb="restore_study"):
+        if event.object_type == "read":
+            read = Read.objects.get(pk=int(event.object_id))
+            assert read.study_id == copy.pk and read.rating == event.after["rating"]
+        elif event.object_type == "study":
+            assert event.object_id == str(copy.pk)
+        elif event.object_type == "prediction":
+            assert Prediction.objects.get(pk=int(event.object_id)).case.study_id == copy.pk
+        elif event.object_type == "readingsession":
+            assert ReadingSession.objects.get(pk=int(event.object_id)).study_id == copy.pk
+        else:
+            assert event.object_id.startswith("orig:") or int(event.object_id) > 0
+    # Idempotency keys are unique per reader: taken ones are rewritten, deterministically.
+    keys = set(Read.objects.filter(study=copy).values_list("idempotency_key", flat=True))
+    assert all(k.startswith("restored-") for k in keys) and len(keys) == 24
+
+
+def test_missing_users_are_created_without_password_or_rights(study, archive):
+    # Rename the source's people, so that the archive's usernames do not exist here (as on a fresh server).
+    originals = {}
+    for user in User.objects.filter(username__in=["admin", "reader1", "reader2"]):
+        originals[user.username] = user.pk
+        user.username = f"old-{user.username}"
+        user.save()
+    keys = sorted(Read.objects.filter(study=study).values_list("idempotency_key", flat=True))
+    call_command("restore_study", str(archive), "--rename", "Copy", "--no-progress", stdout=io.StringIO())
+    copy = Study.objects.get(name="Copy")
+    for username in ("admin", "reader1", "reader2"):
+        user = User.objects.get(username=username)
+        assert user.pk != originals[username]
+        assert not user.has_usable_password() and not user.is_staff and not user.is_superuser
+    event = copy.audit_events.get(verb="restore_study")
+    assert event.actor is None and sorted(event.after["users_created"]) == ["admin", "reader1", "reader2"]
+    assert event.after["idempotency_keys_rewritten"] == 0
+    assert sorted(Read.objects.filter(study=copy).values_list("idempotency_key", flat=True)) == keys
+    assert sorted(r[0] for r in reads_of(copy)) == sorted(f"reader{i}" for i in (1, 2) for _ in range(12))
+
+
+@pytest.mark.parametrize("member", ["tables/reads.jsonl", "tables/audit_events.jsonl", "series", "predictions"])
+def test_a_corrupt_member_is_named_and_changes_nothing(study, archive, tmp_path, member):
+    with tarfile.open(archive, "r:gz") as tar:
+        target = next(n for n in tar.getnames() if n.startswith(member))
+
+    def flip(name, data):
+        if name != target:
+            return data
+        return data[:-2] + bytes([data[-2] ^ 1]) + data[-1:]
+
+    bad = repack(archive, tmp_path / "bad.tar.gz", flip)
+    before = row_counts()
+    with pytest.raises(CommandError, match=f"archive member {target} is corrupt"):
+        call_command("restore_study", str(bad), "--rename", "Copy", "--no-progress")
+    assert row_counts() == before
+
+
+def test_wrong_format_version_or_format_is_refused(study, archive, tmp_path):
+    def manifest(**changes):
+        def change(name, data):
+            return json.dumps({**json.loads(data), **changes}).encode() if name == "manifest.json" else data
+
+        return change
+
+    before = row_counts()
+    newer = repack(archive, tmp_path / "v2.tar.gz", manifest(format_version=2))
+    with pytest.raises(CommandError, match="format version 2 is newer than this software reads"):
+        call_command("restore_study", str(newer), "--rename", "Copy", "--no-progress")
+    other = repack(archive, tmp_path / "other.tar.gz", manifest(format="something-else"))
+    with pytest.raises(CommandError, match="not a readerstudy-backup archive"):
+        call_command("restore_study", str(other), "--rename", "Copy", "--no-progress")
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(archive.read_bytes()[:1000])
+    with pytest.raises(CommandError, match=r"not a readable tar\.gz"):
+        call_command("restore_study", str(garbage), "--rename", "Copy", "--no-progress")
+    assert row_counts() == before
+
+
+def test_an_existing_name_is_refused_unless_renamed(study, archive):
+    before = row_counts()
+    with pytest.raises(CommandError, match="a study named 'Source' exists already"):
+        call_command("restore_study", str(archive), "--no-progress")
+    assert row_counts() == before
+
+
+def test_a_failure_inside_the_transaction_leaves_no_rows_and_no_files(study, archive, monkeypatch):
+    before = row_counts()
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(backup.audit, "record", fail)
+    with pytest.raises(RuntimeError, match="disk full"):
+        backup.restore(archive, None, rename="Copy")
+    assert row_counts() == before
+
+
+def test_backup_without_images_and_no_overwrite(study, archive, tmp_path):
+    small = tmp_path / "small.tar.gz"
+    call_command("backup_study", study.name, str(small), "--no-images", "--no-progress", stdout=io.StringIO())
+    with tarfile.open(small, "r:gz") as tar:
+        names = tar.getnames()
+    assert not any(n.startswith("series/") for n in names) and any(n.startswith("predictions/") for n in names)
+    assert small.stat().st_size < archive.stat().st_size
+    with pytest.raises(CommandError, match="exists already"):
+        call_command("backup_study", study.name, str(small), "--no-progress")
+    out = io.StringIO()
+    call_command("restore_study", str(small), "--rename", "Lite", "--no-progress", stdout=out)
+    assert "holds no images" in out.getvalue()
+    lite = Study.objects.get(name="Lite")
+    assert reads_of(lite) == reads_of(study) and SessionItem.objects.filter(study=lite).count() == 24
+    assert all(Path(p).is_relative_to(study_storage(lite)) for p in lite.cases.values_list("series__path", flat=True))
+
+
+def test_restore_needs_staff(study, archive):
+    with pytest.raises(backup.NotAllowed):
+        backup.restore(archive, make_user("reader1"), rename="Copy")
