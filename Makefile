@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1:8000
 
-.PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer clean-demo
+.PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer bench-load clean-demo
 
 # torch first, pinned: that takes the local CPU wheel (an unpinned torch pulls multi-GB CUDA builds).
 $(VENV)/.installed: requirements.txt
@@ -64,4 +64,8 @@ bench-analysis: setup
 bench-viewer: setup
 	$(PY) -m bench.viewer
 
-bench: bench-analysis bench-viewer
+bench-load: setup
+	$(PY) -m bench.load
+	$(PY) -m bench.load --fault
+
+bench: bench-analysis bench-viewer bench-load
