@@ -3,6 +3,7 @@
 from pathlib import Path
 from typing import Any
 
+from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -13,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.actions import current_prediction
-from readerstudy.errors import ActionError
+from readerstudy.errors import ActionError, NotOpenYet
 from readerstudy.reading import access, actions
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
@@ -67,16 +68,21 @@ def session_payload(session: ReadingSession, now: Any) -> dict:
     }
 
 
-def item_payload(item: SessionItem) -> dict:
-    """What the reading page needs for one item. DL fields exist only where the blinding rules allow them."""
+def item_payload(item: SessionItem, *, unread: bool = False) -> dict:
+    """What the reading page needs for one item. DL fields exist only where the blinding rules allow them.
+
+    ``unread``: the caller knows the item has no read yet (the next item), which saves a query.
+    """
     session, case, study = item.session, item.case, item.session.study
     series = case.series
+    # One query for both counts: this runs on every case a reader opens.
+    progress = SessionItem.objects.filter(session=session).aggregate(n_items=Count("id"), n_read=Count("read"))
     payload = {
         "id": item.pk,
         "session": session.pk,
         "position": item.position,
-        "n_items": session.items.count(),
-        "n_read": Read.objects.filter(item__session=session).count(),
+        "n_items": progress["n_items"],
+        "n_read": progress["n_read"],
         "modality": {"key": item.modality.key, "label": item.modality.label, "shows_dl": item.modality.shows_dl},
         "images": [reverse("reading-api:image", args=[item.pk, i]) for i in range(series.n_slices)],
         "lesion": {
@@ -89,7 +95,7 @@ def item_payload(item: SessionItem) -> dict:
         "rating_scale": {"min": study.rating_min, "max": study.rating_max, **RATING_LEGEND},
         "read": None,
     }
-    read = Read.objects.filter(item=item).first()
+    read = None if unread else Read.objects.filter(item=item).first()
     if read is not None:
         payload["read"] = {"rating": read.rating, "submitted_at": read.submitted_at}
     if access.dl_allowed(item):
@@ -102,7 +108,9 @@ def item_payload(item: SessionItem) -> dict:
                 "overlay_shape": prediction.overlay_shape,
                 "labels": prediction.overlay_labels,
             }
-    following = SessionItem.objects.filter(session=session, position=item.position + 1).first()
+    following = (
+        SessionItem.objects.filter(session=session, position=item.position + 1).select_related("case__series").first()
+    )
     if following is not None:
         payload["next_images"] = [
             reverse("reading-api:image", args=[following.pk, i]) for i in range(following.case.series.n_slices)
@@ -180,13 +188,20 @@ class NextItemView(ActionAPIView):
     def get(self, request: Request, session_id: int) -> Response:
         session = access.own_session(request.user, session_id)
         now = timezone.now()
-        actions.check_session_open(session, now) if session.finished_at is None else None
-        position = access.current_position(session)
-        if position is None:
+        if session.finished_at is None:
+            actions.check_session_open(session, now)
+        # The first unread item, with everything its payload needs, in one query.
+        item = (
+            SessionItem.objects.filter(session=session, read__isnull=True)
+            .select_related("session__study", "case__series", "modality")
+            .order_by("position")
+            .first()
+        )
+        if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        item = access.own_item(request.user, session.items.get(position=position).pk)
-        access.check_item_visible(item, now)
-        return Response(item_payload(item))
+        if session.started_at is None:
+            raise NotOpenYet(f"session {session.index} has not been started")
+        return Response(item_payload(item, unread=True))
 
 
 class ItemView(ActionAPIView):
