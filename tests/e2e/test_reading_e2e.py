@@ -53,7 +53,8 @@ def log_in(page, live_server, username: str) -> None:
 
 def wait_ready(page, position: int) -> dict:
     page.wait_for_function(
-        "p => window.readingApp && window.readingApp.ready && window.readingApp.position === p", arg=position,
+        "p => window.readingApp && window.readingApp.ready && window.readingApp.position === p",
+        arg=position,
         timeout=60_000,
     )
     return page.evaluate("() => ({...window.readingApp})")
@@ -68,7 +69,7 @@ def rate_and_submit(page, rating: int) -> None:
     page.get_by_test_id("submit-read").click()
 
 
-def test_reader_reads_a_session_with_overlay_only_in_aided_items(page, live_server, tmp_path):
+def test_reader_reads_a_full_session_with_overlay_only_in_aided_items(page, live_server, tmp_path):
     study = build_study(tmp_path)
     session = ReadingSession.objects.get(study=study, reader__username="reader1", index=1)
     items = list(session.items.select_related("modality").order_by("position"))
@@ -79,15 +80,15 @@ def test_reader_reads_a_session_with_overlay_only_in_aided_items(page, live_serv
     assert rows.count() == 2
     page.get_by_role("link", name="Start").click()
 
-    seen_aided = seen_unaided = False
-    for position, item in enumerate(items[:4]):
+    seen = set()
+
+    def read_item(position: int, item) -> None:
         state = wait_ready(page, position)
         assert state["itemId"] == item.pk
         assert page.get_by_test_id("progress").inner_text().startswith(f"{position} of {len(items)}")
         pixels = canvas_pixels(page)
         assert pixels.std() > 10, "the viewer canvas is blank"
         if item.modality.shows_dl:
-            seen_aided = True
             probability = Prediction.objects.get(case=item.case).probability
             shown = math.floor(probability * 100 + 0.5)  # JavaScript Math.round
             assert f"DL: {shown}% metastasis" == page.get_by_test_id("dl-probability").inner_text().strip()
@@ -98,24 +99,32 @@ def test_reader_reads_a_session_with_overlay_only_in_aided_items(page, live_serv
             after = canvas_pixels(page)
             assert np.abs(before - after).mean() > 0.5, "toggling the overlay changed nothing on screen"
         else:
-            seen_unaided = True
             assert page.get_by_test_id("dl-probability").count() == 0
             assert page.get_by_test_id("overlay-toggle").count() == 0
+        seen.add(item.modality.key)
         page.wait_for_timeout(1100)  # some active reading time
         rate_and_submit(page, 10 + position)
+
+    for position, item in enumerate(items[:4]):
+        read_item(position, item)
         page.wait_for_function(
             "p => window.readingApp && window.readingApp.position === p", arg=position + 1, timeout=60_000
         )
-    assert seen_aided and seen_unaided
+    assert seen == {"unaided", "aided"}
 
-    # Reload mid-session: the page resumes at the first unread item.
+    # Reload mid-session: the page resumes at the first unread item; then the reader finishes the session.
     page.reload()
-    state = wait_ready(page, 4)
-    assert state["itemId"] == items[4].pk
+    for position, item in enumerate(items[4:], start=4):
+        read_item(position, item)
+    message = page.get_by_test_id("reading-message")
+    message.wait_for(timeout=60_000)
+    assert message.get_attribute("data-state") == "complete" and "Session complete" in message.inner_text()
 
     reads = list(Read.objects.filter(item__session=session).order_by("item__position"))
-    assert [r.rating for r in reads] == [10, 11, 12, 13]
+    assert [r.rating for r in reads] == [10 + i for i in range(len(items))]
     assert all(r.active_seconds >= 1.0 for r in reads)
     assert all({"window_width", "window_level", "zoom", "slice_index"} <= set(r.viewer_state) for r in reads)
+    session.refresh_from_db()
+    assert session.finished_at is not None
     errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
     assert not errors, errors
