@@ -1,6 +1,7 @@
 """Builders for tests: users, tiny DICOM series, manifests, studies built through the real actions."""
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from readerstudy.studies import actions
 from readerstudy.studies.manifest import COLUMNS
-from readerstudy.studies.models import Study
+from readerstudy.studies.models import Case, Study
 
 User = get_user_model()
 
@@ -141,3 +142,20 @@ def build_study(
 
 def read_dicom_header(path: Path) -> pydicom.Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def predict_all(study: Study, probability: "float | Callable[[Case], float]" = 0.9, *, seg: bool = False) -> None:
+    """A stand-in prediction for every case (through the real action): a small lesion square on its slice."""
+    from inference.actions import record_prediction
+
+    admin = make_user("admin", superuser=True)
+    for case in study.cases.select_related("series"):
+        s = case.series
+        labelmap = np.zeros((s.n_slices, s.rows, s.columns), dtype=np.uint8)
+        labelmap[case.slice_index, 2:5, 2:5] = 2
+        record_prediction(
+            admin, case, model_name="test-model", model_version="1", weights_sha256="a" * 64,
+            inputs_sha256=str(case.pk), probability=probability(case) if callable(probability) else probability,
+            labelmap=labelmap, labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
+            seg_bytes=b"DICM-seg-" + case.case_id.encode() if seg else None,
+        )  # fmt: skip

@@ -1,6 +1,6 @@
 """What an analysis run computes from a study's long table (no HTTP here; tasks and tests call it)."""
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -15,16 +15,12 @@ ANALYSES = ("rrrc", "frrc", "rrfc")
 
 def software_version() -> str:
     """Identifies the code that made a result (the repository's package version and the key libraries)."""
-    libs = ", ".join(f"{name} {version(name)}" for name in ("numpy", "scipy", "pandas"))
-    return f"readerstudy {version('readerstudy') if _installed() else '0.1.0'} ({libs})"
-
-
-def _installed() -> bool:
     try:
-        version("readerstudy")
-    except Exception:
-        return False
-    return True
+        own = version("readerstudy")
+    except PackageNotFoundError:  # run from the source tree, not pip-installed
+        own = "0.1.0"
+    libs = ", ".join(f"{name} {version(name)}" for name in ("numpy", "scipy", "pandas"))
+    return f"readerstudy {own} ({libs})"
 
 
 def default_parameters(df: pd.DataFrame, size_bins: list[float]) -> dict:

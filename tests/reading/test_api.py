@@ -2,16 +2,14 @@
 
 from datetime import timedelta
 
-import numpy as np
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from inference.actions import record_prediction
 from readerstudy.reading import actions
 from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions as study_actions
-from tests.factories import build_study, make_user
+from tests.factories import build_study, make_user, predict_all
 
 pytestmark = pytest.mark.django_db
 
@@ -29,24 +27,6 @@ def post(client: Client, url: str, data: dict | None = None):
     token = client.cookies["csrftoken"].value if "csrftoken" in client.cookies else ""
     return client.post(url, data or {}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
 
-
-def predict_all(study):
-    admin = make_user("admin", superuser=True)
-    for case in study.cases.select_related("series"):
-        s = case.series
-        labelmap = np.zeros((s.n_slices, s.rows, s.columns), dtype=np.uint8)
-        labelmap[case.slice_index, 2:5, 2:5] = 2
-        record_prediction(
-            admin,
-            case,
-            model_name="test-model",
-            model_version="1",
-            weights_sha256="a" * 64,
-            inputs_sha256=str(case.pk),
-            probability=0.9,
-            labelmap=labelmap,
-            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
-        )
 
 
 def session_of(study, username, index=1):

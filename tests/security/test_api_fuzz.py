@@ -1,7 +1,6 @@
 """Schemathesis against the OpenAPI schema, every endpoint, as a logged-in reader: 0 server errors and every
 documented response conforms to its schema. Failures found here become regression tests below."""
 
-import numpy as np
 import pytest
 import schemathesis
 from django.core import signals
@@ -11,10 +10,9 @@ from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance
 
-from inference.actions import record_prediction
 from readerstudy.reading import actions as reading_actions
 from readerstudy.reading.models import ReadingSession
-from tests.factories import build_study, make_user
+from tests.factories import build_study, make_user, predict_all
 
 pytestmark = pytest.mark.django_db
 
@@ -23,12 +21,7 @@ pytestmark = pytest.mark.django_db
 def reader_headers(tmp_path):
     """A launched study with predictions; reader1 logged in with an open, started session."""
     study = build_study(tmp_path, readers=2, n_patients=2, lesions_per_patient=2, name="Fuzz")
-    admin = make_user("admin", superuser=True)
-    for case in study.cases.select_related("series"):
-        s = case.series
-        record_prediction(admin, case, model_name="m", model_version="1", weights_sha256="a" * 64,
-                          inputs_sha256=str(case.pk), probability=0.5,
-                          labelmap=np.zeros((s.n_slices, s.rows, s.columns), np.uint8))  # fmt: skip
+    predict_all(study, 0.5)
     reader = make_user("reader1")
     reading_actions.start_session(reader, ReadingSession.objects.get(study=study, reader=reader, index=1))
     client = Client()

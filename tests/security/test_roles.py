@@ -5,18 +5,16 @@ Roles: anonymous, the study's reader, a reader of another study, the study's sta
 reach a reader.
 """
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 
-from inference.actions import record_prediction
 from readerstudy.reading import actions as reading_actions
 from readerstudy.reading.models import ReadingSession
 from readerstudy.results.models import AnalysisRun, Export
 from readerstudy.studies import actions
-from tests.factories import build_study, make_user
+from tests.factories import build_study, make_user, predict_all
 
 pytestmark = pytest.mark.django_db
 
@@ -36,11 +34,7 @@ def world(tmp_path, monkeypatch):
     coordinator.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["studies", "reading"]))
     actions.add_member(superuser, study, coordinator, "admin")
     actions.add_member(superuser, study, make_user("stat"), "statistician")
-    for case in study.cases.select_related("series"):
-        s = case.series
-        record_prediction(superuser, case, model_name="m", model_version="1", weights_sha256="a" * 64,
-                          inputs_sha256=str(case.pk), probability=0.7,
-                          labelmap=np.ones((s.n_slices, s.rows, s.columns), np.uint8))  # fmt: skip
+    predict_all(study, 0.7)
     reader = make_user("reader1")
     session = ReadingSession.objects.get(study=study, reader=reader, index=1)
     reading_actions.start_session(reader, session)

@@ -6,7 +6,6 @@ import json
 import tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from django.apps import apps
 from django.conf import settings
@@ -14,13 +13,12 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from inference.actions import record_prediction
 from inference.models import Prediction
 from readerstudy import backup
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
 from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import Study
-from tests.factories import build_study, make_user
+from tests.factories import build_study, make_user, predict_all
 
 pytestmark = pytest.mark.django_db
 
@@ -34,23 +32,7 @@ def sha(path: Path) -> str:
 @pytest.fixture
 def study(tmp_path):
     study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Source")
-    admin = make_user("admin", superuser=True)
-    for case in study.cases.select_related("series"):
-        s = case.series
-        labelmap = np.zeros((s.n_slices, s.rows, s.columns), dtype=np.uint8)
-        labelmap[case.slice_index, 2:5, 2:5] = 2
-        record_prediction(
-            admin,
-            case,
-            model_name="test-model",
-            model_version="1",
-            weights_sha256="a" * 64,
-            inputs_sha256=str(case.pk),
-            probability=0.25 + 0.1 * (case.pk % 5),
-            labelmap=labelmap,
-            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
-            seg_bytes=b"DICM-seg-" + case.case_id.encode(),
-        )
+    predict_all(study, lambda case: 0.25 + 0.1 * (case.pk % 5), seg=True)
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "5")
     study.refresh_from_db()
     assert Read.objects.filter(study=study).count() == 2 * 6 * 2
