@@ -7,6 +7,9 @@ HOST ?= 127.0.0.1:8000
 
 .PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer bench-load clean-demo
 
+# The demo and the tests run with DEBUG=1 (settings default to off and then require SECRET_KEY and DEID_SALT).
+demo-data demo test test-sqlite test-postgres: export DEBUG ?= 1
+
 # torch first, pinned: that takes the local CPU wheel (an unpinned torch pulls multi-GB CUDA builds).
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)

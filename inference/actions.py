@@ -1,4 +1,8 @@
-"""The one door for storing predictions (precompute and tests call it)."""
+"""The one door for storing predictions (precompute and tests call it).
+
+Predictions are frozen at launch: once a study is launched nothing records or discards one, so every aided
+reader of a case is shown the same DL output, and each read stores the id of the prediction it was shown.
+"""
 
 import gzip
 from typing import Any
@@ -8,9 +12,9 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from inference.models import Prediction
-from readerstudy.errors import InvalidInput
+from readerstudy.errors import Conflict, InvalidInput
 from readerstudy.reading import audit
-from readerstudy.studies.models import Case
+from readerstudy.studies.models import Case, Study
 
 
 def record_prediction(
@@ -41,6 +45,9 @@ def record_prediction(
     if labelmap is not None and tuple(labelmap.shape) != expected:
         raise InvalidInput(f"labelmap shape {tuple(labelmap.shape)} does not match the series {expected}")
     with transaction.atomic():
+        # Locks the study row that launch locks too: a prediction cannot slip in while the study launches.
+        study = Study.objects.select_for_update().get(pk=case.study_id)
+        check_predictions_open(study)
         same = Prediction.objects.filter(
             case=case, model_name=model_name, weights_sha256=weights_sha256, inputs_sha256=inputs_sha256
         )
@@ -89,8 +96,15 @@ def record_prediction(
     return prediction
 
 
-def current_prediction(case: Case) -> Prediction | None:
-    """The newest prediction of a case (what aided readers see)."""
+def check_predictions_open(study: Study) -> None:
+    if study.status != Study.Status.DRAFT:
+        raise Conflict(
+            f"study {study.name!r} is {study.status}: DL predictions were frozen at launch and cannot change"
+        )
+
+
+def shown_prediction(case: Case) -> Prediction | None:
+    """The prediction aided readers of ``case`` are shown: the newest one, which cannot change after launch."""
     return case.predictions.order_by("-created_at", "-id").first()
 
 
@@ -102,6 +116,7 @@ def start_precompute(actor: Any, study: Any, *, backend: str = "phantom-unet", d
     from readerstudy.studies.actions import check_study_admin
 
     check_study_admin(actor, study)
+    check_predictions_open(study)
     if backend not in BACKENDS:
         raise InvalidInput(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):

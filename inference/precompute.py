@@ -15,7 +15,7 @@ from django.conf import settings
 
 from inference.actions import record_prediction
 from inference.models import Prediction
-from readerstudy.studies.models import Case
+from readerstudy.studies.models import Case, Study
 
 BACKENDS = ("phantom-unet", "totalsegmentator")
 MATCH_TOLERANCE_MM = 10.0
@@ -25,6 +25,7 @@ MATCH_TOLERANCE_MM = 10.0
 class PrecomputeSummary:
     done: int = 0
     skipped: int = 0
+    frozen: int = 0  # cases of launched studies: their predictions were frozen at launch
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -90,6 +91,11 @@ def precompute(
         target = (case.lesion_x_mm, case.lesion_y_mm, case.lesion_z_mm)
         bins = case.study.size_bins_mm
         outcome = "done"
+        if case.study.status != Study.Status.DRAFT:
+            summary.frozen += 1
+            if on_case is not None:
+                on_case(case, "frozen")
+            continue
         try:
             volume = cached.volume(series.path)
             key = inputs_sha256(

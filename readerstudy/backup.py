@@ -73,10 +73,10 @@ TABLES: dict[str, type[models.Model]] = {
     "series": ImageSeries,
     "cases": Case,
     "truth": Truth,
+    "predictions": Prediction,  # before reads: a read names the prediction its reader was shown
     "sessions": ReadingSession,
     "items": SessionItem,
     "reads": Read,
-    "predictions": Prediction,
     "audit_events": AuditEvent,
 }
 FILE_FIELDS = ("overlay", "seg")  # Prediction's FileFields

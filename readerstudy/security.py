@@ -5,9 +5,11 @@ WebAssembly compile without allowing eval), images and overlays fetched from thi
 and canvases. Nothing may be framed or loaded from elsewhere.
 """
 
+import re
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
+from django.views.debug import SafeExceptionReporterFilter
 
 POLICY = "; ".join(
     [
@@ -34,3 +36,10 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", POLICY)
         return response
+
+
+class SecretsReporterFilter(SafeExceptionReporterFilter):
+    """Django hides settings named like API|TOKEN|KEY|SECRET|PASS|SIGNATURE; the de-identification salt and the
+    database URL (which may carry a password) are secrets too."""
+
+    hidden_settings = re.compile("API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|SALT|DATABASE_URL", flags=re.I)

@@ -1,23 +1,40 @@
 """Settings for the reader-study platform.
 
-Everything that differs between the demo and production comes from environment variables; the defaults are
-safe for the one-command demo (SQLite file, DEBUG on, loopback only, immediate tasks).
+Everything that differs between the demo and production comes from environment variables. The defaults are
+safe: DEBUG off (the demo and test commands set DEBUG=1), SQLite file, loopback only, immediate tasks. With DEBUG
+off, SECRET_KEY and DEID_SALT must be set; with DEBUG on, missing ones are generated once and kept in
+``.demo-secrets.json`` (never in the repository).
 """
 
 from pathlib import Path
 
 import dj_database_url
 
-from readerstudy.env import env_bool, env_int, env_list, env_str
+from readerstudy.env import demo_secret, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-DEBUG = env_bool("DEBUG", True)
-# The demo key only ever protects a loopback demo; production must set SECRET_KEY (checked below).
-_DEMO_SECRET = "demo-only-insecure-key-set-SECRET_KEY-in-production"
-SECRET_KEY = env_str("SECRET_KEY", _DEMO_SECRET)
-if not DEBUG and SECRET_KEY == _DEMO_SECRET:
-    raise RuntimeError("SECRET_KEY must be set when DEBUG is off")
+DEBUG = env_bool("DEBUG", False)
+DEMO_SECRETS_FILE = Path(env_str("DEMO_SECRETS_FILE", str(BASE_DIR / ".demo-secrets.json")))
+
+
+def _secret(name: str) -> str:
+    value = env_str(name, "")
+    if value:
+        return value
+    if not DEBUG:
+        raise RuntimeError(f"{name} must be set when DEBUG is off (DEBUG=1 is for the demo and the tests only)")
+    return demo_secret(DEMO_SECRETS_FILE, name)
+
+
+SECRET_KEY = _secret("SECRET_KEY")
+# Secret salt of the de-identification (UID remapping, date shifts): set it in production and never change it.
+# Its own secret, never derived from SECRET_KEY: a leaked or rotated session key must not touch pseudonyms.
+DEID_SALT = _secret("DEID_SALT")
+if DEID_SALT == SECRET_KEY:
+    raise RuntimeError("DEID_SALT must differ from SECRET_KEY")
+# Error reports (the DEBUG page, mails to admins) hide these settings' values as well as Django's defaults.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "readerstudy.security.SecretsReporterFilter"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
@@ -112,14 +129,14 @@ WHITENOISE_MIMETYPES = {".wasm": "application/wasm", ".mjs": "text/javascript"}
 # Files under assets/ carry a content hash in their names: cache them for a year.
 WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+[.-][0-9a-zA-Z_-]{8,12}\..+$"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
-# Secret salt of the de-identification (UID remapping, date shifts): set it in production and never change it.
-DEID_SALT = env_str("DEID_SALT", SECRET_KEY)
 # DL models: the demo's small phantom-trained weights ship in fixtures/models; production points elsewhere.
 INFERENCE_MODELS_DIR = Path(env_str("INFERENCE_MODELS_DIR", str(BASE_DIR / "fixtures" / "models")))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only, size- and depth-limited: no endpoint takes forms or uploads.
+    "DEFAULT_PARSER_CLASSES": ["readerstudy.parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {

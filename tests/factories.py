@@ -122,8 +122,11 @@ def build_study(
     washout_days: int = 28,
     name: str = "Test study",
     launch: bool = True,
+    predict: "float | Callable[[Case], float] | None" = None,
+    seg: bool = False,
 ) -> Study:
-    """A study set up entirely through the actions, optionally launched."""
+    """A study set up entirely through the actions, optionally with predictions (``predict``: the probability,
+    recorded before launch, which freezes them) and launched."""
     admin = admin or make_user("admin", superuser=True)
     study = actions.create_study(
         admin, name, design=design, washout_days=washout_days, patient_grouping=grouping, seed=1234
@@ -134,6 +137,8 @@ def build_study(
         actions.add_member(admin, study, make_user(f"reader{i}"), "reader")
     manifest = write_manifest(tmp_path / "import", balanced_rows(n_patients, lesions_per_patient))
     actions.import_cases(admin, study, manifest)
+    if predict is not None:
+        predict_all(study, predict, seg=seg)
     if launch:
         actions.launch_study(admin, study)
     study.refresh_from_db()

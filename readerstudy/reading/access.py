@@ -1,11 +1,17 @@
-"""Who may see which item, image and DL output, and when: the blinding rules, checked on every request."""
+"""Who may see which item, image and DL output, and when: the blinding rules, checked on every request.
+
+The rule, on every endpoint: a reader is served only the current item (the first unread one) of an open, started,
+unfinished session of theirs, plus the images (never DL output, never a rating) of the item after it, so the next
+case shows at once. Earlier items, finished sessions and other sessions are never served again: in a crossover
+study the session-1 aided item of a case would otherwise show the DL output and the reader's own earlier rating
+while they read the same case unaided in session 2.
+"""
 
 from datetime import datetime
 
 from django.db.models import QuerySet
 
 from readerstudy.errors import NotFound, NotOpenYet
-from readerstudy.reading.actions import check_session_open
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
 
@@ -46,14 +52,46 @@ def current_position(session: ReadingSession) -> int | None:
     )
 
 
-def check_item_visible(item: SessionItem, now: datetime, *, ahead: int = 0) -> None:
-    """Refuse items of a session that is not open and started, and items beyond the current one (+ ahead)."""
-    session = item.session
+def check_session_open(session: ReadingSession, now: datetime) -> None:
+    study = session.study
+    if study.status == Study.Status.CLOSED:
+        raise NotOpenYet(f"study {study.name!r} is closed; no more reads are accepted")
+    if study.status != Study.Status.LAUNCHED:
+        raise NotOpenYet(f"study {study.name!r} has not been launched")
+    if session.available_from is None:
+        previous = session.index - 1
+        raise NotOpenYet(
+            f"session {session.index} opens {study.washout_days} days after session {previous} is finished"
+        )
+    if session.available_from > now:
+        raise NotOpenYet(
+            f"session {session.index} opens on {session.available_from:%Y-%m-%d %H:%M} UTC "
+            f"(washout of {study.washout_days} days)"
+        )
+
+
+def check_session_readable(session: ReadingSession, now: datetime) -> None:
+    """Refuse a session that is not open, not started, or finished: none of its items is served."""
     check_session_open(session, now)
+    if session.finished_at is not None:
+        # Finished is final: its items, DL output and ratings are never served again.
+        raise NotFound(f"session {session.index} is finished; its items are not shown again")
     if session.started_at is None:
         raise NotOpenYet(f"session {session.index} has not been started")
+
+
+def check_item_visible(item: SessionItem, now: datetime, *, ahead: int = 0) -> None:
+    """Serve ``item`` only if it is the current one (or, with ``ahead``, one of the next ``ahead`` items).
+
+    Items before the current one are read and locked: "not found", so neither their DL output nor the reader's
+    rating can be fetched again. Items after it are "not open yet".
+    """
+    session = item.session
+    check_session_readable(session, now)
     current = current_position(session)
-    if current is not None and item.position > current + ahead:
+    if current is None or item.position < current:
+        raise NotFound(f"item {item.position + 1} has been read; read items are not shown again")
+    if item.position > current + ahead:
         raise NotOpenYet(f"item {item.position + 1} is not open yet; the current item is {current + 1}")
 
 

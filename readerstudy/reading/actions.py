@@ -5,6 +5,7 @@ only after the previous one finished plus the washout, items are read in the sto
 read is locked (the same idempotency key or the same rating returns it; a different rating is a conflict).
 """
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,30 +14,19 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from inference.actions import shown_prediction
 from readerstudy.errors import Conflict, InvalidInput, NotFound, NotOpenYet
 from readerstudy.reading import audit
+from readerstudy.reading.access import check_session_open, dl_allowed
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
 
 IDEMPOTENCY_KEY_MAX = 64
-
-
-def check_session_open(session: ReadingSession, now: datetime) -> None:
-    study = session.study
-    if study.status == Study.Status.CLOSED:
-        raise NotOpenYet(f"study {study.name!r} is closed; no more reads are accepted")
-    if study.status != Study.Status.LAUNCHED:
-        raise NotOpenYet(f"study {study.name!r} has not been launched")
-    if session.available_from is None:
-        previous = session.index - 1
-        raise NotOpenYet(
-            f"session {session.index} opens {study.washout_days} days after session {previous} is finished"
-        )
-    if session.available_from > now:
-        raise NotOpenYet(
-            f"session {session.index} opens on {session.available_from:%Y-%m-%d %H:%M} UTC "
-            f"(washout of {study.washout_days} days)"
-        )
+# A read takes seconds to minutes; a day bounds what any client clock or bug can store.
+ACTIVE_SECONDS_MAX = 24 * 3600
+# viewer_state is the client's window/level, zoom and overlay state: small and flat by nature.
+VIEWER_STATE_MAX_DEPTH = 8
+VIEWER_STATE_MAX_BYTES = 16 * 1024
 
 
 def _own_session(actor: Any, session_id: int, *, lock: bool) -> ReadingSession:
@@ -86,12 +76,10 @@ def submit_read(
     idempotency_key = str(idempotency_key or "").strip()
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise InvalidInput(f"idempotency_key: expected 1 to {IDEMPOTENCY_KEY_MAX} characters")
-    viewer_state = {} if viewer_state is None else viewer_state
-    if not isinstance(viewer_state, dict):
-        raise InvalidInput("viewer_state: expected a JSON object")
+    viewer_state = check_viewer_state({} if viewer_state is None else viewer_state)
     seconds = _number("active_seconds", active_seconds)
-    if seconds < 0:
-        raise InvalidInput(f"active_seconds: {seconds} is negative")
+    if not 0 <= seconds <= ACTIVE_SECONDS_MAX:
+        raise InvalidInput(f"active_seconds: {seconds:g} is outside 0 to {ACTIVE_SECONDS_MAX} (24 hours)")
 
     with transaction.atomic():
         session = _own_session(actor, item.session_id, lock=True)
@@ -101,12 +89,7 @@ def submit_read(
 
         stored = Read.objects.filter(item=item).first()
         if stored is not None:
-            if stored.idempotency_key == idempotency_key or stored.rating == value:
-                return SubmitResult(stored, created=False)
-            raise Conflict(
-                f"item {item.position + 1} of session {session.index} was already rated {stored.rating}; "
-                "a submitted read cannot be changed"
-            )
+            return SubmitResult(_replayed(session, item, stored, idempotency_key, value), created=False)
         if Read.objects.filter(reader=actor, idempotency_key=idempotency_key).exists():
             raise Conflict("idempotency_key was already used for another read")
 
@@ -119,6 +102,8 @@ def submit_read(
             # in sequential designs, show the aided item before the unaided read is locked).
             raise Conflict(f"item {item.position + 1} is not the next one; read item {next_item.position + 1} first")
 
+        # The DL output this reader is shown now (frozen since launch): stored with the read.
+        prediction = shown_prediction(item.case) if dl_allowed(item) else None
         try:
             with transaction.atomic():
                 read = Read.objects.create(
@@ -132,13 +117,12 @@ def submit_read(
                     active_seconds=seconds,
                     viewer_state=viewer_state,
                     idempotency_key=idempotency_key,
+                    prediction=prediction,
                 )
         except IntegrityError:
             # Only reachable without row locks (SQLite): another submission won the race.
             stored = Read.objects.get(item=item)
-            if stored.idempotency_key == idempotency_key or stored.rating == value:
-                return SubmitResult(stored, created=False)
-            raise Conflict("this item was rated concurrently with a different rating") from None
+            return SubmitResult(_replayed(session, item, stored, idempotency_key, value), created=False)
 
         finished = not SessionItem.objects.filter(session=session, read__isnull=True).exists()
         if finished:
@@ -155,10 +139,54 @@ def submit_read(
                 "position": item.position,
                 "rating": value,
                 "active_seconds": seconds,
+                "prediction": prediction.pk if prediction else None,
                 "session_finished": finished,
             },
         )
     return SubmitResult(read, created=True)
+
+
+def _replayed(session: ReadingSession, item: SessionItem, stored: Read, key: str, value: int) -> Read:
+    """A retry of the reader's latest submission with the same rating (same key, or a new key after a lost
+    acknowledgement) returns it; anything else is a conflict that names no stored value. Only the latest read
+    may be replayed: otherwise trying ratings on an older item would reveal the reader's earlier rating."""
+    latest = Read.objects.filter(item__session=session).order_by("-submitted_at", "-id").first()
+    if stored.rating == value and latest is not None and latest.pk == stored.pk:
+        return stored
+    if stored.idempotency_key == key:
+        raise Conflict(
+            f"item {item.position + 1} of session {session.index} was already submitted with this idempotency key "
+            "and a different rating; your rating was not stored (a submitted read cannot be changed)"
+        )
+    raise Conflict(
+        f"item {item.position + 1} of session {session.index} was already submitted; your rating was not stored "
+        "(a submitted read cannot be changed)"
+    )
+
+
+def check_viewer_state(state: Any) -> dict:
+    """A JSON object of bounded depth and size (it is stored with every read and exported)."""
+    if not isinstance(state, dict):
+        raise InvalidInput("viewer_state: expected a JSON object")
+    stack: list[tuple[Any, int]] = [(state, 1)]
+    while stack:  # iterative: a deeply nested body must not exhaust the interpreter's stack
+        value, depth = stack.pop()
+        if depth > VIEWER_STATE_MAX_DEPTH:
+            raise InvalidInput(f"viewer_state: nested deeper than {VIEWER_STATE_MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                raise InvalidInput("viewer_state: object keys must be strings")
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInput("viewer_state: numbers must be finite")
+        elif value is not None and not isinstance(value, str | int | float | bool):
+            raise InvalidInput(f"viewer_state: unsupported value of type {type(value).__name__}")
+    size = len(json.dumps(state, separators=(",", ":")).encode())
+    if size > VIEWER_STATE_MAX_BYTES:
+        raise InvalidInput(f"viewer_state: {size} bytes; at most {VIEWER_STATE_MAX_BYTES} bytes")
+    return state
 
 
 def _finish_session(session: ReadingSession, now: datetime) -> None:

@@ -13,8 +13,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference.actions import current_prediction
-from readerstudy.errors import ActionError, NotOpenYet
+from inference.actions import shown_prediction
+from readerstudy.errors import ActionError
 from readerstudy.reading import access, actions
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
@@ -68,11 +68,9 @@ def session_payload(session: ReadingSession, now: Any) -> dict:
     }
 
 
-def item_payload(item: SessionItem, *, unread: bool = False) -> dict:
-    """What the reading page needs for one item. DL fields exist only where the blinding rules allow them.
-
-    ``unread``: the caller knows the item has no read yet (the next item), which saves a query.
-    """
+def item_payload(item: SessionItem) -> dict:
+    """What the reading page needs for the current item. DL fields exist only where the blinding rules allow
+    them; no rating is ever part of it (only unread items are served)."""
     session, case, study = item.session, item.case, item.session.study
     series = case.series
     # One query for both counts: this runs on every case a reader opens.
@@ -93,13 +91,9 @@ def item_payload(item: SessionItem, *, unread: bool = False) -> dict:
         },
         "window_presets": study.window_presets,
         "rating_scale": {"min": study.rating_min, "max": study.rating_max, **RATING_LEGEND},
-        "read": None,
     }
-    read = None if unread else Read.objects.filter(item=item).first()
-    if read is not None:
-        payload["read"] = {"rating": read.rating, "submitted_at": read.submitted_at}
     if access.dl_allowed(item):
-        prediction = current_prediction(case)
+        prediction = shown_prediction(case)
         if prediction is not None:
             payload["dl"] = {
                 "probability": prediction.probability,
@@ -133,7 +127,6 @@ ItemSchema = inline_serializer(
         "lesion": serializers.DictField(),
         "window_presets": serializers.ListField(child=serializers.DictField()),
         "rating_scale": serializers.DictField(),
-        "read": serializers.DictField(allow_null=True),
         "dl": serializers.DictField(required=False),
         "next_images": serializers.ListField(child=serializers.CharField(), required=False),
     },
@@ -187,9 +180,9 @@ class NextItemView(ActionAPIView):
     )
     def get(self, request: Request, session_id: int) -> Response:
         session = access.own_session(request.user, session_id)
-        now = timezone.now()
-        if session.finished_at is None:
-            actions.check_session_open(session, now)
+        if session.finished_at is not None:
+            return Response(status=status.HTTP_204_NO_CONTENT)  # complete: nothing of it is served again
+        access.check_session_readable(session, timezone.now())
         # The first unread item, with everything its payload needs, in one query.
         item = (
             SessionItem.objects.filter(session=session, read__isnull=True)
@@ -199,9 +192,7 @@ class NextItemView(ActionAPIView):
         )
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        if session.started_at is None:
-            raise NotOpenYet(f"session {session.index} has not been started")
-        return Response(item_payload(item, unread=True))
+        return Response(item_payload(item))
 
 
 class ItemView(ActionAPIView):
@@ -285,7 +276,7 @@ class OverlayView(ActionAPIView):
     def get(self, request: Request, item_id: int) -> HttpResponse:
         item = access.own_item(request.user, item_id)
         access.check_item_visible(item, timezone.now())
-        prediction = current_prediction(item.case) if access.dl_allowed(item) else None
+        prediction = shown_prediction(item.case) if access.dl_allowed(item) else None
         if prediction is None or not prediction.overlay:
             raise Http404("no overlay for this item")
         with prediction.overlay.open("rb") as f:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from inference.models import Prediction
 from readerstudy.studies.models import Case, Modality, Study
 
 
@@ -70,6 +71,10 @@ class Read(models.Model):
     active_seconds = models.FloatField(help_text="Reading time measured by the client, paused while hidden.")
     viewer_state = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=64)
+    # The DL output this reader was shown (None: unaided, or no prediction): exports and analyses use this one.
+    prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.PROTECT, related_name="reads", editable=False
+    )
 
     class Meta:
         ordering = ["study", "reader", "submitted_at"]

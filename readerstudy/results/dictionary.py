@@ -101,8 +101,9 @@ DATA_DICTIONARY: list[dict] = [
         "column": "model_probability",
         "type": "float in [0, 1], or empty",
         "units": "probability",
-        "meaning": "The deep-learning model's probability that the lesion is a CRLM (its newest prediction for the "
-        "case); the same in both modalities. Empty when the case has no prediction.",
+        "meaning": "The deep-learning model's probability that the lesion is a CRLM: in aided reads the one the "
+        "reader was shown (stored with the read); predictions are frozen at launch, so it is the same in both "
+        "modalities. Empty when the case has no prediction.",
     },
 ]
 

@@ -15,27 +15,29 @@ COLUMNS = [
 
 
 def reads_table(study: Study) -> pd.DataFrame:
-    """Every submitted read with its truth, lesion size and the case's current model probability."""
+    """Every submitted read with its truth, lesion size and the model probability: for aided reads the one the
+    reader was shown (stored with the read), otherwise the case's prediction (frozen at launch, so the same)."""
     rows = (
         Read.objects.filter(study=study)
         .order_by("reader__username", "modality__order", "case__case_id")
         .values_list(
             "reader__username", "modality__key", "case__case_id", "case__patient__pseudonym", "case__truth__label",
             "rating", "case__diameter_mm", "case__size_stratum", "item__session__index", "item__position",
-            "active_seconds", "submitted_at", "case_id",
+            "active_seconds", "submitted_at", "case_id", "prediction__probability",
         )
     )  # fmt: skip
     df = pd.DataFrame.from_records(
         list(rows),
         columns=[
             "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm", "size_stratum",
-            "session", "position", "active_seconds", "submitted_at", "case_pk",
+            "session", "position", "active_seconds", "submitted_at", "case_pk", "shown_probability",
         ],
     )  # fmt: skip
     probability = _latest_probabilities(study)
     df["truth"] = (df["truth_label"] == Truth.POSITIVE_LABEL).astype(int)
     df["submitted_at"] = [t.isoformat().replace("+00:00", "Z") for t in df["submitted_at"]]
-    df["model_probability"] = df["case_pk"].map(probability).astype(float)
+    case_probability = df["case_pk"].map(probability).astype(float)
+    df["model_probability"] = df["shown_probability"].astype(float).fillna(case_probability)
     return df[COLUMNS].reset_index(drop=True)
 
 

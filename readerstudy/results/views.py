@@ -5,10 +5,9 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
@@ -19,11 +18,15 @@ from readerstudy.results.runs import ANALYSES, COV_METHODS, default_parameters
 from readerstudy.results.table import reads_table
 from readerstudy.studies.models import Study
 
+# One answer for a missing id and for another study's id alike.
+NOT_FOUND = "no such study, export or analysis run"
+
 
 def _study_for(request: HttpRequest, study_id: int) -> Study:
-    study = get_object_or_404(Study, pk=study_id)
-    if not actions.may_see_results(request.user, study):
-        raise PermissionDenied("results are for the study's statisticians and admins")
+    # Non-members get "not found" for existing and missing ids alike: a 403 would confirm that an id exists.
+    study = Study.objects.filter(pk=study_id).first()
+    if study is None or not actions.may_see_results(request.user, study):
+        raise Http404(NOT_FOUND)
     return study
 
 
@@ -73,7 +76,9 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @login_required
 def download_export(request: HttpRequest, export_id: int) -> FileResponse:
-    export = get_object_or_404(Export, pk=export_id)
+    export = Export.objects.filter(pk=export_id).first()
+    if export is None:
+        raise Http404(NOT_FOUND)
     _study_for(request, export.study_id)
     if export.status != Export.Status.DONE or not export.file:
         raise Http404("this export has no file (yet)")
@@ -82,7 +87,9 @@ def download_export(request: HttpRequest, export_id: int) -> FileResponse:
 
 
 def _run_for(request: HttpRequest, run_id: int) -> AnalysisRun:
-    run = get_object_or_404(AnalysisRun.objects.select_related("study", "created_by"), pk=run_id)
+    run = AnalysisRun.objects.select_related("study", "created_by").filter(pk=run_id).first()
+    if run is None:
+        raise Http404(NOT_FOUND)
     _study_for(request, run.study_id)
     return run
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from readerstudy.reading import actions
 from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions as study_actions
-from tests.factories import build_study, make_user, predict_all
+from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,6 @@ def client_for(username: str) -> Client:
 def post(client: Client, url: str, data: dict | None = None):
     token = client.cookies["csrftoken"].value if "csrftoken" in client.cookies else ""
     return client.post(url, data or {}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
-
 
 
 def session_of(study, username, index=1):
@@ -52,15 +51,15 @@ def submit(client, item_id, rating=50, key=None, seconds=4.0):
 
 @pytest.fixture
 def crossover(tmp_path):
-    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2)
-    predict_all(study)
+    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2, predict=0.9)
     return study
 
 
 @pytest.fixture
 def sequential(tmp_path):
-    study = build_study(tmp_path, readers=1, design="sequential", n_patients=2, lesions_per_patient=1, name="Seq")
-    predict_all(study)
+    study = build_study(
+        tmp_path, readers=1, design="sequential", n_patients=2, lesions_per_patient=1, name="Seq", predict=0.9
+    )
     return study
 
 
@@ -155,11 +154,29 @@ def test_submit_is_idempotent_and_conflicts_on_a_different_rating(crossover):
     assert first.status_code == 201 and first.json()["created"]
     again = submit(client, item["id"], rating=61, key="abc")
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    # The same key with another rating: 409, so the client knows its value was not stored.
+    changed = submit(client, item["id"], rating=62, key="abc")
+    assert changed.status_code == 409 and "was not stored" in changed.json()["detail"]
+    # Another key and another rating: 409 too, and no answer names the stored rating.
     conflict = submit(client, item["id"], rating=62, key="def")
-    assert conflict.status_code == 409 and "already rated 61" in conflict.json()["detail"]
+    assert conflict.status_code == 409 and "61" not in conflict.content.decode()
     assert Read.objects.count() == 1
     read = Read.objects.get()
     assert read.active_seconds == 4.0 and read.viewer_state == {"window_width": 400}
+
+
+def test_a_replay_is_answered_only_for_the_latest_read(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    first = client.get(f"/api/sessions/{session.pk}/next/").json()
+    assert submit(client, first["id"], rating=33, key="k1").status_code == 201
+    second = client.get(f"/api/sessions/{session.pk}/next/").json()
+    assert submit(client, second["id"], rating=44, key="k2").status_code == 201
+    # Replaying an older submission would be an oracle for its rating: refused, nothing echoed.
+    old = submit(client, first["id"], rating=33, key="k1")
+    assert old.status_code == 409 and "33" not in old.content.decode()
+    assert submit(client, second["id"], rating=44, key="k2").status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -168,7 +185,11 @@ def test_submit_is_idempotent_and_conflicts_on_a_different_rating(crossover):
         ({"rating": 101}, "outside 0-100"),
         ({"rating": "x"}, "expected a number"),
         ({"rating": 5.5}, "whole number"),
-        ({"active_seconds": -1}, "negative"),
+        ({"active_seconds": -1}, "outside 0 to 86400"),
+        ({"active_seconds": 1e308}, "outside 0 to 86400"),
+        ({"active_seconds": 86400.5}, "outside 0 to 86400"),
+        ({"viewer_state": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {"h": {}}}}}}}}}}, "deeper than 8"),
+        ({"viewer_state": {"notes": "x" * 20000}}, "at most 16384 bytes"),
         ({"idempotency_key": ""}, "idempotency_key"),
         ({"viewer_state": [1]}, "JSON object"),
     ],

@@ -62,8 +62,11 @@ def test_same_key_returns_the_stored_read_and_a_different_rating_conflicts(study
     assert not again.created and again.read.pk == first.read.pk and again.read.active_seconds == 1
     retry = actions.submit_read(reader, item, rating=40, idempotency_key="other", active_seconds=1)
     assert retry.read.pk == first.read.pk  # same rating, lost acknowledgement: idempotent too
-    with pytest.raises(Conflict, match="already rated 40"):
+    with pytest.raises(Conflict, match="already submitted; your rating was not stored") as refused:
         actions.submit_read(reader, item, rating=41, idempotency_key="k2", active_seconds=1)
+    assert "40" not in str(refused.value)  # the stored rating is never named
+    with pytest.raises(Conflict, match="with this idempotency key and a different rating"):
+        actions.submit_read(reader, item, rating=41, idempotency_key="k1", active_seconds=1)
     assert Read.objects.count() == 1 and Read.objects.get().rating == 40
     assert AuditEvent.objects.count() == events  # repeats and refusals write nothing
     second = session.items.order_by("position")[1]

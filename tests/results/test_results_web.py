@@ -32,14 +32,22 @@ def run_jobs_on_commit(monkeypatch):
 
 @pytest.fixture
 def study(tmp_path):
-    study = build_study(tmp_path, readers=3, n_patients=8, lesions_per_patient=2, name="Results study")
+    study = build_study(tmp_path, readers=3, n_patients=8, lesions_per_patient=2, name="Results study", launch=False)
     admin = make_user("admin", superuser=True)
     study_actions.add_member(admin, study, make_user("stat"), "statistician")
     rng = np.random.default_rng(3)
     for case in study.cases.select_related("truth"):
         p = float(np.clip(0.5 + (0.3 if case.truth.positive else -0.3) + rng.normal(0, 0.2), 0, 1))
-        record_prediction(admin, case, model_name="m", model_version="1", weights_sha256="a" * 64,
-                          inputs_sha256=str(case.pk), probability=p)
+        record_prediction(
+            admin,
+            case,
+            model_name="m",
+            model_version="1",
+            weights_sha256="a" * 64,
+            inputs_sha256=str(case.pk),
+            probability=p,
+        )
+    study_actions.launch_study(admin, study)
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "11")
     return study
 
@@ -106,15 +114,15 @@ def test_readers_and_anonymous_users_see_no_results(study, tmp_path):
     job = Export.objects.create(study=study, created_by=make_user("stat"), kind="csv")
     reader = client_for("reader1")
     for url in (f"/results/study/{study.pk}/", f"/results/export/{job.pk}/download"):
-        assert reader.get(url).status_code == 403
-    assert reader.post(f"/results/study/{study.pk}/", {"export": "csv"}).status_code == 403
+        assert reader.get(url).status_code == 404  # as for a missing id: existence is not revealed
+    assert reader.post(f"/results/study/{study.pk}/", {"export": "csv"}).status_code == 404
     assert "Results study" not in reader.get("/results/").content.decode()
     anonymous = Client()
     assert anonymous.get(f"/results/study/{study.pk}/").status_code == 302
     assert anonymous.post(f"/results/study/{study.pk}/", {"export": "csv"}).status_code == 302
     outsider = build_study(tmp_path / "other", readers=1, name="Other study")
     study_actions.add_member(make_user("admin", superuser=True), outsider, make_user("other-stat"), "statistician")
-    assert client_for("other-stat").get(f"/results/study/{study.pk}/").status_code == 403
+    assert client_for("other-stat").get(f"/results/study/{study.pk}/").status_code == 404
     assert Export.objects.filter(study=study).count() == 1
 
 
@@ -124,9 +132,15 @@ def numbers_in(html, testid=None):
 
 def test_analysis_run_report_matches_the_analysis_module(study):
     client = client_for("stat")
-    response = client.post(f"/results/study/{study.pk}/", {
-        "cov": "jackknife", "analyses": ["rrrc", "frrc", "rrfc"], "size_bins_mm": "10, 30",
-        "cluster_by_patient": "on"})
+    response = client.post(
+        f"/results/study/{study.pk}/",
+        {
+            "cov": "jackknife",
+            "analyses": ["rrrc", "frrc", "rrfc"],
+            "size_bins_mm": "10, 30",
+            "cluster_by_patient": "on",
+        },
+    )
     run = AnalysisRun.objects.get(study=study)
     assert response.status_code == 302 and response.url == f"/results/run/{run.pk}/"
     assert run.status == "done", run.message
@@ -134,8 +148,12 @@ def test_analysis_run_report_matches_the_analysis_module(study):
     html = client.get(f"/results/run/{run.pk}/").content.decode()
 
     table = reads_table(study)
-    expected = analyse(table[["reader", "modality", "case", "truth", "rating", "patient", "size_stratum"]],
-                       cov="jackknife", cluster="patient", stratum="size_stratum")
+    expected = analyse(
+        table[["reader", "modality", "case", "truth", "rating", "patient", "size_stratum"]],
+        cov="jackknife",
+        cluster="patient",
+        stratum="size_stratum",
+    )
     stored = {k: v for k, v in run.result["mrmc"].items() if k != "stratum_column"}
     assert stored == {k: v for k, v in expected.items() if k != "stratum_column"}  # exactly, after the JSON round trip
     # The numbers on the page are the module's numbers: reader AUCs, RRRC test, per-stratum differences.
@@ -166,7 +184,7 @@ def test_analysis_run_report_matches_the_analysis_module(study):
     assert body.count("data:image/png;base64,") == 2 and numbers_in(body) == shown
     # Standalone model AUC, overall.
     assert run.result["model"]["overall"]["auc"] in shown
-    assert client_for("reader1").get(f"/results/run/{run.pk}/").status_code == 403
+    assert client_for("reader1").get(f"/results/run/{run.pk}/").status_code == 404
 
 
 def test_unanalysable_data_gives_a_message_not_a_crash(tmp_path):
@@ -186,10 +204,12 @@ def test_unanalysable_data_gives_a_message_not_a_crash(tmp_path):
 
 def test_bad_parameters_are_refused(study):
     client = client_for("stat")
-    response = client.post(f"/results/study/{study.pk}/", {"cov": "bootstrap", "analyses": ["rrrc"],
-                                                            "size_bins_mm": "10,30"}, follow=True)
+    response = client.post(
+        f"/results/study/{study.pk}/", {"cov": "bootstrap", "analyses": ["rrrc"], "size_bins_mm": "10,30"}, follow=True
+    )
     assert "cov &#x27;bootstrap&#x27;: expected one of jackknife, delong, unbiased" in response.content.decode()
-    response = client.post(f"/results/study/{study.pk}/", {"cov": "jackknife", "analyses": ["rrrc"],
-                                                            "size_bins_mm": "30,10"}, follow=True)
+    response = client.post(
+        f"/results/study/{study.pk}/", {"cov": "jackknife", "analyses": ["rrrc"], "size_bins_mm": "30,10"}, follow=True
+    )
     assert "strictly increasing" in response.content.decode()
     assert AnalysisRun.objects.count() == 0

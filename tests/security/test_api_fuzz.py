@@ -12,7 +12,7 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, re
 
 from readerstudy.reading import actions as reading_actions
 from readerstudy.reading.models import ReadingSession
-from tests.factories import build_study, make_user, predict_all
+from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def reader_headers(tmp_path):
     """A launched study with predictions; reader1 logged in with an open, started session."""
-    study = build_study(tmp_path, readers=2, n_patients=2, lesions_per_patient=2, name="Fuzz")
-    predict_all(study, 0.5)
+    study = build_study(tmp_path, readers=2, n_patients=2, lesions_per_patient=2, name="Fuzz", predict=0.5)
     reader = make_user("reader1")
     reading_actions.start_session(reader, ReadingSession.objects.get(study=study, reader=reader, index=1))
     client = Client()

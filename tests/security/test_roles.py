@@ -14,7 +14,7 @@ from readerstudy.reading import actions as reading_actions
 from readerstudy.reading.models import ReadingSession
 from readerstudy.results.models import AnalysisRun, Export
 from readerstudy.studies import actions
-from tests.factories import build_study, make_user, predict_all
+from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +26,7 @@ TRUTH_MARKERS = ('"crlm"', '"hemangioma"', "truth", "histology", "follow-up")
 def world(tmp_path, monkeypatch):
     monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
     superuser = make_user("admin", superuser=True)
-    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Matrix")
+    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Matrix", predict=0.7)
     other = build_study(tmp_path / "o", admin=superuser, readers=0, name="Other", launch=False)
     other_reader = make_user("outsider")
     actions.add_member(superuser, other, other_reader, "reader")
@@ -34,7 +34,6 @@ def world(tmp_path, monkeypatch):
     coordinator.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["studies", "reading"]))
     actions.add_member(superuser, study, coordinator, "admin")
     actions.add_member(superuser, study, make_user("stat"), "statistician")
-    predict_all(study, 0.7)
     reader = make_user("reader1")
     session = ReadingSession.objects.get(study=study, reader=reader, index=1)
     reading_actions.start_session(reader, session)
@@ -63,18 +62,23 @@ MATRIX = [
     ("worklist api", "get", "/api/worklist/", [API_ANON, OK, OK, OK, OK, OK]),
     ("own session", "get", "/api/sessions/{session}/", [API_ANON, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
     ("other's session", "get", "/api/sessions/{theirs}/", [API_ANON] + [NOT_FOUND] * 5),
-    ("item", "get", "/api/items/{item}/", [API_ANON, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
-    ("image", "get", "/api/items/{item}/images/0", [API_ANON, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
+    # reader1's sessions are finished (simulate_reads): a finished session's items are never served again.
+    ("item", "get", "/api/items/{item}/", [API_ANON] + [NOT_FOUND] * 5),
+    ("image", "get", "/api/items/{item}/images/0", [API_ANON] + [NOT_FOUND] * 5),
+    ("overlay", "get", "/api/items/{item}/overlay", [API_ANON] + [NOT_FOUND] * 5),
     ("other's item", "get", "/api/items/{their_item}/", [API_ANON] + [NOT_FOUND] * 5),
     ("submit to other's item", "post", "/api/items/{their_item}/read/", [API_ANON] + [NOT_FOUND] * 5),
     ("schema", "get", "/api/schema/", [API_ANON, OK, OK, OK, OK, OK]),
     ("worklist page", "get", "/reading/", [LOGIN, OK, OK, OK, OK, OK]),
     ("reading page", "get", "/reading/session/{session}/", [LOGIN, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
-    ("results study", "get", "/results/study/{study}/", [LOGIN, FORBIDDEN, FORBIDDEN, OK, OK, OK]),
-    ("request export", "post", "/results/study/{study}/", [LOGIN, FORBIDDEN, FORBIDDEN, 302, 302, 302]),
-    ("download export", "get", "/results/export/{export}/download", [LOGIN, FORBIDDEN, FORBIDDEN, 404, 404, 404]),
-    ("run report", "get", "/results/run/{run}/", [LOGIN, FORBIDDEN, FORBIDDEN, OK, OK, OK]),
-    ("run status", "get", "/results/run/{run}/status", [LOGIN, FORBIDDEN, FORBIDDEN, OK, OK, OK]),
+    # Results: non-members get "not found" for existing ids, as for missing ones (a 403 would confirm the id).
+    ("results study", "get", "/results/study/{study}/", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
+    ("request export", "post", "/results/study/{study}/", [LOGIN, NOT_FOUND, NOT_FOUND, 302, 302, 302]),
+    ("download export", "get", "/results/export/{export}/download", [LOGIN, NOT_FOUND, NOT_FOUND, 404, 404, 404]),
+    ("run report", "get", "/results/run/{run}/", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
+    ("run status", "get", "/results/run/{run}/status", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
+    ("missing study", "get", "/results/study/999999/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
+    ("missing run", "get", "/results/run/999999/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
     ("admin study list", "get", "/admin/studies/study/", [302, 302, 302, 302, OK, OK]),
     ("admin cases (truth)", "get", "/admin/studies/case/", [302, 302, 302, 302, OK, OK]),
     ("admin audit", "get", "/admin/reading/auditevent/", [302, 302, 302, 302, OK, OK]),

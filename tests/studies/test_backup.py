@@ -18,7 +18,7 @@ from readerstudy import backup
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
 from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import Study
-from tests.factories import build_study, make_user, predict_all
+from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +31,10 @@ def sha(path: Path) -> str:
 
 @pytest.fixture
 def study(tmp_path):
-    study = build_study(tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Source")
-    predict_all(study, lambda case: 0.25 + 0.1 * (case.pk % 5), seg=True)
+    study = build_study(
+        tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Source",
+        predict=lambda case: 0.25 + 0.1 * (case.pk % 5), seg=True,
+    )  # fmt: skip
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "5")
     study.refresh_from_db()
     assert Read.objects.filter(study=study).count() == 2 * 6 * 2

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 from django.core.management.base import BaseCommand, CommandError
 
-from inference.actions import current_prediction
+from inference.actions import shown_prediction
 from readerstudy.analysis import AnalysisInputError
 from readerstudy.analysis.strata import stratum_labels
 from readerstudy.studies.models import ImageSeries, Study
@@ -55,7 +55,7 @@ class Command(BaseCommand):
 
         rows = []
         for case in study.cases.select_related("truth", "patient"):
-            prediction = current_prediction(case)
+            prediction = shown_prediction(case)
             if prediction is None:
                 raise CommandError(f"case {case.case_id} has no prediction: run precompute first")
             rows.append((case.size_stratum, int(case.truth.positive), prediction.probability, case.patient.pseudonym))
@@ -76,7 +76,7 @@ class Command(BaseCommand):
             reference = masks / f"{series.patient.pseudonym}.npz"
             if not reference.exists():
                 continue
-            prediction = current_prediction(series.cases.filter(study=study).first())
+            prediction = shown_prediction(series.cases.filter(study=study).first())
             if prediction is None or not prediction.overlay:
                 continue
             with prediction.overlay.open("rb") as f:

@@ -45,5 +45,7 @@ class Command(BaseCommand):
             f"in {summary.seconds:.1f} s"
             + (f" ({summary.seconds / summary.done:.2f} s per predicted case)" if summary.done else "")
         )
+        if summary.frozen:
+            self.stdout.write(f"{summary.frozen} frozen: launched studies keep the predictions they launched with")
         if summary.failed:
             raise CommandError(f"{summary.failed} case(s) failed; the others are stored (re-run to retry)")
