@@ -705,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
         "MEDIA_ROOT": str(tmp / "media"),
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(48),
+        "DEID_SALT": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": "127.0.0.1",
         "PYTHONUNBUFFERED": "1",
     })
