@@ -73,12 +73,13 @@ def record_prediction(
         )
         if labelmap is not None:
             raw = np.ascontiguousarray(labelmap, dtype=np.uint8).tobytes()
+            # Storage names are generated keys (study and case primary keys), never the manifest's case id.
             prediction.overlay.save(
-                f"{case.study_id}/{case.case_id}.u8.gz", ContentFile(gzip.compress(raw, 6)), save=False
+                f"{int(case.study_id)}/case-{int(case.pk)}.u8.gz", ContentFile(gzip.compress(raw, 6)), save=False
             )
             prediction.overlay_shape = list(expected)
         if seg_bytes is not None:
-            prediction.seg.save(f"{case.study_id}/{case.case_id}.dcm", ContentFile(seg_bytes), save=False)
+            prediction.seg.save(f"{int(case.study_id)}/case-{int(case.pk)}.dcm", ContentFile(seg_bytes), save=False)
         prediction.save()
         audit.record(
             actor,

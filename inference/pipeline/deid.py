@@ -410,35 +410,64 @@ def _method_codes() -> DicomSequence:
 
 
 def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: str) -> DeidReport:
-    """De-identify the series in ``src_folder`` into ``dst_folder`` (created; existing ``*.dcm`` replaced).
+    """De-identify the series in ``src_folder`` into ``dst_folder``: a new or empty folder, never a link.
+
+    Only files ``dst_folder/0001.dcm``... are written, each created exclusively (an existing file or a symbolic
+    link in its place is an error, never replaced or followed). If anything fails, the files written and the
+    folder (if this call created it) are removed again.
 
     Args:
         src_folder: one series (validated like :func:`inference.pipeline.dicom.scan_series`).
-        dst_folder: output folder; files ``0001.dcm``... in slice order.
+        dst_folder: output folder (created if missing; must be empty if it exists); files ``0001.dcm``... in
+            slice order.
         pseudonym: the new PatientName and PatientID (e.g. ``"P001"``).
         salt: a project secret: UIDs and the date offset derive from it. Keep it constant across a study so
             that re-imports and derived objects (SEG) map to the same UIDs; keep it secret so that UIDs cannot
             be reversed by hashing candidates.
 
     Raises:
-        DeidError: burned-in annotation, an empty pseudonym or salt, or an invalid series.
+        DeidError: burned-in annotation, an empty or invalid pseudonym, an empty salt, an invalid series, or a
+            ``dst_folder`` that is a link, not a folder, or not empty.
     """
     if not pseudonym.strip() or not salt:
         raise DeidError("pseudonym and salt must be non-empty")
     if len(pseudonym) > 64:
         raise DeidError(f"pseudonym {pseudonym!r} is longer than 64 characters (PatientID is LO)")
+    if "\\" in pseudonym or not pseudonym.isprintable():
+        # LO: a backslash would split PatientID into several values; control characters are not allowed.
+        raise DeidError(f"pseudonym {pseudonym!r} contains a backslash or control character (PatientID is LO)")
     headers, _affine, _spacing, notes = scan_series(Path(src_folder))
     for h in headers:
         if str(h.ds.get("BurnedInAnnotation", "")).upper() == "YES":
             raise DeidError(f"{h.path}: BurnedInAnnotation is YES; burned-in text cannot be removed here")
     days = date_offset_days(pseudonym, salt)
     dst = Path(dst_folder)
-    dst.mkdir(parents=True, exist_ok=True)
-    for stale in dst.glob("*.dcm"):
-        stale.unlink()
+    if dst.is_symlink():
+        raise DeidError(f"{dst} is a symbolic link; refusing to write through it")
+    created = not dst.exists()
+    if created:
+        dst.mkdir(parents=True)
+    elif not dst.is_dir() or any(dst.iterdir()):
+        raise DeidError(f"{dst} exists and is not an empty folder; refusing to write into it")
+    written: list[Path] = []
+    try:
+        return _write(headers, dst, written, pseudonym, salt, days, notes)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if created:
+            try:
+                dst.rmdir()
+            except OSError:
+                pass
+        raise
+
+
+def _write(
+    headers: list, dst: Path, written: list[Path], pseudonym: str, salt: str, days: int, notes: list[str]
+) -> DeidReport:
     removed: dict[str, int] = {}
     uid_map: dict[str, str] = {}
-    written: list[Path] = []
     for n, h in enumerate(headers, start=1):
         ds = pydicom.dcmread(h.path)  # full dataset, pixel data kept encoded
         # carry the repaired UIDs (scan_series repaired the header copies)
@@ -472,8 +501,9 @@ def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: 
             if private_meta in meta:
                 del meta[private_meta]
         path = dst / f"{n:04d}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        written.append(path)
+        with path.open("xb") as out:  # O_EXCL: neither replaces a file nor follows a link put in its place
+            written.append(path)
+            ds.save_as(out, enforce_file_format=True)
     first = pydicom.dcmread(written[0], stop_before_pixels=True)
     return DeidReport(
         pseudonym=pseudonym,

@@ -7,6 +7,7 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
+from readerstudy.csvsafe import safe_row
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
 from readerstudy.studies.admin import ReadOnlyAdminMixin
 
@@ -58,5 +59,5 @@ class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             actor = e.actor.get_username() if e.actor else ""
             study = e.study.name if e.study else ""
             row = [e.pk, e.created_at.isoformat(), actor, study, e.verb, e.object_type, e.object_id]
-            writer.writerow([*row, json.dumps(e.before), json.dumps(e.after)])
+            writer.writerow(safe_row([*row, json.dumps(e.before), json.dumps(e.after)]))  # no formulas
         return response

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from readerstudy.csvsafe import safe_cell
+
 DATA_DICTIONARY: list[dict] = [
     {
         "column": "reader",
@@ -115,7 +117,7 @@ def dictionary_csv() -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=["column", "type", "units", "meaning"], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(DATA_DICTIONARY)
+    writer.writerows({k: safe_cell(v) for k, v in entry.items()} for entry in DATA_DICTIONARY)
     return buffer.getvalue()
 
 

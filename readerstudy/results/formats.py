@@ -17,6 +17,13 @@ float ratings, so ``read_x(write_x(df))`` gives the same ``analyse()`` result as
   when the table has one, for ``mrmc(empirical_auc(truth, rating), treatment, reader, case, data)``.
 
 Bad files raise :class:`FormatError` (a ValueError) naming the line, sheet or row at fault.
+
+Formula injection (a reader or modality id such as ``=HYPERLINK(...)`` run by a spreadsheet), per format:
+the MRMCaov CSV is opened in spreadsheets, so its text cells go through :func:`readerstudy.csvsafe.safe_cell`
+(a leading ``'``; numbers unchanged). The JAFROC workbook stores every string as a text cell, never a formula
+(openpyxl would make ``=...`` one), so ids reach RJafroc verbatim and Excel evaluates nothing. The iMRMC file is
+a machine format read by iMRMC/RJafroc, not a spreadsheet: ids are written verbatim (a ``'`` would become part
+of the id there); imported case and patient ids cannot start with a formula character anyway.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from readerstudy.csvsafe import safe_frame
 
 RATING_COLUMNS = ["reader", "modality", "case", "truth", "rating"]
 IMRMC_TRUTH_READERS = ("-1", "truth")  # iMRMC marks truth rows with either reader id
@@ -241,6 +250,14 @@ def jafroc_case_numbers(df: pd.DataFrame) -> dict[str, int]:
     return {c: i + 1 for i, c in enumerate(cases["case"])}
 
 
+def _append_text(ws: object, values: list) -> None:
+    """``ws.append(values)``, but a string stays a string: openpyxl makes any ``=...`` string a formula cell."""
+    ws.append(values)
+    for cell in ws[ws.max_row]:
+        if cell.data_type == "f":
+            cell.data_type = "s"  # stored as text: ids reach RJafroc verbatim and Excel evaluates nothing
+
+
 def write_jafroc(df: pd.DataFrame) -> bytes:
     """The ratings as an RJafroc JAFROC ROC workbook (xlsx bytes).
 
@@ -264,11 +281,12 @@ def write_jafroc(df: pd.DataFrame) -> bytes:
     wb = Workbook()
     truth_ws = wb.active
     truth_ws.title = "Truth"
-    truth_ws.append(["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm"])
+    _append_text(truth_ws, ["CaseID", "LesionID", "Weight", "ReaderID", "ModalityID", "Paradigm"])
     paradigm = ["ROC", "crossed"]
     for i, (case, t) in enumerate(zip(cases["case"], cases["truth"], strict=True)):
         # ROC: non-diseased cases have LesionID 0 and weight 0; each diseased case one lesion, LesionID 1, weight 1
-        truth_ws.append(
+        _append_text(
+            truth_ws,
             [
                 number[case],
                 int(t),
@@ -276,21 +294,21 @@ def write_jafroc(df: pd.DataFrame) -> bytes:
                 ", ".join(readers),
                 ", ".join(modalities),
                 paradigm[i] if i < len(paradigm) else None,
-            ]
+            ],
         )
     ordered = table.assign(number=table["case"].map(number)).sort_values(["modality", "reader", "number"])
     fp_ws = wb.create_sheet("FP")
-    fp_ws.append(["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
+    _append_text(fp_ws, ["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
     tp_ws = wb.create_sheet("TP")
-    tp_ws.append(["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
+    _append_text(tp_ws, ["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
     for r, m, k, t, x in zip(
         ordered["reader"], ordered["modality"], ordered["number"], ordered["truth"], ordered["rating"], strict=True
     ):
         value = int(x) if float(x).is_integer() else float(x)
         if t == 1:
-            tp_ws.append([r, m, int(k), 1, value])
+            _append_text(tp_ws, [r, m, int(k), 1, value])
         else:
-            fp_ws.append([r, m, int(k), value])
+            _append_text(fp_ws, [r, m, int(k), value])
     ids = {"case": {str(n): c for c, n in number.items()}}
     if "patient" in cases.columns:
         ids["patient"] = {str(number[c]): p for c, p in zip(cases["case"], cases["patient"], strict=True)}
@@ -448,7 +466,8 @@ def write_mrmcaov_csv(df: pd.DataFrame, include_patient: bool = True) -> str:
     out = out.sort_values(["treatment", "reader", "_k"], kind="stable")
     out["rating"] = [_number(x) for x in out["rating"]]
     cols = [*MRMCAOV_COLUMNS, *(["patient"] if "patient" in out.columns else [])]
-    return out[cols].to_csv(index=False, lineterminator="\n")
+    # Statisticians open this in spreadsheets too: ids that would run as formulas get a leading "'".
+    return safe_frame(out[cols]).to_csv(index=False, lineterminator="\n")
 
 
 def read_mrmcaov_csv(text: str) -> pd.DataFrame:

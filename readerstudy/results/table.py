@@ -5,6 +5,7 @@ import hashlib
 import pandas as pd
 
 from inference.models import Prediction
+from readerstudy.csvsafe import safe_frame
 from readerstudy.reading.models import Read
 from readerstudy.studies.models import Study, Truth
 
@@ -59,4 +60,5 @@ def table_sha256(df: pd.DataFrame) -> str:
 
 
 def to_csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, float_format="%.10g")
+    """reads.csv: opened in spreadsheets, so text cells that would run as formulas are neutralised."""
+    return safe_frame(df).to_csv(index=False, float_format="%.10g")

@@ -3,10 +3,8 @@
 Views, admin actions and management commands call these functions and never write the models themselves.
 """
 
-import hashlib
 import itertools
 import secrets
-import shutil
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +14,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from readerstudy.analysis.strata import size_stratum
-from readerstudy.errors import InvalidInput, NotAllowed, NotReady
+from readerstudy.errors import Conflict, InvalidInput, NotAllowed, NotReady
 from readerstudy.reading import audit
 from readerstudy.reading.models import ReadingSession, SessionItem
 from readerstudy.studies import design
@@ -228,16 +226,24 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
         raise InvalidInput(
             f"manifest {manifest_path.name} not imported: {len(manifest.errors)} problem(s)", details=manifest.errors
         )
-    digest = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
-    ingest = ingest_series(study, manifest)
+    # The digest is of the bytes that were checked, not of whatever the file holds by now.
+    digest = manifest.sha256
+    ingest = ingest_series(study, manifest)  # removes its own files if it raises
     try:
         if ingest.errors:
             raise InvalidInput(
                 f"manifest {manifest_path.name} not imported: {len(ingest.errors)} problem(s)", details=ingest.errors
             )
-        return _write_cases(actor, study, manifest, ingest, manifest_path.name, digest)
+        try:
+            return _write_cases(actor, study, manifest, ingest, manifest_path.name, digest)
+        except IntegrityError as exc:
+            # e.g. a concurrent import of the same case ids won the race; the transaction rolled back whole.
+            raise Conflict(
+                f"manifest {manifest_path.name} not imported: the database refused the cases ({exc}); "
+                "was the study changed meanwhile? Nothing was imported"
+            ) from exc
     except BaseException:
-        shutil.rmtree(ingest.folder, ignore_errors=True)  # all or nothing: no orphaned copies either
+        ingest.remove()  # all or nothing: no orphaned copies either
         raise
 
 

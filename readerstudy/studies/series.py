@@ -41,6 +41,10 @@ def probe_series(folder: Path) -> SeriesInfo:
     if not folder.is_dir():
         raise SeriesError(f"series folder {folder} does not exist")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    linked = next((p for p in files if p.is_symlink()), None)
+    if linked is not None:
+        # A link may point anywhere on the server; the import copies only files that lie in the folder.
+        raise SeriesError(f"{linked.name} in {folder} is a symbolic link; copy the file into the folder instead")
     if not files:
         raise SeriesError(f"series folder {folder} holds no files")
     headers = []

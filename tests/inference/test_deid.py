@@ -214,3 +214,83 @@ def test_burned_in_annotation_is_rejected(phantom_series, tmp_path):
     ds.save_as(folder / "0003.dcm")
     with pytest.raises(DeidError, match=r"0003\.dcm: BurnedInAnnotation is YES"):
         deidentify_series(folder, tmp_path / "out", "P1", "s")
+
+
+# --- where it writes: only new files in a new or empty folder, nothing left when it fails ------------------------
+
+
+@pytest.fixture
+def tiny_series(tmp_path) -> Path:
+    from tests.factories import write_series
+
+    write_series(tmp_path / "src")
+    return tmp_path / "src"
+
+
+def test_writes_only_its_own_files_into_a_new_or_empty_folder(tiny_series, tmp_path):
+    (tmp_path / "empty").mkdir()
+    report = deidentify_series(tiny_series, tmp_path / "empty", "P1", "s")
+    assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [f"{n:04d}.dcm" for n in range(1, 6)]
+    assert report.files == sorted((tmp_path / "empty").iterdir())
+
+
+def test_refuses_a_non_empty_folder_and_replaces_nothing(tiny_series, tmp_path):
+    dst = tmp_path / "taken"
+    dst.mkdir()
+    (dst / "0001.dcm").write_bytes(b"another study's image")
+    with pytest.raises(DeidError, match="exists and is not an empty folder"):
+        deidentify_series(tiny_series, dst, "P1", "s")
+    assert [p.name for p in dst.iterdir()] == ["0001.dcm"]
+    assert (dst / "0001.dcm").read_bytes() == b"another study's image"
+
+
+def test_refuses_a_symlinked_target_folder(tiny_series, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(DeidError, match="is a symbolic link"):
+        deidentify_series(tiny_series, tmp_path / "link", "P1", "s")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_a_link_planted_mid_write_is_not_followed_and_everything_is_removed(tiny_series, tmp_path, monkeypatch):
+    """A file that appears where an output file goes (a race) is an error; the written files are removed."""
+    victim = tmp_path / "victim.dcm"
+    victim.write_bytes(b"keep me")
+    dst = tmp_path / "out"
+    real_save = pydicom.dataset.Dataset.save_as
+
+    def plant_link_after_first(self, target, *args, **kwargs):
+        real_save(self, target, *args, **kwargs)
+        if not (dst / "0002.dcm").exists():
+            (dst / "0002.dcm").symlink_to(victim)
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", plant_link_after_first)
+    with pytest.raises(FileExistsError):
+        deidentify_series(tiny_series, dst, "P1", "s")
+    assert victim.read_bytes() == b"keep me"
+    assert not (dst / "0001.dcm").exists()
+    assert [p.name for p in dst.iterdir()] == ["0002.dcm"]  # only the planted link, which is not ours to remove
+
+
+def test_failure_midway_removes_the_files_and_the_folder_it_made(tiny_series, tmp_path, monkeypatch):
+    real_save = pydicom.dataset.Dataset.save_as
+    calls = []
+
+    def fail_third(self, target, *args, **kwargs):
+        calls.append(target)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real_save(self, target, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", fail_third)
+    with pytest.raises(OSError, match="No space"):
+        deidentify_series(tiny_series, tmp_path / "out", "P1", "s")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pseudonym", ["P1\\P2", "P1\x00", "P1\n"])
+def test_pseudonym_that_dicom_cannot_hold_is_refused(tiny_series, tmp_path, pseudonym):
+    with pytest.raises(DeidError, match="backslash or control character"):
+        deidentify_series(tiny_series, tmp_path / "out", pseudonym, "s")
+    assert not (tmp_path / "out").exists()

@@ -1,5 +1,6 @@
 """Manifest import: all-or-nothing, every bad row reported with row number, column and reason."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -179,7 +180,10 @@ def test_import_stores_deidentified_copies_in_the_study_storage(tmp_path, admin,
     assert stored[0].StudyInstanceUID != original.StudyInstanceUID
     assert stored[0].PatientIdentityRemoved == "YES"
     event = AuditEvent.objects.get(verb="import_cases")
-    assert event.after["stored_in"] == str(folder.parent.parent)
+    assert event.after["stored_in"] == str(folder.parent)
+    # storage names are generated keys, never the manifest's text
+    assert re.fullmatch(r"import-[0-9a-f]{32}", folder.parent.name) and re.fullmatch(r"series-\d+", folder.name)
+    assert folder.parent.parent == media_root / "studies" / str(study.pk)
 
 
 def test_refused_import_leaves_no_files(tmp_path, admin, study, media_root):
@@ -193,7 +197,118 @@ def test_refused_import_leaves_no_files(tmp_path, admin, study, media_root):
         ds.save_as(file)
     with pytest.raises(InvalidInput) as caught:
         actions.import_cases(admin, study, path)
-    assert any("row 3 column series_path: cannot de-identify" in d and "BurnedInAnnotation" in d
-               for d in caught.value.details), caught.value.details
-    assert not list(Path(media_root).rglob("*.dcm"))
+    assert any(
+        "row 3 column series_path: cannot de-identify" in d and "BurnedInAnnotation" in d for d in caught.value.details
+    ), caught.value.details
+    assert not list(Path(media_root).rglob("*"))  # the first patient's copy and every folder made for it are gone
     assert counts() == (0, 0, 0, 0)
+
+
+# --- robustness: every broken file is a message naming the row (and column), never a traceback ------------------
+
+HEADER = b"patient_id,case_id,series_path,lesion_x_mm,lesion_y_mm,lesion_z_mm,diameter_mm,truth,truth_source\n"
+GOOD_TAIL = b",1,2,5,12,crlm,histology\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # a field beyond the csv module's limit (131072): the parser stops, the row is named
+        (HEADER + b"P001,P001-L1,series/P001" + GOOD_TAIL + b"P002," + b"x" * 200_000 + b"," + GOOD_TAIL,
+         "cases.csv row 3: cannot parse the CSV (field larger than field limit"),
+        (b"patient_id,case_id," + b"h" * 200_000 + b"\n", "cases.csv row 1: cannot parse the header"),
+        (HEADER + b"P" * 100_000 + b",C1,series/P001" + GOOD_TAIL,
+         "cases.csv row 2 column patient_id: '" + "P" * 40 + "'... (100000 characters) is longer"),
+        (HEADER + b"P001,C1,series/P001,1,2,5," + b"1" * 1000 + b",crlm,histology\n",
+         "cases.csv row 2 column diameter_mm: '" + "1" * 40 + "'... (1000 characters) is not a"),
+        (HEADER + b"P001,C1,series/" + b"a" * 2000 + GOOD_TAIL,
+         "cases.csv row 2 column series_path: 'series/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'... (2007 characters) is longer"
+         " than 1024 characters"),
+        (HEADER + b"P001,C1,series/" + b"a" * 300 + GOOD_TAIL, "row 2 column series_path: 'series/aaaa"),
+        (HEADER + b"P001,C1,series/" + b"a" * 300 + GOOD_TAIL, "has a folder name longer than 255 bytes"),
+        (HEADER + b"P001,C1," + b"/".join([b"d" * 250] * 3) + GOOD_TAIL, "row 2 column series_path: series folder"),
+        # NUL bytes anywhere
+        (HEADER + b"P0\x0001,C1,series/P001" + GOOD_TAIL, "row 2 column patient_id: 'P0\\x0001' contains a NUL byte"),
+        (HEADER + b"P001,C1,series/P\x00001" + GOOD_TAIL, "row 2 column series_path: 'series/P\\x00001' contains the "
+         "control character U+0000"),
+        (HEADER + b"P001,C1,series/P001,1\x00,2,5,12,crlm,histology\n", "row 2 column lesion_x_mm: '1\\x00' is not a"),
+        (HEADER + b"P001,C1,series/P001,1,2,5,12,crlm\x00,histology\n", "row 2 column truth: unknown label"),
+        (HEADER.replace(b"truth,", b"tr\x00uth,"), "row 1: wrong header (missing truth; unknown 'tr\\x00uth')"),
+        # a tab or a non-breaking space around an id is refused, not silently trimmed into something else
+        (HEADER + b"\tP001,C1,series/P001" + GOOD_TAIL, "row 2 column patient_id: '\\tP001' contains the control"),
+        (HEADER + "P001\u00a0,C1,series/P001".encode() + GOOD_TAIL, "row 2 column patient_id: 'P001\\xa0' contains "
+         "whitespace (U+00A0)"),
+        # very many columns
+        (b",".join(b"c%d" % i for i in range(10_000)) + b"\n", "unknown c0, c1, c2, c3, c4 and 9995 more"),
+        (HEADER + b",".join([b"x"] * 10_000) + b"\n", "row 2: 10000 fields, expected 9"),
+    ],
+)  # fmt: skip
+def test_broken_fields_are_row_errors(tmp_path, admin, study, content, message):
+    write_series(tmp_path / "series" / "P001")
+    path = tmp_path / "cases.csv"
+    path.write_bytes(content)
+    with pytest.raises(InvalidInput) as caught:
+        actions.import_cases(admin, study, path)
+    details = caught.value.details
+    assert any(message in d and d.startswith("cases.csv") for d in details), details
+    assert all(len(d) < 2000 for d in details)  # huge values are cut short (a path of 1000 characters is not)
+    assert counts() == (0, 0, 0, 0)
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\r", b"\n\r\n", b"\r\r\n"])
+def test_odd_line_endings_import(tmp_path, admin, study, newline):
+    path = write_manifest(tmp_path, balanced_rows(2, 1))
+    path.write_bytes(path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", newline))
+    assert actions.import_cases(admin, study, path).n_cases == 2
+
+
+def test_file_size_row_count_and_error_count_are_bounded(tmp_path, admin, study, monkeypatch):
+    from readerstudy.studies import manifest
+
+    path = write_manifest(tmp_path, balanced_rows(3, 2))
+    monkeypatch.setattr(manifest, "MAX_BYTES", 100)
+    with pytest.raises(InvalidInput, match=r"manifest.csv: larger than the limit of 100 bytes .*; split the manifest"):
+        actions.import_cases(admin, study, path)
+    monkeypatch.setattr(manifest, "MAX_BYTES", 10_000)
+    monkeypatch.setattr(manifest, "MAX_ROWS", 4)
+    with pytest.raises(InvalidInput, match=r"manifest.csv row 6: more than 4 case rows; split the manifest"):
+        actions.import_cases(admin, study, path)
+    monkeypatch.setattr(manifest, "MAX_ROWS", 10_000)
+    monkeypatch.setattr(manifest, "MAX_ERRORS", 3)
+    bad = write_manifest(tmp_path / "bad", [manifest_row(f"P{i}", f"={i}", series="series/P1") for i in range(10)])
+    with pytest.raises(InvalidInput) as caught:
+        actions.import_cases(admin, study, bad)
+    details = caught.value.details
+    assert len(details) == 4 and details[-1] == "manifest.csv: stopped after 3 problems; fix these and check again"
+    assert counts() == (0, 0, 0, 0)
+
+
+def test_manifest_path_itself_too_long_or_with_nul(tmp_path):
+    from readerstudy.studies.manifest import read_manifest
+
+    assert "cannot read the file (File name too long)" in read_manifest(tmp_path / ("m" * 300 + ".csv")).errors[0]
+    assert "cannot read the file (embedded null byte)" in read_manifest(tmp_path / "m\x00.csv").errors[0]
+
+
+def test_symlinked_file_in_a_series_folder_is_refused(tmp_path, admin, study):
+    write_series(tmp_path / "series" / "P001")
+    write_series(tmp_path / "outside" / "scan", n_slices=1)
+    (tmp_path / "series" / "P001" / "999.dcm").symlink_to(tmp_path / "outside" / "scan" / "000.dcm")
+    path = write_manifest(tmp_path, [manifest_row("P001", "P001-L1")])
+    with pytest.raises(InvalidInput, match=r"row 2 column series_path: 999.dcm in .* is a symbolic link"):
+        actions.import_cases(admin, study, path)
+
+
+def test_unreadable_series_folder_is_a_row_error(tmp_path, admin, study, monkeypatch):
+    write_series(tmp_path / "series" / "P001")
+    path = write_manifest(tmp_path, [manifest_row("P001", "P001-L1")])
+    real_iterdir = Path.iterdir
+
+    def denied(self):
+        if self.name == "P001":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", denied)  # chmod 000 does not stop root, which runs some CIs
+    with pytest.raises(InvalidInput, match=r"row 2 column series_path: cannot read the series folder .* denied"):
+        actions.import_cases(admin, study, path)

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from inference.actions import shown_prediction
 from readerstudy.analysis import AnalysisInputError
 from readerstudy.analysis.strata import stratum_labels
+from readerstudy.studies.manifest import id_problem
 from readerstudy.studies.models import ImageSeries, Study
 
 
@@ -73,6 +74,10 @@ class Command(BaseCommand):
 
         lesion_rows, cases = [], []
         for series in ImageSeries.objects.filter(cases__study=study).distinct().select_related("patient"):
+            problem = id_problem(series.patient.pseudonym)
+            if problem is not None:  # a pseudonym from before ids were checked: not a safe file name under MASKS
+                self.stderr.write(f"patient skipped: pseudonym {problem}; its mask cannot be looked up safely")
+                continue
             reference = masks / f"{series.patient.pseudonym}.npz"
             if not reference.exists():
                 continue
