@@ -135,3 +135,9 @@ def test_a_thin_series_gets_a_prediction(tmp_path, capsys):
     assert "1 predicted, 0 unchanged (skipped), 0 failed" in capsys.readouterr().out
     prediction = Prediction.objects.get(case__study=study)
     assert prediction.overlay_shape == [2, 8, 8] and 0.0 <= prediction.probability <= 1.0
+
+
+def test_precompute_takes_several_studies_and_names_unknown_ones(study):
+    with pytest.raises(CommandError, match="no study named 'Nope'"):
+        call_command("precompute", "--study", study.name, "--study", "Nope", "--no-progress")
+    assert not Prediction.objects.exists()
