@@ -78,6 +78,16 @@ AXES_COOLOFF_TIME = env_int("AXES_COOLOFF_MINUTES", 15) / 60  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The client address (readerstudy.logins.client_ip): REMOTE_ADDR; X-Forwarded-For only with TRUSTED_PROXY_COUNT
+# proxies in front (counted from the right), or else every reader behind the proxy would share one address.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ValueError(f"environment variable TRUSTED_PROXY_COUNT={TRUSTED_PROXY_COUNT}: expected 0 or more")
+AXES_CLIENT_IP_CALLABLE = "readerstudy.logins.client_ip"
+# Per address across user names (password spraying): after 20 failures within 5 minutes, that address waits 60 s.
+LOGIN_THROTTLE_FAILURES = env_int("LOGIN_THROTTLE_FAILURES", 20)
+LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 300)
+LOGIN_THROTTLE_SECONDS = env_int("LOGIN_THROTTLE_SECONDS", 60)
 
 ROOT_URLCONF = "readerstudy.urls"
 

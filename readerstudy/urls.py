@@ -3,13 +3,16 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from readerstudy.logins import throttle_logins
 from readerstudy.reading.urls import api_patterns
 from readerstudy.views import home
 
 urlpatterns = [
     path("", home, name="home"),
+    # Both login forms go through the per-address throttle (the admin's before admin.site.urls claims it).
+    path("admin/login/", throttle_logins(admin.site.login)),
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", throttle_logins(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reading/", include("readerstudy.reading.urls")),
     path("results/", include("readerstudy.results.urls")),

@@ -34,3 +34,11 @@ def media_root(settings, tmp_path_factory: pytest.TempPathFactory):
     """Stored files (de-identified series, overlays, exports) go to a fresh folder per test, never the checkout."""
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache() -> None:
+    """The login throttle counts failures per address in the cache: no test inherits another's."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -1,6 +1,6 @@
 """Load benchmark: simulated readers against gunicorn + PostgreSQL through the real reading API.
 
-    python -m bench.load [--readers 50] [--items 100] [--workers 2] [--threads 1] [--think-ms 0] [--fault]
+    python -m bench.load [--readers 50] [--items 100] [--workers 2] [--threads 8] [--think-ms 0] [--fault]
                          [--timeout 600] [--out bench/load/results.json]
 
 (``--out`` defaults to ``results-fault.json`` with ``--fault``.)
@@ -9,8 +9,10 @@
    ``--pg-url``), migrates it and builds a launched *sequential* study through the real actions (create_study,
    add_modality, add_member, import_cases, launch_study): ``--items / 2`` cases with a tiny 5-slice CT series each,
    2 modalities (unaided, aided), ``--readers`` readers, so every reader has one session of ``--items`` items.
-2. Starts ``gunicorn readerstudy.wsgi -w WORKERS -b 127.0.0.1:PORT`` with ``DEBUG=false`` (production settings:
-   secure cookies, real SECRET_KEY check). Loopback only.
+2. Starts gunicorn with the shipped production config (``gunicorn -c deploy/gunicorn.conf.py``: gthread workers,
+   its timeouts and limits), sized by ``GUNICORN_WORKERS`` / ``GUNICORN_THREADS`` from ``--workers`` / ``--threads``,
+   bound to ``127.0.0.1:PORT``, with ``DEBUG=false`` (production settings: secure cookies, real SECRET_KEY check).
+   Loopback only.
 3. One asyncio task per reader, each with its own ``httpx.AsyncClient`` (its own cookie jar, like a browser):
    log in through the login form (CSRF token from the form), find the session in ``GET /api/worklist/``, then,
    once every reader is logged in, ``POST /api/sessions/<id>/start/`` and loop ``GET /api/sessions/<id>/next/``
@@ -69,6 +71,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+GUNICORN_CONFIG = ROOT / "deploy" / "gunicorn.conf.py"
 PASSWORD = "bench-load-pass-1"
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/readerstudy_load"
 GOAL_P95_MS = 50.0
@@ -251,10 +254,13 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
 
 
 def start_gunicorn(env: dict, port: int, workers: int, threads: int, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gunicorn", "readerstudy.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
-    cmd += ["--worker-class", "gthread", "--threads", str(threads)] if threads > 1 else ["--worker-class", "sync"]
-    cmd += ["--timeout", "30", "--graceful-timeout", "5", "--backlog", "2048", "--worker-tmp-dir", "/dev/shm"]
-    cmd += ["--error-logfile", str(log_path), "--log-level", "warning"]
+    """The shipped config (what production runs); the benchmark sets only its size, address, logs, shutdown."""
+    env = {k: v for k, v in env.items() if not k.startswith("GUNICORN_")} | {
+        "GUNICORN_BIND": f"127.0.0.1:{port}", "GUNICORN_WORKERS": str(workers), "GUNICORN_THREADS": str(threads),
+        "GUNICORN_GRACEFUL_TIMEOUT": "5", "GUNICORN_ACCESS_LOG": "", "GUNICORN_ERROR_LOG": str(log_path),
+        "GUNICORN_LOG_LEVEL": "warning",
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 60
@@ -665,7 +671,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--readers", type=int, default=50)
     ap.add_argument("--items", type=int, default=100, help="items per reader (even: cases x 2 modalities)")
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    ap.add_argument("--threads", type=int, default=1, help="threads per worker (> 1: gthread workers)")
+    ap.add_argument("--threads", type=int, default=8, help="threads per gthread worker (the shipped config's 8)")
     ap.add_argument("--think-ms", type=float, default=0.0, help="mean pause between next item and submit")
     ap.add_argument("--fault", action="store_true", help="SIGKILL a worker at 30 %%, restart PostgreSQL at 60 %%")
     ap.add_argument("--timeout", type=float, default=600.0, help="bound of the reading phase (and of logins), s")
@@ -750,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "parameters": {
                 "readers": args.readers, "items": args.items, "workers": args.workers, "threads": args.threads,
-                "worker_class": "gthread" if args.threads > 1 else "sync", "think_ms": args.think_ms,
+                "worker_class": "gthread", "think_ms": args.think_ms,
                 "fault": args.fault, "timeout_s": args.timeout, "request_timeout_s": args.request_timeout,
                 "max_retries": MAX_RETRIES, "design": "sequential, 2 modalities, 1 session per reader",
                 "debug": False, "client": "asyncio + httpx, one AsyncClient per reader",

@@ -33,6 +33,7 @@ __all__ = [
     "TotalSegmentatorBackend",
     "TotalSegmentatorError",
     "file_sha256",
+    "min_input_shape",
     "missing_totalseg_weights",
     "totalseg_weights_dir",
 ]
@@ -85,7 +86,8 @@ class PhantomUNetBackend:
 
     The weights file (``torch.save`` of a dict: ``state_dict``, ``config``, ``name``, ``version``) is identified
     by its SHA-256. Inputs are resampled to the training spacing when they differ by more than 5 %, run as one
-    window (or sliding windows for large volumes), and the class probabilities resampled back.
+    window (or sliding windows for large volumes), and the class probabilities resampled back. Volumes smaller
+    than :func:`min_input_shape` (a thin series) are edge-padded to it and the output cropped back.
     """
 
     def __init__(self, weights: Path, device: str = "cpu", threads: int | None = 2) -> None:
@@ -120,14 +122,26 @@ class PhantomUNetBackend:
         resample = bool(np.any(np.abs(zoom - 1.0) > 0.05))
         x = normalise_hu(np.asarray(hu, dtype=np.float32), self.config)
         if resample:
-            x = ndimage.zoom(x, zoom, order=1)
-        roi = tuple(int(min(r, -(-s // 8) * 8)) for r, s in zip(self.config["roi_size"], x.shape, strict=True))
+            # at least one voxel per axis: a single slice finer than the model's spacing must not vanish
+            x = ndimage.zoom(x, np.maximum(zoom, 1.0 / np.array(x.shape)), order=1)
+        # A thin series (a few slices, or a tiny matrix) would reach the instance norms with one voxel left
+        # ("Expected more than 1 spatial element"): edge-pad it to the network's minimum, crop the output back.
+        minimum = min_input_shape(self.config)
+        short = [max(m - s, 0) for s, m in zip(x.shape, minimum, strict=True)]
+        pads = [(n // 2, n - n // 2) for n in short]
+        if any(sum(p) for p in pads):
+            x = np.pad(x, pads, mode="edge")
+        factor = int(np.prod(self.config["strides"]))
+        roi = tuple(
+            int(min(r, -(-s // factor) * factor)) for r, s in zip(self.config["roi_size"], x.shape, strict=True)
+        )
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(self.device)
             logits = sliding_window_inference(
                 t, roi, sw_batch_size=1, predictor=self.net, overlap=0.25, mode="gaussian"
             )
             prob = torch.softmax(logits, dim=1)[0].float().cpu().numpy()
+        prob = prob[(slice(None), *(slice(lo, n - hi) for (lo, hi), n in zip(pads, prob.shape[1:], strict=True)))]
         if resample:
             factors = [1.0] + [o / p for o, p in zip(hu.shape, prob.shape[1:], strict=True)]
             prob = ndimage.zoom(prob, factors, order=1)
@@ -161,6 +175,12 @@ def build_unet(config: dict[str, Any]) -> Any:
         strides=tuple(config["strides"]),
         num_res_units=int(config.get("num_res_units", 1)),
     )
+
+
+def min_input_shape(config: dict[str, Any]) -> tuple[int, int, int]:
+    """The smallest ``(z, y, x)`` the UNet takes: two voxels per axis left after all its downsamplings."""
+    factor = int(np.prod(config["strides"]))
+    return (2 * factor,) * 3
 
 
 def normalise_hu(hu: np.ndarray, config: dict[str, Any]) -> np.ndarray:

@@ -96,3 +96,34 @@ def test_unmatched_target_falls_back_to_the_manifest_centre(phantom_series, unet
     assert 0.0 < pred.probability < 1.0
     with pytest.raises(ValueError, match="lies outside the series"):
         predict_case(phantom_series.folder, (0, 0, 900), backend=unet_backend, classifier=classifier)
+
+
+@pytest.mark.parametrize("n_slices", [2, 3])
+def test_a_thin_series_is_padded_to_the_networks_minimum(phantom_series, unet_backend, classifier, tmp_path, n_slices):
+    """A few slices are fewer than the UNet's downsamplings take: padded in, cropped back, never a crash."""
+    import shutil
+
+    from inference.pipeline.segment import min_input_shape
+
+    target = phantom_series.phantom.lesions[0]
+    vol = read_series(phantom_series.folder)
+    k = int(np.rint(vol.lps_to_index(target.center_lps_mm)[0]))
+    thin = tmp_path / "thin"
+    thin.mkdir()
+    for path in vol.paths[k : k + n_slices]:
+        shutil.copy(path, thin / path.name)
+    assert n_slices < min_input_shape(unet_backend.config)[0]
+    pred = predict_case(thin, target.center_lps_mm, backend=unet_backend, classifier=classifier, target_diameter_mm=24)
+    assert pred.labelmap.shape == (n_slices, *vol.shape[1:])
+    assert (pred.labelmap >= 1).any()  # the liver is still found on the slab
+    assert 0.0 < pred.probability < 1.0 and len(pred.slice_sop_instance_uids) == n_slices
+
+
+def test_the_unet_takes_volumes_smaller_than_its_windows(unet_backend):
+    spacing = tuple(unet_backend.config["spacing_mm"])
+    for shape in [(2, 8, 8), (3, 5, 7), (1, 64, 64), (2, 16, 16)]:
+        prob = unet_backend.predict_probabilities(np.full(shape, 60.0, dtype=np.float32), spacing)
+        assert prob.shape == (3, *shape) and np.allclose(prob.sum(axis=0), 1.0, atol=1e-4)
+    # finer than the model's spacing (resampled down): a single voxel per axis is kept, not lost
+    prob = unet_backend.predict_probabilities(np.zeros((2, 3, 3), dtype=np.float32), (0.5, 0.5, 0.5))
+    assert prob.shape == (3, 2, 3, 3)

@@ -110,3 +110,34 @@ def test_evaluate_predictions_reports_auc_and_segmentation_agreement(study, tmp_
     assert segmentation["liver_dice_mean"] > 0.5
     assert segmentation["lesions_by_stratum"]["all"]["n"] == study.cases.count()
     assert "DL AUC all" in capsys.readouterr().out
+
+
+def test_a_thin_series_gets_a_prediction(tmp_path, capsys):
+    """Two 8 x 8 slices are less than the UNet's downsamplings take: padded to its minimum, never a crash."""
+    import pydicom
+
+    from tests.factories import manifest_row, write_manifest, write_series
+
+    admin = make_user("admin", superuser=True)
+    study = actions.create_study(admin, "Thin", seed=3)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
+    actions.add_modality(admin, study, "aided", "Aided", shows_dl=True)
+    for path in write_series(tmp_path / "import" / "series" / "P001", n_slices=2):
+        ds = pydicom.dcmread(path)  # the patient and study attributes a DICOM SEG copies (type 2: may be empty)
+        for keyword in ("PatientName", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                        "ReferringPhysicianName", "StudyID", "AccessionNumber"):  # fmt: skip
+            setattr(ds, keyword, "")
+        ds.save_as(path)
+    manifest = write_manifest(tmp_path / "import", [manifest_row("P001", "P001-L1", lesion_z_mm=2.5)])
+    actions.import_cases(admin, study, manifest)
+    assert study.cases.get().series.n_slices == 2
+    call_command("precompute", "--study", study.name, "--no-progress")
+    assert "1 predicted, 0 unchanged (skipped), 0 failed" in capsys.readouterr().out
+    prediction = Prediction.objects.get(case__study=study)
+    assert prediction.overlay_shape == [2, 8, 8] and 0.0 <= prediction.probability <= 1.0
+
+
+def test_precompute_takes_several_studies_and_names_unknown_ones(study):
+    with pytest.raises(CommandError, match="no study named 'Nope'"):
+        call_command("precompute", "--study", study.name, "--study", "Nope", "--no-progress")
+    assert not Prediction.objects.exists()

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -91,3 +92,91 @@ def test_audit_log_exports_as_csv_and_stays_append_only(tmp_path):
     filtered = admin.get("/admin/reading/auditevent/?verb__exact=launch_study")
     assert filtered.status_code == 200 and "launch_study" in filtered.content.decode()
     assert AuditEvent.objects.count() == len(ids)
+
+
+# --- client address and the per-address throttle --------------------------------------------------------------------
+
+
+def log_in_from(username: str, password: str, *, remote: str = "127.0.0.1", forwarded: str | None = None):
+    """One login POST from a fresh client (own cookies) with the given peer and X-Forwarded-For."""
+    extra = {"REMOTE_ADDR": remote} | ({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {})
+    return Client().post("/accounts/login/", {"username": username, "password": password}, **extra)
+
+
+@pytest.mark.parametrize("count, forwarded, expected", [
+    (0, "203.0.113.9", "10.0.0.2"),  # no trusted proxy: the header is the client's word, ignored
+    (1, "203.0.113.9", "203.0.113.9"),
+    (1, "6.6.6.6, 203.0.113.9", "203.0.113.9"),  # the left entry was written by the client
+    (2, "6.6.6.6, 203.0.113.9, 10.0.0.1", "203.0.113.9"),
+    (1, "203.0.113.9:51234", "203.0.113.9"),
+    (1, "[2001:db8::1]:443", "2001:db8::1"),
+    (2, "203.0.113.9", "10.0.0.2"),  # shorter than the proxy chain: did not come through it
+    (1, "not-an-address", "10.0.0.2"),
+    (1, None, "10.0.0.2"),
+])  # fmt: skip
+def test_client_address_uses_x_forwarded_for_only_behind_trusted_proxies(settings, count, forwarded, expected):
+    from django.test import RequestFactory
+
+    from readerstudy.logins import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = count
+    extra = {"REMOTE_ADDR": "10.0.0.2"} | ({"HTTP_X_FORWARDED_FOR": forwarded} if forwarded else {})
+    assert client_ip(RequestFactory().get("/", **extra)) == expected
+
+
+def test_without_a_trusted_proxy_a_spoofed_x_forwarded_for_neither_dodges_nor_shifts_the_lockout(settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    get_user_model().objects.create_user("reader1", password="right-password-42")
+    for i in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert log_in_from("reader1", "wrong", remote="198.51.100.4", forwarded=f"203.0.113.{i}").status_code == 200
+    # counted on the real peer, whatever the header says
+    assert log_in_from("reader1", "wrong", remote="198.51.100.4", forwarded="203.0.113.99").status_code == 429
+    assert log_in_from("reader1", "right-password-42", remote="198.51.100.4", forwarded="1.2.3.4").status_code == 429
+    # and nobody can lock another address out by naming it in the header
+    assert log_in_from("reader1", "right-password-42", remote="198.51.100.5").status_code == 302
+
+
+def test_behind_a_trusted_proxy_one_clients_failures_do_not_lock_the_user_out_elsewhere(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    get_user_model().objects.create_user("reader1", password="right-password-42")
+    proxy = "10.0.0.1"  # every request arrives from the proxy
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        log_in_from("reader1", "wrong", remote=proxy, forwarded="203.0.113.7")
+    assert log_in_from("reader1", "right-password-42", remote=proxy, forwarded="203.0.113.7").status_code == 429
+    # the same reader from their own workstation still gets in
+    assert log_in_from("reader1", "right-password-42", remote=proxy, forwarded="198.51.100.8").status_code == 302
+
+
+def test_the_per_address_throttle_answers_429_and_spares_other_addresses(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.LOGIN_THROTTLE_FAILURES = 4
+    settings.LOGIN_THROTTLE_SECONDS = 1
+    get_user_model().objects.create_user("reader1", password="right-password-42")
+    proxy, attacker, reader = "10.0.0.1", "203.0.113.7", "198.51.100.8"
+    # password spraying: a different user name each time, so the per-user lockout never triggers
+    for i in range(settings.LOGIN_THROTTLE_FAILURES):
+        assert log_in_from(f"user{i}", "guess", remote=proxy, forwarded=attacker).status_code == 200
+    held = log_in_from("user99", "guess", remote=proxy, forwarded=attacker)
+    assert held.status_code == 429 and held["Retry-After"] == "1"
+    assert "Too many failed logins from this address" in held.content.decode()
+    admin_login = Client().post("/admin/login/", {"username": "x", "password": "y"}, REMOTE_ADDR=proxy,
+                                HTTP_X_FORWARDED_FOR=attacker)  # fmt: skip
+    assert admin_login.status_code == 429  # the admin's login form too
+    # a reader elsewhere is not slowed down at all
+    assert log_in_from("reader1", "right-password-42", remote=proxy, forwarded=reader).status_code == 302
+    # and the held-back address may try again after the pause (a pause, not a lockout)
+    time.sleep(1.1)
+    assert log_in_from("reader1", "right-password-42", remote=proxy, forwarded=attacker).status_code == 302
+
+
+def test_the_throttle_counts_failures_only_and_never_the_login_page(settings):
+    settings.LOGIN_THROTTLE_FAILURES = 2
+    get_user_model().objects.create_user("reader1", password="right-password-42")
+    for _ in range(5):
+        assert log_in_from("reader1", "right-password-42").status_code == 302
+        assert Client().get("/accounts/login/").status_code == 200
+    assert log_in_from("reader1", "wrong").status_code == 200
+    assert log_in_from("reader1", "right-password-42").status_code == 302
+    assert log_in_from("reader1", "wrong").status_code == 200
+    assert log_in_from("reader1", "right-password-42").status_code == 429
+    assert Client().get("/accounts/login/").status_code == 200  # the form still shows

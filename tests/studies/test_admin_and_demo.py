@@ -162,3 +162,37 @@ def test_import_cases_command_prints_every_bad_row(tmp_path, admin_user):
     rows = balanced_rows(2, 1)
     call_command("import_cases", "Cmd", str(write_manifest(tmp_path / "ok", rows)), "--as", "admin")
     assert study.cases.count() == 2
+
+
+def test_demo_precomputes_its_own_studies_and_never_blocks_on_another_studys_failure(
+    tmp_path, monkeypatch, settings, capsys
+):
+    """Another study's case that cannot be predicted is reported; the demo still finishes (make demo serves)."""
+    from inference.management.commands import precompute as command
+    from inference.precompute import PrecomputeSummary
+    from readerstudy.studies.management.commands.demo import SIMULATED_STUDY
+
+    settings.BASE_DIR = tmp_path
+    monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-123")
+    other = build_study(tmp_path / "other", readers=1, name="Someone else's study", n_patients=1, lesions_per_patient=2)
+    seen: list[str] = []
+
+    def fake_precompute(cases, **kwargs) -> PrecomputeSummary:  # the real one, minus minutes of CPU per case
+        summary = PrecomputeSummary()
+        for case in cases:
+            seen.append(case.study.name)
+            if case.study_id == other.pk:  # what the real pipeline does with this study's series: fail
+                summary.failed += 1
+                summary.errors.append(f"{case.case_id}: ValueError: broken series")
+            else:
+                summary.done += 1
+        return summary
+
+    monkeypatch.setattr(command, "load_models", lambda backend, device: (object(), object()))
+    monkeypatch.setattr(command, "precompute", fake_precompute)
+    call_command("demo", data_dir=str(tmp_path / "demo"), no_progress=True)  # no CommandError
+    assert set(seen) == {DEMO_STUDY, SIMULATED_STUDY}
+    assert len(seen) == Case.objects.exclude(study=other).count()
+    out = capsys.readouterr().out
+    assert "0 failed" in out
+    assert f"study {other.name!r} (not the demo's) has 2 case(s) without a DL prediction" in out

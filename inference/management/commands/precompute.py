@@ -1,4 +1,4 @@
-"""python manage.py precompute [--study S] [--device cpu|cuda] [--backend phantom-unet|totalsegmentator]"""
+"""python manage.py precompute [--study S ...] [--device cpu|cuda] [--backend phantom-unet|totalsegmentator]"""
 
 from typing import Any
 
@@ -13,20 +13,27 @@ class Command(BaseCommand):
     help = "Precompute DL predictions (segmentation overlay, lesion measurements, CRLM probability) per case."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--study", help="study name (default: every study)")
+        parser.add_argument(
+            "--study",
+            action="append",
+            dest="studies",
+            metavar="STUDY",
+            help="study name, repeatable (default: every study)",
+        )
         parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
         parser.add_argument("--backend", choices=BACKENDS, default="phantom-unet")
         parser.add_argument("--force", action="store_true", help="recompute even when inputs are unchanged")
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args: Any, study: str | None, device: str, backend: str, force: bool, no_progress: bool,
-               **options: Any) -> None:  # fmt: skip
+    def handle(self, *args: Any, studies: list[str] | None, device: str, backend: str, force: bool,
+               no_progress: bool, **options: Any) -> None:  # fmt: skip
         cases = Case.objects.select_related("series", "study").order_by("study_id", "series_id", "case_id")
-        if study:
-            target = Study.objects.filter(name=study).first()
-            if target is None:
-                raise CommandError(f"no study named {study!r}")
-            cases = cases.filter(study=target)
+        if studies:
+            targets = list(Study.objects.filter(name__in=studies))
+            missing = sorted(set(studies) - {t.name for t in targets})
+            if missing:
+                raise CommandError(f"no study named {', '.join(repr(m) for m in missing)}")
+            cases = cases.filter(study__in=targets)
         cases = list(cases)
         try:
             segmenter, classifier = load_models(backend, device)

@@ -2,6 +2,8 @@
 
 import os
 import secrets
+import shlex
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from readerstudy.studies import actions
-from readerstudy.studies.models import Study
+from readerstudy.studies.models import Case, Study
 
 DEMO_STUDY = "Demo: CRLM vs hemangioma, DL-assisted vs unaided"
 DEMO_USERS = [
@@ -65,14 +67,35 @@ class Command(BaseCommand):
             self.stdout.write(f"study {SIMULATED_STUDY!r} exists; nothing duplicated")
 
         # DL predictions with the small phantom-trained demo models (idempotent: unchanged cases are skipped).
+        # Only the demo's own studies: another study's broken case is its owner's to fix, not a reason to not serve.
         if not no_precompute:
-            call_command("precompute", *(["--no-progress"] if no_progress else []), stdout=self.stdout)
+            studies = [arg for name in (DEMO_STUDY, SIMULATED_STUDY) for arg in ("--study", name)]
+            call_command(
+                "precompute", *studies, *(["--no-progress"] if no_progress else []),
+                stdout=self.stdout, stderr=self.stderr,
+            )  # fmt: skip
+            self._report_other_studies()
 
         self.stdout.write(
             f"\nusers: {', '.join(name for name, _ in DEMO_USERS)}; password {source}: {password}\n"
             "readers: http://127.0.0.1:8000/reading/  statistician: http://127.0.0.1:8000/results/  "
             "admin: http://127.0.0.1:8000/admin/"
         )
+
+    def _report_other_studies(self) -> None:
+        """Say which non-demo studies have cases without a DL prediction (reported, never precomputed or fatal)."""
+        pending = (
+            Case.objects.exclude(study__name__in=(DEMO_STUDY, SIMULATED_STUDY))
+            .filter(predictions__isnull=True)
+            .values_list("study__name", flat=True)
+        )
+        for name, n in sorted(Counter(pending).items()):
+            self.stdout.write(
+                self.style.WARNING(
+                    f"note: study {name!r} (not the demo's) has {n} case(s) without a DL prediction; "
+                    f"the demo leaves it alone (python manage.py precompute --study {shlex.quote(name)})"
+                )
+            )
 
     def _password(self) -> tuple[str, str]:
         if os.environ.get("DEMO_PASSWORD"):
