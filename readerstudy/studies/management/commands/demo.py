@@ -53,18 +53,19 @@ class Command(BaseCommand):
         password, source = self._password()
         users = {name: self._user(name, kind, password) for name, kind in DEMO_USERS}
 
+        # Both studies are set up as drafts, precomputed, then launched: launch freezes the DL predictions.
         study = Study.objects.filter(name=DEMO_STUDY).first()
         if study is None:
             with transaction.atomic():
                 study = self._build(users, manifest)
-            self.stdout.write(self.style.SUCCESS(f"created and launched {study.name!r}"))
+            self.stdout.write(self.style.SUCCESS(f"created {study.name!r}"))
         else:
             self.stdout.write(f"study {study.name!r} exists ({study.status}); nothing duplicated")
-
-        if not Study.objects.filter(name=SIMULATED_STUDY).exists():
-            self._build_simulated(users, manifest, no_progress)
+        simulated = Study.objects.filter(name=SIMULATED_STUDY).first()
+        if simulated is None:
+            simulated = self._build_simulated(users, manifest)
         else:
-            self.stdout.write(f"study {SIMULATED_STUDY!r} exists; nothing duplicated")
+            self.stdout.write(f"study {SIMULATED_STUDY!r} exists ({simulated.status}); nothing duplicated")
 
         # DL predictions with the small phantom-trained demo models (idempotent: unchanged cases are skipped).
         # Only the demo's own studies: another study's broken case is its owner's to fix, not a reason to not serve.
@@ -75,6 +76,18 @@ class Command(BaseCommand):
                 stdout=self.stdout, stderr=self.stderr,
             )  # fmt: skip
             self._report_other_studies()
+
+        if study.status == Study.Status.DRAFT:
+            for warning in actions.readiness(study).warnings:
+                self.stdout.write(self.style.WARNING(f"warning: {warning}"))
+            n_items = actions.launch_study(users["admin"], study)
+            self.stdout.write(self.style.SUCCESS(f"launched {study.name!r}: {n_items} reading items stored"))
+        if simulated.status == Study.Status.DRAFT:
+            # Launched in the past so that both sessions, 28 days apart, lie before today.
+            actions.launch_study(users["admin"], simulated, now=timezone.now() - timedelta(days=60))
+            call_command(
+                "simulate_reads", simulated.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout
+            )
 
         self.stdout.write(
             f"\nusers: {', '.join(name for name, _ in DEMO_USERS)}; password {source}: {password}\n"
@@ -119,7 +132,7 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         return user
 
-    def _build_simulated(self, users: dict, manifest: Path, no_progress: bool) -> None:
+    def _build_simulated(self, users: dict, manifest: Path) -> Study:
         """A second study whose reads are simulated, so the statistician pages have a full analysis to show."""
         admin = users["admin"]
         User = get_user_model()
@@ -139,9 +152,7 @@ class Command(BaseCommand):
                 actions.add_member(admin, study, reader, "reader")
             actions.add_member(admin, study, users["statistician"], "statistician")
             actions.import_cases(admin, study, manifest)
-            # Launched in the past so that both sessions, 28 days apart, lie before today.
-            actions.launch_study(admin, study, now=timezone.now() - timedelta(days=60))
-        call_command("simulate_reads", study.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout)
+        return study
 
     def _build(self, users: dict, manifest: Path) -> Study:
         admin = users["admin"]
@@ -161,8 +172,4 @@ class Command(BaseCommand):
                 actions.add_member(admin, study, users[name], kind)
         summary = actions.import_cases(admin, study, manifest)
         self.stdout.write(f"imported {summary.n_cases} lesions of {summary.n_patients} patients")
-        for warning in actions.readiness(study).warnings:
-            self.stdout.write(self.style.WARNING(f"warning: {warning}"))
-        n_items = actions.launch_study(admin, study)
-        self.stdout.write(f"launched: {n_items} reading items stored")
         return study
