@@ -4,10 +4,12 @@ from django.contrib import admin
 
 from inference.models import PrecomputeRun, Prediction
 from readerstudy.studies.admin import ReadOnlyAdminMixin
+from readerstudy.studies.admin_scope import StudyScopedAdminMixin
 
 
 @admin.register(Prediction)
-class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PredictionAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    study_field = "case__study"
     list_display = ("case", "model_name", "model_version", "probability", "runtime_seconds", "device", "created_at")
     list_filter = ("case__study", "model_name", "device")
     search_fields = ("case__case_id",)
@@ -15,7 +17,8 @@ class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(PrecomputeRun)
-class PrecomputeRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PrecomputeRunAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    study_field = "study"
     list_display = ("pk", "study", "backend", "device", "status", "progress", "n_done", "n_skipped", "n_failed",
                     "created_at", "finished_at")  # fmt: skip
     list_filter = ("status", "study")

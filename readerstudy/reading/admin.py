@@ -10,10 +10,12 @@ from django.http import HttpRequest, HttpResponse
 from readerstudy.csvsafe import safe_row
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
 from readerstudy.studies.admin import ReadOnlyAdminMixin
+from readerstudy.studies.admin_scope import StudyScopedAdminMixin
 
 
-class SessionItemInline(ReadOnlyAdminMixin, admin.TabularInline):
+class SessionItemInline(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = SessionItem
+    study_field = "session__study"
     fields = ("position", "case", "modality")
     readonly_fields = fields
     max_num = 0
@@ -21,7 +23,8 @@ class SessionItemInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(ReadingSession)
-class ReadingSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReadingSessionAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    study_field = "study"
     list_display = ("study", "reader", "index", "available_from", "started_at", "finished_at", "n_items")
     list_filter = ("study", "reader")
     list_select_related = ("study", "reader")
@@ -33,14 +36,16 @@ class ReadingSessionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Read)
-class ReadAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ReadAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    study_field = "study"
     list_display = ("study", "reader", "case", "modality", "rating", "active_seconds", "submitted_at")
     list_filter = ("study", "reader", "modality__key")
     list_select_related = ("study", "reader", "case", "modality")
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    study_field = "study"
     list_display = ("created_at", "actor", "verb", "object_type", "object_id", "study")
     list_filter = ("verb", "object_type", "study", ("actor", admin.RelatedOnlyFieldListFilter))
     search_fields = ("object_id", "actor__username", "verb")

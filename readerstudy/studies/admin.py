@@ -1,4 +1,5 @@
-"""Django admin for study admins. Every change goes through ``readerstudy.studies.actions``."""
+"""Django admin for study admins. Every change goes through ``readerstudy.studies.actions``; every ModelAdmin and
+inline is scoped to the studies the user administers by ``admin_scope.StudyScopedAdminMixin``."""
 
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from readerstudy.errors import ActionError
 from readerstudy.studies import actions
+from readerstudy.studies.admin_scope import StudyScopedAdminMixin
 from readerstudy.studies.models import Case, Membership, Modality, Study
 
 
@@ -26,21 +28,24 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class ModalityInline(admin.TabularInline):
+class ModalityInline(StudyScopedAdminMixin, admin.TabularInline):
     model = Modality
+    study_field = "study"
     extra = 0
     fields = ("key", "label", "shows_dl", "order")
 
 
-class MembershipInline(admin.TabularInline):
+class MembershipInline(StudyScopedAdminMixin, admin.TabularInline):
     model = Membership
+    study_field = "study"
     extra = 0
     fields = ("user", "role")
     autocomplete_fields = ("user",)
 
 
-class CaseInline(ReadOnlyAdminMixin, admin.TabularInline):
+class CaseInline(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.TabularInline):
     model = Case
+    study_field = "study"
     fields = ("case_id", "patient", "diameter_mm", "size_stratum", "slice_index", "truth_label")
     readonly_fields = fields
     show_change_link = True
@@ -52,7 +57,8 @@ class CaseInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
+    study_field = "pk"
     list_display = ("name", "design", "status", "n_readers", "n_cases", "launched_at")
     list_filter = ("status", "design")
     search_fields = ("name",)
@@ -60,7 +66,7 @@ class StudyAdmin(admin.ModelAdmin):
     actions = ["launch", "close", "precompute"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Study]:
-        queryset = (
+        return (
             super()
             .get_queryset(request)
             .annotate(
@@ -68,9 +74,6 @@ class StudyAdmin(admin.ModelAdmin):
                 _readers=Count("memberships", filter=Q(memberships__role="reader"), distinct=True),
             )
         )
-        if request.user.is_superuser:
-            return queryset
-        return queryset.filter(memberships__user=request.user, memberships__role=Membership.Role.ADMIN)
 
     def get_fields(self, request: HttpRequest, obj: Study | None = None) -> list[str]:
         fields = ["name", "description", "design", "washout_days", "patient_grouping", "size_bins_mm"]
@@ -194,7 +197,8 @@ class StudyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Case)
-class CaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CaseAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    study_field = "study"
     list_display = ("case_id", "study", "patient", "diameter_mm", "size_stratum", "truth_label", "truth_source")
     list_filter = ("study", "size_stratum", "truth__label")
     search_fields = ("case_id", "patient__pseudonym")

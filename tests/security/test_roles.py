@@ -46,7 +46,7 @@ def world(tmp_path, monkeypatch):
     users = {"reader": reader, "other_reader": other_reader, "statistician": make_user("stat"),
              "study_admin": coordinator, "superuser": superuser}  # fmt: skip
     return {"study": study, "session": session, "item": items[1], "theirs": theirs, "export": export, "run": run,
-            "users": users}  # fmt: skip
+            "users": users, "other": other}  # fmt: skip
 
 
 def client_as(world, role):
@@ -82,6 +82,19 @@ MATRIX = [
     ("admin study list", "get", "/admin/studies/study/", [302, 302, 302, 302, OK, OK]),
     ("admin cases (truth)", "get", "/admin/studies/case/", [302, 302, 302, 302, OK, OK]),
     ("admin audit", "get", "/admin/reading/auditevent/", [302, 302, 302, 302, OK, OK]),
+    ("admin sessions", "get", "/admin/reading/readingsession/", [302, 302, 302, 302, OK, OK]),
+    ("admin reads", "get", "/admin/reading/read/", [302, 302, 302, 302, OK, OK]),
+    # The coordinator holds no inference permissions.
+    ("admin predictions", "get", "/admin/inference/prediction/", [302, 302, 302, 302, FORBIDDEN, OK]),
+    ("admin precompute runs", "get", "/admin/inference/precomputerun/", [302, 302, 302, 302, FORBIDDEN, OK]),
+    ("admin own study", "get", "/admin/studies/study/{study}/change/", [302, 302, 302, 302, OK, OK]),
+    ("admin own case", "get", "/admin/studies/case/{case}/change/", [302, 302, 302, 302, OK, OK]),
+    # Another study's pages answer as if the object did not exist: a redirect to the admin index.
+    ("admin other study", "get", "/admin/studies/study/{other}/change/", [302, 302, 302, 302, 302, OK]),
+    ("admin other history", "get", "/admin/studies/study/{other}/history/", [302, 302, 302, 302, 302, OK]),
+    ("admin other case", "get", "/admin/studies/case/{other_case}/change/", [302, 302, 302, 302, 302, OK]),
+    ("admin filter other", "get", "/admin/reading/auditevent/?study__id__exact={other}&_facets", [302] * 4 + [OK] * 2),
+    ("admin search other", "get", "/admin/reading/auditevent/?q=outsider", [302, 302, 302, 302, OK, OK]),
 ]
 
 
@@ -90,7 +103,8 @@ def test_role_matrix(world, name, method, url, expected):
     their_item = world["theirs"].items.order_by("position").first()
     url = url.format(session=world["session"].pk, theirs=world["theirs"].pk, item=world["item"].pk,
                      their_item=their_item.pk, study=world["study"].pk, export=world["export"].pk,
-                     run=world["run"].pk)  # fmt: skip
+                     run=world["run"].pk, other=world["other"].pk, case=world["study"].cases.first().pk,
+                     other_case=world["other"].cases.first().pk)  # fmt: skip
     for role, status in zip(ROLES, expected, strict=True):
         client = client_as(world, role)
         if method == "get":
@@ -100,6 +114,14 @@ def test_role_matrix(world, name, method, url, expected):
             response = client.post(url, data, content_type="application/json" if "/api/" in url else None) \
                 if "/api/" in url else client.post(url, data)  # fmt: skip
         assert response.status_code == status, f"{name} as {role}: {response.status_code}, expected {status}"
+        if role == "study_admin" and "/admin/" in url:
+            # Nothing of the study they do not administer shows: not its name, not its reader's.
+            if response.status_code == 302:
+                assert response.url == "/admin/", f"{name}: {response.url}"
+                response = client.get(response.url)
+            # The search box and the filter links repeat a search term.
+            text = response.content.decode().replace('value="outsider"', "").replace("q=outsider", "")
+            assert ">Other<" not in text and "outsider" not in text, f"{name} shows the other study to {role}"
         if role in ("reader", "other_reader") and response.status_code == 200 and "/admin/" not in url:
             body = b"".join(response.streaming_content) if response.streaming else response.content
             if url.startswith("/api/") and "images" not in url and "schema" not in url:
