@@ -17,13 +17,14 @@ Choices that matter:
 - Users are referred to by username. Restore reuses an existing user of that name (their flags and password are
   left alone) and otherwise creates one with an unusable password, never staff, never superuser: an archive must
   not be able to grant anyone rights on the target server. An administrator sets passwords and flags afterwards.
-- Audit events are restored with their original timestamps (``save_base(raw=True)``: an INSERT that keeps the
-  value of the ``auto_now_add`` field, which ``bulk_create`` would overwrite; no UPDATE, so the PostgreSQL
-  append-only trigger is never involved). Their ``object_id`` is remapped to the restored object where that
-  object is part of the archive; objects that are not (deleted modalities or members, discarded predictions,
-  exports, analysis runs) keep their old id prefixed with ``orig:`` so that it cannot be mistaken for a row of
-  the target database. Actions append one ``restore_study`` event that names the archive, its sha256 and the
-  source study.
+- Audit events are restored with their original timestamps, as new links of the target database's hash chain
+  (``audit.append``: INSERTs only, so the append-only triggers are never involved; actor, study and object ids
+  differ here, so the source's hashes could not verify anyway). Each keeps its hash in the source database as
+  ``source_hash``; ``verify_audit`` passes after a restore. Their ``object_id`` is remapped to the restored
+  object where that object is part of the archive; objects that are not (deleted modalities or members,
+  discarded predictions, exports, analysis runs) keep their old id prefixed with ``orig:`` so that it cannot be
+  mistaken for a row of the target database. Actions append one ``restore_study`` event that names the archive,
+  its sha256 and the source study.
 - Read idempotency keys are unique per reader across studies. A key that the reader already used in the target
   database (always the case when a study is restored beside its source) is replaced by a derived key
   (``restored-<sha256(new study id, old key)[:40]>``); the restore event counts them.
@@ -517,7 +518,11 @@ class _Restorer:
     def insert(self, table: str, model: type[models.Model], objs: list[models.Model], rows: list[dict]) -> None:
         if not objs:
             return
-        if any(f.auto_now_add for f in model._meta.concrete_fields if isinstance(f, models.DateTimeField)):
+        if model is AuditEvent:
+            # New links at the head of this database's chain, in the archive's order, original timestamps kept.
+            for obj in objs:
+                audit.append(obj, keep_created_at=True)
+        elif any(f.auto_now_add for f in model._meta.concrete_fields if isinstance(f, models.DateTimeField)):
             # bulk_create and save() would overwrite an auto_now_add field with "now"; a raw save inserts the
             # value as it is (what loaddata does).
             for obj in objs:
@@ -602,7 +607,12 @@ class _Restorer:
 
     def prepare_audit_events(self, objs: list[AuditEvent], rows: list[dict]) -> None:
         by_type = {model._meta.model_name: model for model in TABLES.values()}
-        for obj in objs:
+        for obj, row in zip(objs, rows, strict=True):
+            # Actor, study and object ids change here, so the source's hashes cannot hold: the events are chained
+            # anew (audit.append) and keep the source's hash for provenance (archives of older versions have none).
+            obj.seq, obj.prev_hash, obj.hash = None, "", ""
+            source = row.get("hash")
+            obj.source_hash = source if isinstance(source, str) and len(source) == 64 else ""
             model = by_type.get(obj.object_type)
             old = _sortable(obj.object_id)
             mapping = self.maps.get(model, {}) if model is not None else {}

@@ -1,7 +1,12 @@
 """Shared test set-up: database markers, and the users and studies most tests start from."""
 
+from collections.abc import Iterator
+
 import pytest
 from django.db import connection
+from django.db.backends.base.operations import BaseDatabaseOperations
+
+from tests.audit_triggers import TABLE, bypass_sql
 
 DB_FIXTURES = {
     "db",
@@ -42,3 +47,20 @@ def fresh_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def flush_past_audit_triggers() -> Iterator[None]:
+    """transactional_db and live_server tests end with a flush, which the audit triggers refuse (DELETE on SQLite,
+    TRUNCATE on PostgreSQL): the test flush alone switches them off and on again, inside its own transaction."""
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self: BaseDatabaseOperations, sql_list: list[str]) -> None:
+        if any(TABLE in sql for sql in sql_list):
+            off, on = bypass_sql(self.connection)
+            sql_list = [*off, *sql_list, *on]
+        original(self, sql_list)
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+    yield
+    BaseDatabaseOperations.execute_sql_flush = original

@@ -51,7 +51,20 @@ class AuditEventAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmi
     search_fields = ("object_id", "actor__username", "verb")
     date_hierarchy = "created_at"
     list_select_related = ("actor", "study")
-    readonly_fields = ("created_at", "actor", "study", "verb", "object_type", "object_id", "before", "after")
+    readonly_fields = (
+        "created_at",
+        "actor",
+        "study",
+        "verb",
+        "object_type",
+        "object_id",
+        "before",
+        "after",
+        "seq",
+        "prev_hash",
+        "hash",
+        "source_hash",
+    )
     actions = ["export_csv"]
 
     @admin.action(description="Export selected events as CSV")

@@ -1,11 +1,30 @@
-"""The one way to append an audit event; called by actions inside their transaction."""
+"""The one way to append an audit event; called by actions inside their transaction.
 
+Events form a hash chain (reading/chain.py); ``verify_audit`` walks it. Call ``record()`` as late in the action
+as the action allows: from there to the commit the transaction holds the chain lock, which every other action's
+``record()`` waits for.
+"""
+
+import json
+from collections.abc import Iterator
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import models, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.utils import timezone
 
+from readerstudy.reading.chain import GENESIS, ChainReport, event_hash, verify_chain
 from readerstudy.reading.models import AuditEvent
 from readerstudy.studies.models import Study
+
+# pg_advisory_xact_lock key of the chain head ("audit" in ASCII); released at commit or rollback.
+CHAIN_LOCK = 0x6175646974
+# What migrations 0002 and 0003 install; verify_audit reports any that is missing.
+TRIGGERS = {
+    "sqlite": ("reading_auditevent_no_update", "reading_auditevent_no_delete"),
+    "postgresql": ("reading_auditevent_append_only", "reading_auditevent_no_truncate"),
+}
 
 
 def record(
@@ -20,12 +39,83 @@ def record(
     # An event written outside the action's transaction could survive a rolled-back change (or vice versa).
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit events must be written inside the action's transaction")
-    return AuditEvent.objects.create(
+    event = AuditEvent(
         actor=actor if getattr(actor, "pk", None) else None,
         study=study,
         verb=verb,
         object_type=obj._meta.model_name,
         object_id=str(obj.pk),
-        before=before,
-        after=after,
+        before=_as_stored(before),
+        after=_as_stored(after),
     )
+    return append(event)
+
+
+def append(event: AuditEvent, *, keep_created_at: bool = False) -> AuditEvent:
+    """Link ``event`` to the head of the chain and insert it (inside the caller's transaction).
+
+    ``keep_created_at`` keeps the event's timestamp (a restored event); otherwise it is set to now.
+    """
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit events must be written inside the action's transaction")
+    if connection.vendor == "postgresql":
+        _lock_chain(connection, event)
+    # SQLite has one writer at a time; a transaction whose snapshot predates another's append fails on its
+    # write (SQLITE_BUSY) instead of forking the chain. The unique seq is the last guard on either database.
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
+    if not keep_created_at or event.created_at is None:
+        event.created_at = timezone.now()
+    event.hash = event_hash(event)
+    event.save(force_insert=True)
+    return event
+
+
+def _lock_chain(connection: BaseDatabaseWrapper, event: AuditEvent) -> None:
+    # Without the lock two concurrent transactions read the same head and both append to it: the chain forks
+    # (two events with one prev_hash), or the second commit fails on the unique seq and loses its action.
+    # The rows the INSERT's foreign keys check are locked (KEY SHARE, what the check takes) first: a transaction
+    # holding the study FOR UPDATE while it waits for the chain lock would otherwise deadlock with us.
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        for model, pk in ((Study, event.study_id), (get_user_model(), event.actor_id)):
+            if pk is not None:
+                table, column = quote(model._meta.db_table), quote(model._meta.pk.column)
+                cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s FOR KEY SHARE", [pk])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
+
+
+def _as_stored(value: dict | None) -> Any:
+    # Hash what the database will give back (tuples as lists, keys as strings), not the caller's objects.
+    return None if value is None else json.loads(json.dumps(value))
+
+
+def chain_events() -> Iterator[AuditEvent]:
+    """Every event in chain order, in chunks (the table can be large)."""
+    return AuditEvent.objects.order_by("seq").iterator(chunk_size=2000)
+
+
+def verify() -> ChainReport:
+    """Check the whole chain in this database (see chain.verify_chain)."""
+    return verify_chain(chain_events())
+
+
+def missing_triggers(connection: BaseDatabaseWrapper | None = None) -> list[str]:
+    """Names of the append-only triggers that this database should have and has not."""
+    connection = connection or transaction.get_connection()
+    expected = TRIGGERS.get(connection.vendor, ())
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = %s", [AuditEvent._meta.db_table]
+            )
+        elif connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND tgenabled <> 'D'",
+                [AuditEvent._meta.db_table],
+            )
+        else:
+            return []
+        present = {row[0] for row in cursor.fetchall()}
+    return [name for name in expected if name not in present]

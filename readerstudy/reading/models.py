@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 from inference.models import Prediction
 from readerstudy.studies.models import Case, Modality, Study
@@ -110,7 +111,19 @@ class AuditEvent(models.Model):
     object_id = models.CharField(max_length=64)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set by audit.append() before hashing (auto_now_add would overwrite it after); a restore keeps the original.
+    created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
+    # The hash chain (reading/chain.py): position, the previous event's hash, this event's hash.
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False)
+    source_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        editable=False,
+        help_text="Its hash in the database it was restored from.",
+    )
 
     objects = AuditQuerySet.as_manager()
 

@@ -47,10 +47,10 @@ def _study(tmp_path, superuser, name, prefix, readers, *, launch=True):
     for row in rows:
         row["patient_id"], row["case_id"] = f"{prefix}-{row['patient_id']}", f"{prefix}-{row['case_id']}"
     actions.import_cases(superuser, study, write_manifest(tmp_path / prefix, rows))
+    predict_all(study, 0.7)  # before launch, which freezes predictions
     if launch:
         actions.launch_study(superuser, study)
         call_command("simulate_reads", name, "--no-progress")
-    predict_all(study, 0.7)
     PrecomputeRun.objects.create(study=study, created_by=superuser, backend="phantom-unet", device="cpu")
     study.refresh_from_db()
     return study

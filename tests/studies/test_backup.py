@@ -233,6 +233,14 @@ def test_round_trip_keeps_every_read_audit_event_order_truth_and_file(study, arc
             assert ReadingSession.objects.get(pk=int(event.object_id)).study_id == copy.pk
         else:
             assert event.object_id.startswith("orig:") or int(event.object_id) > 0
+    # The restored events are new links of this database's chain; each keeps its hash in the source.
+    source_hashes = list(AuditEvent.objects.filter(study=study).order_by("seq").values_list("hash", flat=True))
+    copied = AuditEvent.objects.filter(study=copy).exclude(verb="restore_study").order_by("seq")
+    assert list(copied.values_list("source_hash", flat=True)) == source_hashes
+    assert set(copied.values_list("hash", flat=True)).isdisjoint(source_hashes)
+    out = io.StringIO()
+    call_command("verify_audit", "--no-progress", stdout=out)
+    assert f"{AuditEvent.objects.count()} events, chain intact" in out.getvalue()
     # Idempotency keys are unique per reader: taken ones are rewritten, deterministically.
     keys = set(Read.objects.filter(study=copy).values_list("idempotency_key", flat=True))
     assert all(k.startswith("restored-") for k in keys) and len(keys) == 24

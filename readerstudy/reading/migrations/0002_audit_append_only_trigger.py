@@ -1,6 +1,6 @@
 """On PostgreSQL the database itself refuses UPDATE and DELETE of audit events (raw SQL cannot bypass it).
 
-SQLite (the demo) relies on the ORM guards: its test flush deletes rows, which a trigger would block.
+0003 adds the SQLite triggers and PostgreSQL's TRUNCATE trigger (the test flush gets past them: tests/conftest.py).
 """
 
 from django.db import migrations

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('inference', '0002_precomputerun'),
-        ('reading', '0002_audit_append_only_trigger'),
+        ('reading', '0003_audit_hash_chain'),
     ]
 
     operations = [

@@ -1,0 +1,290 @@
+"""The audit trail cannot be rewritten through the database, and what a table owner rewrites verify_audit finds."""
+
+import io
+import itertools
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, connection, transaction
+from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
+
+from readerstudy.reading import audit
+from readerstudy.reading.chain import GENESIS, canonical, event_hash, verify_chain
+from readerstudy.reading.models import AuditEvent
+from readerstudy.studies import actions
+from readerstudy.studies.models import Study
+from tests.audit_triggers import audit_triggers_off
+from tests.factories import make_user
+
+TABLE = AuditEvent._meta.db_table
+
+
+@pytest.fixture
+def events(db) -> list[AuditEvent]:
+    """Six events through the real actions: create a study, add five members."""
+    admin = make_user("admin", staff=True)
+    study = actions.create_study(admin, "Chain")
+    for i in range(5):
+        actions.add_member(admin, study, make_user(f"stat{i}"), "statistician")
+    return list(AuditEvent.objects.order_by("id"))
+
+
+def verify_audit() -> str:
+    out = io.StringIO()
+    call_command("verify_audit", "--no-progress", stdout=out)
+    return out.getvalue()
+
+
+def broken_link() -> str:
+    with pytest.raises(CommandError) as error:
+        verify_audit()
+    return str(error.value)
+
+
+def raw(sql: str, params: list | None = None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+# --- the database refuses rewrites ----------------------------------------------------------------------------------
+
+
+def test_update_and_delete_past_the_orm_guards_are_refused_by_the_database(events):
+    event = events[2]
+    attempts = {
+        "base manager update": lambda: AuditEvent._base_manager.filter(pk=event.pk).update(verb="tampered"),
+        "base manager delete": lambda: AuditEvent._base_manager.filter(pk=event.pk).delete(),
+        "raw delete": lambda: AuditEvent._base_manager.filter(pk=event.pk)._raw_delete(connection.alias),
+        "raw SQL update": lambda: raw(f"UPDATE {TABLE} SET verb = 'tampered' WHERE id = %s", [event.pk]),
+        "raw SQL delete": lambda: raw(f"DELETE FROM {TABLE} WHERE id = %s", [event.pk]),
+        "raw SQL delete all": lambda: raw(f"DELETE FROM {TABLE}"),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            attempt()
+            pytest.fail(f"{what} went through")
+    assert list(AuditEvent.objects.order_by("id").values_list("pk", "verb")) == [(e.pk, e.verb) for e in events]
+
+
+def test_truncate_is_refused_on_postgresql(events, on_postgres):
+    raw("SET CONSTRAINTS ALL IMMEDIATE")  # else TRUNCATE stops at the fixture's pending foreign key checks
+    for sql in (f"TRUNCATE {TABLE}", f"TRUNCATE {Study._meta.db_table} CASCADE"):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            raw(sql)
+    assert AuditEvent.objects.count() == len(events)
+
+
+def test_the_append_only_triggers_are_installed_after_migrate(db):
+    # A later migration that rebuilds the table on SQLite would drop them silently: this says so.
+    assert audit.missing_triggers() == []
+
+
+# --- the chain --------------------------------------------------------------------------------------------------
+
+
+def test_each_event_links_to_the_one_before(events):
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].prev_hash == GENESIS
+    for before, after in itertools.pairwise(events):
+        assert after.prev_hash == before.hash
+    assert all(e.hash == event_hash(e) and len(e.hash) == 64 for e in events)
+
+
+def test_the_hash_is_stable_through_the_database_round_trip(db):
+    # Numbers that jsonb (PostgreSQL) gives back in another notation or type, keys in another order, non-ASCII.
+    admin = make_user("admin", staff=True)
+    after = {
+        "z": 1,
+        "a": [5.0, 1e25, 1e-7, 0.1 + 0.2, -0.0, 2**70, 1.5e-10, 123456.789],
+        "nested": {"b": None, "a": True, "ü": "Zürich ✓"},
+        "tuple": (1, 2),
+        7: "int key",
+    }
+    study = actions.create_study(admin, "Round trip")
+    with transaction.atomic():
+        created = audit.record(admin, "test", study, study=study, after=after)
+    stored = AuditEvent.objects.get(pk=created.pk)
+    assert stored.hash == created.hash == event_hash(stored)
+    assert stored.created_at == created.created_at
+    assert canonical(stored.after) == canonical(created.after)
+
+
+def test_verify_audit_passes_an_intact_chain(events):
+    out = verify_audit()
+    assert f"{len(events)} events, chain intact" in out
+    assert f"head: {len(events)}:{events[-1].hash}" in out
+    call_command("verify_audit", "--no-progress", "--expect-head", f"2:{events[1].hash}", stdout=io.StringIO())
+
+
+def test_verify_audit_names_an_edited_event(events):
+    target = events[3]
+    with audit_triggers_off():  # a DBA editing the table
+        raw(f"UPDATE {TABLE} SET object_id = 'forged' WHERE id = %s", [target.pk])
+    message = broken_link()
+    assert f"first broken link is event {target.pk} (seq {target.seq}): hash mismatch" in message
+    assert "after 3 intact events" in message
+
+
+def test_verify_audit_names_an_edited_event_whose_hash_was_recomputed_at_the_next_link(events):
+    target, following = events[2], events[3]
+    with audit_triggers_off():
+        raw(f"UPDATE {TABLE} SET verb = 'forged' WHERE id = %s", [target.pk])
+        forged = AuditEvent.objects.get(pk=target.pk)
+        raw(f"UPDATE {TABLE} SET hash = %s WHERE id = %s", [event_hash(forged), target.pk])
+    assert f"event {following.pk} (seq {following.seq}): prev_hash mismatch" in broken_link()
+
+
+def test_verify_audit_names_the_gap_left_by_a_deleted_event(events):
+    deleted, following = events[2], events[3]
+    with audit_triggers_off():
+        raw(f"DELETE FROM {TABLE} WHERE id = %s", [deleted.pk])
+    message = broken_link()
+    assert f"event {following.pk} (seq {following.seq}): gap: seq {deleted.seq} missing" in message
+
+
+def test_verify_audit_finds_a_chain_rewritten_past_an_expected_head(events):
+    # Deleting the newest event leaves a valid (shorter) chain: only a head kept outside the database shows it.
+    last = events[-1]
+    with audit_triggers_off():
+        raw(f"DELETE FROM {TABLE} WHERE id = %s", [last.pk])
+    assert f"{len(events) - 1} events, chain intact" in verify_audit()
+    with pytest.raises(CommandError, match=rf"expected head seq {last.seq} .* is missing"):
+        call_command("verify_audit", "--no-progress", "--expect-head", f"{last.seq}:{last.hash}")
+
+
+def test_verify_audit_reports_disabled_triggers(events):
+    with audit_triggers_off():
+        with pytest.raises(CommandError, match=r"chain intact, but the append-only triggers .* missing or disabled"):
+            verify_audit()
+
+
+def test_verify_chain_without_a_database():
+    def event(seq: int, prev_hash: str, **fields) -> SimpleNamespace:
+        values = {
+            "id": 100 + seq,
+            "seq": seq,
+            "prev_hash": prev_hash,
+            "created_at": timezone.now(),
+            "actor_id": 1,
+            "study_id": None,
+            "verb": "v",
+            "object_type": "study",
+            "object_id": "1",
+            "before": None,
+            "after": {"n": seq},
+            "source_hash": "",
+        }
+        e = SimpleNamespace(**{**values, **fields})
+        e.hash = event_hash(e)
+        return e
+
+    chain = [event(1, GENESIS)]
+    for seq in range(2, 6):
+        chain.append(event(seq, chain[-1].hash))
+    report = verify_chain(chain)
+    assert report.intact and (report.events, report.head_seq, report.head_hash) == (5, 5, chain[-1].hash)
+    assert verify_chain([]).intact and verify_chain([]).head_hash == GENESIS
+
+    swapped = verify_chain([chain[0], chain[2], chain[1], *chain[3:]])
+    assert (swapped.broken.event_id, swapped.broken.problem) == (103, "gap")
+    assert swapped.events == 1 and swapped.head_seq == 1
+
+    edited = [*chain[:3], SimpleNamespace(**{**vars(chain[3]), "after": {"n": 99}}), chain[4]]
+    assert (verify_chain(edited).broken.event_id, verify_chain(edited).broken.problem) == (104, "hash mismatch")
+
+    assert verify_chain(chain[1:]).broken.detail == "seq 1 missing (deleted?)"
+    assert verify_chain([chain[0], *chain[3:]]).broken.detail == "seq 2..3 missing (deleted?)"
+
+
+# --- existing rows, concurrency ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_chains_existing_events():
+    executor = MigrationExecutor(connection)
+    target = [("reading", "0002_audit_append_only_trigger")]
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate(target)
+    try:
+        apps = executor.loader.project_state(target, at_end=True).apps
+        OldEvent = apps.get_model("reading", "AuditEvent")
+        for i in range(4):
+            OldEvent.objects.create(verb=f"old{i}", object_type="study", object_id=str(i), after={"x": i + 0.5})
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+    assert list(AuditEvent.objects.order_by("seq").values_list("verb", flat=True)) == [f"old{i}" for i in range(4)]
+    assert "4 events, chain intact" in verify_audit()
+    assert audit.missing_triggers() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_form_one_chain(on_postgres):
+    # Actions that share no row lock (a study each): only the chain lock keeps them off the same head.
+    admin = make_user("admin", staff=True)
+    n = 12
+    barrier = threading.Barrier(n)
+    errors: list[BaseException] = []
+
+    def create(i: int) -> None:
+        try:
+            barrier.wait()
+            actions.create_study(admin, f"Race {i}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert f"{n} events, chain intact" in verify_audit()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
+    # A holds the study FOR UPDATE (a set-up action) and appends after B has started appending an event of that
+    # study from an action that did not lock it (start_session, say). B must wait for the study before it takes
+    # the chain lock: waiting with the chain lock held would deadlock with A at B's foreign key check.
+    admin = make_user("admin", staff=True)
+    study = actions.create_study(admin, "Locks")
+    locked, errors = threading.Event(), []
+
+    def a() -> None:
+        try:
+            with transaction.atomic():
+                Study.objects.select_for_update().get(pk=study.pk)
+                locked.set()
+                time.sleep(0.5)  # B is now inside record()
+                audit.record(admin, "a", study, study=study)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def b() -> None:
+        try:
+            locked.wait(5)
+            with transaction.atomic():
+                audit.record(admin, "b", study, study=study)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert list(AuditEvent.objects.order_by("seq").values_list("verb", flat=True))[-2:] == ["a", "b"]
+    assert "3 events, chain intact" in verify_audit()
