@@ -12,7 +12,7 @@ from fixtures.phantom import Phantom, deterministic_uid, make_anatomy, make_phan
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = REPO / "fixtures" / "models"
-TOTALSEG_EXAMPLE = REPO.parent / "shared" / "data" / "totalseg_example"
+TOTALSEG_EXAMPLE = REPO / "tests" / "data" / "totalseg_example"  # a copy with its NOTICE (tests/data/README.md)
 
 
 @dataclass
@@ -46,7 +46,7 @@ def phantom_series(tmp_path_factory: pytest.TempPathFactory) -> PhantomSeries:
 def totalseg_example() -> Path:
     folder = TOTALSEG_EXAMPLE / "example_ct_dicom"
     if not folder.is_dir():
-        pytest.skip(f"real CT example not found at {folder} (shared/data/totalseg_example is not in this checkout)")
+        pytest.skip(f"real CT example not found at {folder} (tests/data/totalseg_example is missing from this checkout)")
     return folder
 
 

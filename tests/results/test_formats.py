@@ -12,7 +12,7 @@ from readerstudy.analysis import analyse
 from readerstudy.results import dictionary, formats
 from readerstudy.results.formats import FormatError
 
-VANDYKE = Path(__file__).resolve().parents[2].parent / "shared" / "refdata" / "mrmc" / "vandyke.csv"
+VANDYKE = Path(__file__).resolve().parents[1] / "data" / "mrmc" / "vandyke.csv"
 REL = 1e-12  # case order changes between formats, so sums may differ in the last bits
 
 
