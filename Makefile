@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1:8000
 .PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer bench-load clean-demo
 
 # The demo and the tests run with DEBUG=1 (settings default to off and then require SECRET_KEY and DEID_SALT).
-demo-data demo test test-sqlite test-postgres: export DEBUG ?= 1
+demo-data demo test test-sqlite test-postgres lint: export DEBUG ?= 1
 
 # torch first, pinned: that takes the local CPU wheel (an unpinned torch pulls multi-GB CUDA builds).
 $(VENV)/.installed: requirements.txt
@@ -55,8 +55,11 @@ test-sqlite: setup
 test-postgres: setup
 	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest
 
+# ruff check (with the complexity limit and the pure cores' banned imports), ruff format, the type checker.
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DEBUG=1 $(VENV)/bin/mypy
 
 clean-demo:
 	rm -rf db.sqlite3 fixtures/demo

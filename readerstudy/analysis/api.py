@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,8 +17,10 @@ from readerstudy.analysis.orh import ANALYSES, ORComponents, frrc, rrfc, rrrc
 from readerstudy.analysis.strata import holm
 
 
-def plain(obj: object) -> object:
-    """numpy scalars -> Python numbers, NaN/inf -> None, recursively (json.dumps-safe, NaN-free)."""
+def plain(obj: Any) -> Any:
+    """numpy scalars -> Python numbers, NaN/inf -> None, recursively (json.dumps-safe, NaN-free).
+
+    Typed ``Any``: the result has the shape of the input (a dict stays a dict), which the type system cannot say."""
     if isinstance(obj, dict):
         return {str(k): plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, np.ndarray)):

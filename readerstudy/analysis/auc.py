@@ -76,7 +76,8 @@ def below_and_tied(key: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.n
 
     inverse = np.empty_like(order)  # sorted position of each case
     np.put_along_axis(inverse, order, idx, axis=1)
-    return tuple(np.take_along_axis(a, inverse, axis=1) for a in (other_below, other_tied, dense))
+    below, tied, rank = (np.take_along_axis(a, inverse, axis=1) for a in (other_below, other_tied, dense))
+    return below, tied, rank
 
 
 def placements(x: np.ndarray, truth: np.ndarray) -> Placements:
