@@ -215,7 +215,7 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
 
     from readerstudy.reading.models import SessionItem
     from readerstudy.studies import actions
-    from tests.factories import balanced_rows, write_manifest
+    from fixtures.manifests import balanced_rows, write_manifest
 
     t0 = time.perf_counter()
     call_command("migrate", interactive=False, verbosity=0)
