@@ -56,16 +56,10 @@ def build_study(tmp: Path, n_cases: int) -> dict:
         labelmap = masks["liver_mask"].astype(np.uint8)
         labelmap[masks["lesion_labels"] > 0] = 2
         record_prediction(
-            admin,
-            case,
-            model_name="reference-mask",
-            model_version="bench",
-            weights_sha256="0" * 64,
-            inputs_sha256=str(case.pk),
-            probability=0.8,
-            labelmap=labelmap,
+            admin, case, model_name="reference-mask", model_version="bench", weights_sha256="0" * 64,
+            inputs_sha256=str(case.pk), probability=0.8, labelmap=labelmap,
             labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
-        )
+        )  # fmt: skip
     actions.launch_study(admin, study)
     session = ReadingSession.objects.get(study=study, reader=reader, index=1)
     items = []
