@@ -1,18 +1,23 @@
-"""Builders for tests: users, tiny DICOM series, manifests, studies built through the real actions."""
+"""Builders for tests: users, studies built through the real actions, stand-in predictions.
 
-import csv
+The tiny series and manifests come from :mod:`fixtures.manifests` (benchmarks use them too).
+"""
+
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from django.contrib.auth import get_user_model
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from fixtures.manifests import balanced_rows, manifest_row, write_manifest, write_series
 from readerstudy.studies import actions
-from readerstudy.studies.manifest import COLUMNS
 from readerstudy.studies.models import Case, Study
+
+__all__ = [
+    "balanced_rows", "build_study", "make_user", "manifest_row", "predict_all", "read_dicom_header",
+    "write_manifest", "write_series",
+]  # fmt: skip
 
 User = get_user_model()
 
@@ -22,92 +27,6 @@ def make_user(username: str, *, staff: bool = False, superuser: bool = False) ->
         username=username, defaults={"is_staff": staff or superuser, "is_superuser": superuser}
     )
     return user
-
-
-def write_series(
-    folder: Path, *, n_slices: int = 5, z0: float = 0.0, spacing: float = 2.5, size: int = 8, modality: str = "CT"
-) -> list[Path]:
-    """A tiny valid CT series: slices at z0, z0 + spacing, ... (LPS, axial)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    series_uid, study_uid = generate_uid(), generate_uid()
-    paths = []
-    for i in range(n_slices):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"{i:03d}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        ds.Modality = modality
-        ds.PatientID = "TEST"
-        ds.InstanceNumber = i + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [0.0, 0.0, z0 + i * spacing]
-        ds.PixelSpacing = [1.0, 1.0]
-        ds.SliceThickness = spacing
-        ds.Rows = ds.Columns = size
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-        ds.PixelData = np.full((size, size), 100, dtype=np.int16).tobytes()
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
-def manifest_row(patient: str, case: str, *, series: str | None = None, **overrides: object) -> dict:
-    row = {
-        "patient_id": patient,
-        "case_id": case,
-        "series_path": series or f"series/{patient}",
-        "lesion_x_mm": "1.0",
-        "lesion_y_mm": "2.0",
-        "lesion_z_mm": "5.0",
-        "diameter_mm": "12.0",
-        "truth": "crlm",
-        "truth_source": "histology",
-    }
-    row.update({k: str(v) for k, v in overrides.items()})
-    return row
-
-
-def write_manifest(folder: Path, rows: list[dict], *, name: str = "manifest.csv") -> Path:
-    """Write rows and create any missing series folders they name (tiny valid CT series)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for row in rows:
-        series_dir = folder / row["series_path"]
-        if row["series_path"].startswith("series/") and not series_dir.exists():
-            write_series(series_dir)
-    path = folder / name
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def balanced_rows(n_patients: int = 6, lesions_per_patient: int = 2) -> list[dict]:
-    """Rows for n_patients x lesions, alternating truth and spanning the size bins."""
-    rows, k = [], 0
-    diameters = [6.0, 10.0, 15.0, 30.0, 35.0, 22.0]
-    for p in range(1, n_patients + 1):
-        for lesion in range(1, lesions_per_patient + 1):
-            rows.append(
-                manifest_row(
-                    f"P{p:03d}",
-                    f"P{p:03d}-L{lesion}",
-                    diameter_mm=diameters[k % len(diameters)],
-                    truth="crlm" if k % 2 == 0 else "hemangioma",
-                    truth_source=["histology", "follow-up", "imaging"][k % 3],
-                    lesion_z_mm=2.5 * (lesion % 5),
-                )
-            )
-            k += 1
-    return rows
 
 
 def build_study(

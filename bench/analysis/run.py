@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.analysis.simulate import roe_metz, to_long
 from readerstudy.analysis import analyse, analyse_study
+from readerstudy.analysis.simulate import roe_metz, to_long
 
 GOALS_S = {2_000: 0.1, 20_000: 1.0, 200_000: 10.0}
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from inference.pipeline.classify import DEMO_CONFIG, build_classifier, extract_crops
 from inference.pipeline.dicom import read_series
-from inference.pipeline.segment import file_sha256
+from inference.pipeline.model_card import save_with_card
 
 NAME = "lesion-classifier-demo"
 VERSION = "1.0"
@@ -201,12 +201,7 @@ def train(
     except AnalysisInputError:  # too few patients per class for the clustered variance: plain DeLong
         auc = model_auc(truth, np.array(probs))
     acc = float(np.mean((np.array(probs) >= 0.5) == truth))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": net.state_dict(), "config": config, "name": NAME, "version": VERSION}, out)
     card = {
-        "name": NAME,
-        "version": VERSION,
         "task": "probability that a liver lesion is a colorectal liver metastasis (vs hemangioma); demo on phantoms",
         "architecture": f"MONAI DenseNet 2D (init_features {config.get('init_features')}, growth_rate "
         f"{config.get('growth_rate')}, block_config {config.get('block_config')}), 1 input channel, 1 logit; "
@@ -237,12 +232,8 @@ def train(
             "accuracy_at_0.5": acc,
         },
         "intended_use": "demo and tests on synthetic phantoms; NOT for real CT",
-        "weights_file": out.name,
-        "weights_bytes": out.stat().st_size,
-        "sha256": file_sha256(out),
     }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return save_with_card(Path(out), net, config, NAME, VERSION, card)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fixtures.phantom import Phantom, make_anatomy, make_phantom, plan_lesions
+from inference.pipeline.model_card import save_with_card
 from inference.pipeline.segment import build_unet, file_sha256, largest_component, normalise_hu
 
 DEMO_SEED = 20261123
@@ -197,13 +198,8 @@ def train(
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
     metrics = evaluate(net, val_ph, CONFIG)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": net.state_dict(), "config": CONFIG, "name": NAME, "version": VERSION}, out)
     n_params = sum(p.numel() for p in net.parameters())
     card = {
-        "name": NAME,
-        "version": VERSION,
         "task": "liver and liver-lesion segmentation of synthetic portal-venous CT phantoms (demo only)",
         "architecture": f"MONAI UNet 3D, channels {CONFIG['channels']}, strides {CONFIG['strides']}, "
         f"{CONFIG['num_res_units']} residual unit(s), 3 classes (background, liver, lesion)",
@@ -229,12 +225,8 @@ def train(
         "seed": seed,
         "validation_metrics": metrics,
         "intended_use": "demo and tests of the reader-study platform on synthetic phantoms; NOT for real CT",
-        "weights_file": out.name,
-        "weights_bytes": out.stat().st_size,
-        "sha256": file_sha256(out),
     }
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    return card
+    return save_with_card(Path(out), net, CONFIG, NAME, VERSION, card)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

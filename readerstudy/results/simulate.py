@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from readerstudy.analysis.simulate import latent_scores
+
+# The demo's own variance components (larger reader and case terms than the Hillis settings); the model is
+# readerstudy.analysis.simulate's.
 VARIANCES = {"R": 0.05, "C": 0.6, "TR": 0.02, "TC": 0.1, "RC": 0.2, "E": 0.3}
 
 
@@ -34,21 +38,12 @@ def simulate_ratings(
 ) -> dict[tuple[int, int, int], tuple[int, float]]:
     """(reader, case, modality) -> (rating 0-100, active seconds) for every cell of a fully crossed design."""
     effect = aided_effect or {}
-    sd = {k: np.sqrt(v) for k, v in VARIANCES.items()}
     n_r, n_k, n_m = len(readers), len(cases), len(modalities)
     truth = np.array([c.truth for c in cases], dtype=float)
     shift = np.array([effect.get(c.stratum, 0.0) for c in cases])
     aided = np.array([shows_dl for _, shows_dl in modalities], dtype=float)
-    x = (
-        mu * truth[None, None, :]
-        + (aided[:, None, None] * shift[None, None, :] * truth[None, None, :])
-        + rng.normal(0, sd["R"], (1, n_r, 1))
-        + rng.normal(0, sd["C"], (1, 1, n_k))
-        + rng.normal(0, sd["TR"], (n_m, n_r, 1))
-        + rng.normal(0, sd["TC"], (n_m, 1, n_k))
-        + rng.normal(0, sd["RC"], (1, n_r, n_k))
-        + rng.normal(0, sd["E"], (n_m, n_r, n_k))
-    )
+    fixed = mu * truth[None, None, :] + (aided[:, None, None] * shift[None, None, :] * truth[None, None, :])
+    x = latent_scores(rng, fixed, n_m, n_r, n_k, VARIANCES)
     ratings = np.rint(100.0 / (1.0 + np.exp(-(x - mu / 2)))).astype(int)
     log_time = np.log(median_seconds) + np.log(time_ratio) * aided[:, None, None] + rng.normal(0, 0.4, x.shape)
     seconds = np.round(np.exp(log_time), 2)

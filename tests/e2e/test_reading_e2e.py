@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
-from fixtures.phantom import generate_demo_study
+from fixtures.browser import log_in as browser_log_in
+from fixtures.studies import phantom_crossover_study
 from inference.models import Prediction
 from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions
@@ -28,27 +28,17 @@ def canvas_pixels(page) -> np.ndarray:
 
 
 def build_study(tmp_path) -> Study:
-    manifest = generate_demo_study(tmp_path / "data", seed=99, n_patients=3, n_lesions=6)
-    User = get_user_model()
-    admin = User.objects.create_superuser("admin", password=PASSWORD)
-    reader = User.objects.create_user("reader1", password=PASSWORD)
-    study = actions.create_study(admin, "E2E", design="crossover", washout_days=28, seed=5)
-    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
-    actions.add_modality(admin, study, "aided", "DL-assisted", shows_dl=True)
-    actions.add_member(admin, study, reader, "reader")
-    actions.import_cases(admin, study, manifest)
+    built = phantom_crossover_study(
+        tmp_path / "data", name="E2E", password=PASSWORD, phantom_seed=99, n_patients=3, n_lesions=6
+    )
     # The real precompute with the demo models: the page must show the overlays it stores.
-    call_command("precompute", "--study", study.name, "--no-progress")
-    actions.launch_study(admin, study)
-    return study
+    call_command("precompute", "--study", built.study.name, "--no-progress")
+    actions.launch_study(built.admin, built.study)
+    return built.study
 
 
 def log_in(page, live_server, username: str) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/reading/")
+    browser_log_in(page, live_server.url, username, PASSWORD)
 
 
 def wait_ready(page, position: int) -> dict:

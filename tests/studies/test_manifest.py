@@ -293,7 +293,7 @@ def test_manifest_path_itself_too_long_or_with_nul(tmp_path):
 def test_symlinked_file_in_a_series_folder_is_refused(tmp_path, admin, study):
     write_series(tmp_path / "series" / "P001")
     write_series(tmp_path / "outside" / "scan", n_slices=1)
-    (tmp_path / "series" / "P001" / "999.dcm").symlink_to(tmp_path / "outside" / "scan" / "000.dcm")
+    (tmp_path / "series" / "P001" / "999.dcm").symlink_to(tmp_path / "outside" / "scan" / "0001.dcm")
     path = write_manifest(tmp_path, [manifest_row("P001", "P001-L1")])
     with pytest.raises(InvalidInput, match=r"row 2 column series_path: 999.dcm in .* is a symbolic link"):
         actions.import_cases(admin, study, path)

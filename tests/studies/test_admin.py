@@ -1,14 +1,12 @@
-"""The admin a study admin uses (through the actions), and the one-command demo."""
+"""The admin a study admin uses (through the actions)."""
 
 import pytest
-from django.core.management import call_command
 from django.urls import reverse
 
-from readerstudy.reading.models import AuditEvent, ReadingSession, SessionItem
+from readerstudy.reading.models import AuditEvent
 from readerstudy.studies import actions
-from readerstudy.studies.management.commands.demo import DEMO_STUDY
-from readerstudy.studies.models import Case, Membership, Modality, Patient, Study
-from tests.factories import balanced_rows, build_study, make_user, write_manifest
+from readerstudy.studies.models import Membership, Modality, Study
+from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -119,80 +117,3 @@ def test_non_superuser_admin_sees_only_their_studies(tmp_path, client, admin_use
     client.force_login(coordinator)
     html = client.get(reverse("admin:studies_study_changelist")).content.decode()
     assert "Mine" in html and "Other" not in html
-
-
-def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, monkeypatch, settings):
-    settings.BASE_DIR = tmp_path  # the generated password file goes here, not into the checkout
-    monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-123")
-    data = tmp_path / "demo"
-    call_command("demo", data_dir=str(data), no_progress=True, no_precompute=True)
-    study = Study.objects.get(name=DEMO_STUDY)
-    assert study.status == "launched" and study.design == "crossover"
-    n_cases, n_patients = Case.objects.filter(study=study).count(), Patient.objects.filter(study=study).count()
-    assert n_cases >= 40 and n_patients >= 15
-    labels = set(Case.objects.filter(study=study).values_list("truth__label", flat=True))
-    assert labels == {"crlm", "hemangioma"}
-    strata = set(Case.objects.filter(study=study).values_list("size_stratum", flat=True))
-    assert strata == {"<=10", "10-30", ">30"}
-    readers = Membership.objects.filter(study=study, role="reader").count()
-    assert readers == 3
-    assert ReadingSession.objects.filter(study=study).count() == 6
-    assert SessionItem.objects.filter(study=study).count() == 3 * 2 * n_cases
-    from django.contrib.auth import get_user_model
-
-    admin = get_user_model().objects.get(username="admin")
-    assert admin.is_superuser and admin.check_password("demo-pass-123")
-
-    counts = [m.objects.count() for m in (Study, Case, Patient, SessionItem, AuditEvent, get_user_model())]
-    call_command("demo", data_dir=str(data), no_progress=True, no_precompute=True)
-    assert [m.objects.count() for m in (Study, Case, Patient, SessionItem, AuditEvent, get_user_model())] == counts
-
-
-def test_import_cases_command_prints_every_bad_row(tmp_path, admin_user):
-    from django.core.management.base import CommandError
-
-    study = actions.create_study(admin_user, "Cmd", seed=1)
-    rows = balanced_rows(2, 1)
-    rows[1]["truth"] = "unknown"
-    rows[0]["diameter_mm"] = "-1"
-    path = write_manifest(tmp_path, rows)
-    with pytest.raises(CommandError) as caught:
-        call_command("import_cases", "Cmd", str(path), "--as", "admin")
-    assert "row 2 column diameter_mm" in str(caught.value) and "row 3 column truth" in str(caught.value)
-    rows = balanced_rows(2, 1)
-    call_command("import_cases", "Cmd", str(write_manifest(tmp_path / "ok", rows)), "--as", "admin")
-    assert study.cases.count() == 2
-
-
-def test_demo_precomputes_its_own_studies_and_never_blocks_on_another_studys_failure(
-    tmp_path, monkeypatch, settings, capsys
-):
-    """Another study's case that cannot be predicted is reported; the demo still finishes (make demo serves)."""
-    from inference.management.commands import precompute as command
-    from inference.precompute import PrecomputeSummary
-    from readerstudy.studies.management.commands.demo import SIMULATED_STUDY
-
-    settings.BASE_DIR = tmp_path
-    monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-123")
-    other = build_study(tmp_path / "other", readers=1, name="Someone else's study", n_patients=1, lesions_per_patient=2)
-    seen: list[str] = []
-
-    def fake_precompute(cases, **kwargs) -> PrecomputeSummary:  # the real one, minus minutes of CPU per case
-        summary = PrecomputeSummary()
-        for case in cases:
-            seen.append(case.study.name)
-            if case.study_id == other.pk:  # what the real pipeline does with this study's series: fail
-                summary.failed += 1
-                summary.errors.append(f"{case.case_id}: ValueError: broken series")
-            else:
-                summary.done += 1
-        return summary
-
-    monkeypatch.setattr(command, "load_models", lambda backend, device: (object(), object()))
-    monkeypatch.setattr(command, "precompute", fake_precompute)
-    call_command("demo", data_dir=str(tmp_path / "demo"), no_progress=True)  # no CommandError
-    assert set(seen) == {DEMO_STUDY, SIMULATED_STUDY}
-    assert len(seen) == Case.objects.exclude(study=other).count()
-    out = capsys.readouterr().out
-    assert "0 failed" in out
-    assert f"study {other.name!r} (not the demo's) has 2 case(s) without a DL prediction" in out

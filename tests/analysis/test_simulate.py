@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from bench.analysis.simulate import roe_metz
 from readerstudy.analysis import analyse_study
+from readerstudy.analysis.simulate import roe_metz
 
 
 @pytest.mark.slow
