@@ -58,7 +58,7 @@ class SeriesCache:
         self._segmentations: dict[tuple, Any] = {}
 
     def volume(self, folder: str) -> Any:
-        from inference.pipeline.dicom import read_series
+        from imaging.series import read_series
 
         if folder not in self._volumes:
             self._volumes = {folder: read_series(Path(folder))}  # keep one: series are visited in order

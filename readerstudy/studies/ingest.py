@@ -1,6 +1,6 @@
 """Copy a manifest's series into the study's storage, de-identified (DICOM PS3.15 basic profile).
 
-The pure work is ``inference.pipeline.deid``; this layer picks the folders and the salt and turns failures into
+The pure work is ``imaging.deid``; this layer picks the folders and the salt and turns failures into
 manifest row errors. Folder names are generated keys (``import-<uuid>/series-<n>``), never text from the
 manifest, and every folder is new: an import cannot reach, replace or mix with the files of another import or
 study. Files go to a fresh import folder that :meth:`Ingest.remove` deletes if the import fails, so a refused
@@ -17,7 +17,7 @@ from pydicom.errors import InvalidDicomError
 
 from readerstudy.studies.manifest import Manifest
 from readerstudy.studies.models import Study
-from readerstudy.studies.series import SeriesError, SeriesInfo, probe_series
+from imaging.headers import SeriesError, SeriesInfo, probe_series
 
 
 class StorageError(RuntimeError):
@@ -86,8 +86,8 @@ def ingest_series(study: Study, manifest: Manifest) -> Ingest:
     Problems with a series become row errors in ``Ingest.errors``; on any exception the files written so far
     are removed before it propagates.
     """
-    from inference.pipeline.deid import deidentify_series  # pydicom-heavy; only imports need it
-    from inference.pipeline.dicom import DicomSeriesError
+    from imaging.deid import deidentify_series  # pydicom-heavy; only imports need it
+    from imaging.series import DicomSeriesError
 
     owners: dict[Path, tuple[str, list[int]]] = {}
     for row in manifest.rows:

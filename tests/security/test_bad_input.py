@@ -260,7 +260,7 @@ def assert_nothing_stored(media_root: Path, before: tuple[int, ...]) -> None:
 
 
 def test_exception_midway_through_deidentification_removes_everything(tmp_path, admin, study, media_root, monkeypatch):
-    import inference.pipeline.deid as deid
+    import imaging.deid as deid
 
     real = deid.deidentify_series
     calls = []
