@@ -85,3 +85,29 @@ def test_refused_import_deletes_what_it_saved_in_the_storage(tmp_path, media_roo
         actions.import_cases(admin, study, path)
     assert default_storage.listdir("") == ([], [])  # the files and the folders made for them are gone
     assert on_disk(media_root) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_turns_paths_under_media_root_into_storage_names(media_root, settings):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    settings.STORAGES = {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
+    before = [("studies", "0001_initial")]
+    executor = MigrationExecutor(connection)
+    leaves = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before, at_end=True).apps
+        study = old.get_model("studies", "Study").objects.create(name="Old", seed=1)
+        patient = old.get_model("studies", "Patient").objects.create(study=study, pseudonym="P001")
+        old.get_model("studies", "ImageSeries").objects.create(
+            patient=patient, path=str(Path(media_root) / "studies/1/import-ab/series-1"), n_slices=1, rows=1,
+            columns=1, slice_positions_mm=[0], slice_files=["0001.dcm"],
+        )  # fmt: skip
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(leaves)
+    from readerstudy.studies.models import ImageSeries
+
+    assert ImageSeries.objects.get().storage_prefix == "studies/1/import-ab/series-1"
