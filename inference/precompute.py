@@ -7,6 +7,7 @@ failure is reported and the batch goes on.
 
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from django.conf import settings
 
 from inference.actions import record_prediction
 from inference.models import Prediction
-from readerstudy.studies.models import Case, Study
+from readerstudy.studies.models import Case, ImageSeries, Study
+from readerstudy.studies.storage import local_series_folder
 
 BACKENDS = ("phantom-unet", "totalsegmentator")
 MATCH_TOLERANCE_MM = 10.0
@@ -54,15 +56,29 @@ class SeriesCache:
         self.backend = backend
         self.name, self.version, self.weights_sha256 = backend.name, backend.version, backend.weights_sha256
         self.device = getattr(backend, "device", "cpu")
-        self._volumes: dict[str, Any] = {}
+        self._volumes: dict[int, Any] = {}
         self._segmentations: dict[tuple, Any] = {}
+        self._folder: tuple[int, Path, ExitStack] | None = None
 
-    def volume(self, folder: str) -> Any:
-        from inference.pipeline.dicom import read_series
+    def folder(self, series: ImageSeries) -> Path:
+        """A local folder of the series, kept while its cases run (a download unless the storage is on disk)."""
+        if self._folder is None or self._folder[0] != series.pk:
+            self.close()  # keep one: series are visited in order
+            stack = ExitStack()
+            self._folder = (series.pk, stack.enter_context(local_series_folder(series)), stack)
+        return self._folder[1]
 
-        if folder not in self._volumes:
-            self._volumes = {folder: read_series(Path(folder))}  # keep one: series are visited in order
-        return self._volumes[folder]
+    def close(self) -> None:
+        if self._folder is not None:
+            self._folder[2].close()
+            self._folder = None
+
+    def volume(self, series: ImageSeries) -> Any:
+        from imaging.series import read_series
+
+        if series.pk not in self._volumes:
+            self._volumes = {series.pk: read_series(self.folder(series))}  # keep one: series are visited in order
+        return self._volumes[series.pk]
 
     def segment(self, volume: Any, workdir: Path) -> Any:
         key = tuple(volume.file_sha256)
@@ -81,11 +97,28 @@ def precompute(
     on_case: Callable[[Case, str], None] | None = None,
 ) -> PrecomputeSummary:
     """Predict every case (ordered by series so that each series is read and segmented once)."""
-    from inference.pipeline.run import inputs_sha256, predict_case
-
     summary = PrecomputeSummary()
     started = time.perf_counter()
     cached = SeriesCache(backend)
+    try:
+        _run(cases, cached, classifier, actor, force, on_case, summary)
+    finally:
+        cached.close()  # a downloaded series folder is deleted
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run(
+    cases: Iterable[Case],
+    cached: SeriesCache,
+    classifier: Any,
+    actor: Any,
+    force: bool,
+    on_case: Callable[[Case, str], None] | None,
+    summary: PrecomputeSummary,
+) -> None:
+    from inference.pipeline.run import inputs_sha256, predict_case
+
     for case in sorted(cases, key=lambda c: (c.series_id, c.case_id)):
         series = case.series
         target = (case.lesion_x_mm, case.lesion_y_mm, case.lesion_z_mm)
@@ -97,9 +130,9 @@ def precompute(
                 on_case(case, "frozen")
             continue
         try:
-            volume = cached.volume(series.path)
+            volume = cached.volume(series)
             key = inputs_sha256(
-                Path(series.path), target, backend=cached, classifier=classifier, bins=bins,
+                cached.folder(series), target, backend=cached, classifier=classifier, bins=bins,
                 tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm,
                 file_hashes=list(volume.file_sha256),
             )  # fmt: skip
@@ -108,7 +141,7 @@ def precompute(
                 outcome = "skipped"
             else:
                 result = predict_case(
-                    Path(series.path), target, backend=cached, classifier=classifier, bins=bins,
+                    cached.folder(series), target, backend=cached, classifier=classifier, bins=bins,
                     tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
                 )  # fmt: skip
                 record_prediction(
@@ -131,12 +164,10 @@ def precompute(
                 summary.done += 1
         except Exception as exc:
             summary.failed += 1
-            summary.errors.append(f"{case.case_id} ({series.path}): {type(exc).__name__}: {exc}")
+            summary.errors.append(f"{case.case_id} ({series.storage_prefix}): {type(exc).__name__}: {exc}")
             outcome = "failed"
         if on_case is not None:
             on_case(case, outcome)
-    summary.seconds = time.perf_counter() - started
-    return summary
 
 
 def _combined_sha(models: dict) -> str:

@@ -9,8 +9,8 @@ Archive layout (format "readerstudy-backup", version 1)::
     series/<id>/<file>                    the de-identified DICOM files of each series (left out with images=False)
 
 Rows keep their original ids so that references inside the archive can be followed; restore inserts fresh rows
-and remaps every foreign key. Series paths are stored relative to the study's storage folder
-(``MEDIA_ROOT/studies/<id>/``) and restored under the new study's folder.
+and remaps every foreign key. A series' storage prefix is stored (column ``path``) relative to the study's storage
+prefix (``studies/<id>/``) and restored under the new study's; its files are read and saved through the storage.
 
 Choices that matter:
 
@@ -57,8 +57,8 @@ from inference.models import Prediction
 from readerstudy.errors import Conflict, InvalidInput, NotAllowed
 from readerstudy.reading import audit
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
-from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
+from readerstudy.studies.storage import delete_files, parents, save_files, series_readable, study_prefix
 
 FORMAT = "readerstudy-backup"
 FORMAT_VERSION = 1
@@ -178,12 +178,10 @@ def _dump_row(obj: models.Model, usernames: dict[Any, str]) -> dict:
     return row
 
 
-def _relative_series_path(series: ImageSeries, root: Path) -> str:
-    try:
-        rel = Path(series.path).resolve().relative_to(root.resolve())
-    except ValueError:
-        rel = Path("external") / f"series-{series.pk}"  # not in the study's folder (older imports): give it one
-    return rel.as_posix()
+def _relative_series_path(series: ImageSeries, root: str) -> str:
+    if series.storage_prefix.startswith(f"{root}/"):
+        return series.storage_prefix[len(root) + 1 :]
+    return f"external/series-{series.pk}"  # not in the study's folder (older imports): give it one
 
 
 def _collect(study: Study, images: bool) -> tuple[list[_Member], dict[str, int], dict[str, list[dict]]]:
@@ -207,7 +205,7 @@ def _collect(study: Study, images: bool) -> tuple[list[_Member], dict[str, int],
         }
         for u in users
     ]
-    root = study_storage(study)
+    root = study_prefix(study)
     members: list[_Member] = []
     series_files: list[_Member] = []
     for name, objs in objects.items():
@@ -215,13 +213,16 @@ def _collect(study: Study, images: bool) -> tuple[list[_Member], dict[str, int],
         for obj in objs:
             row = _dump_row(obj, usernames)
             if isinstance(obj, ImageSeries):
-                row["path"] = _relative_series_path(obj, root)
+                del row["storage_prefix"]
+                row["path"] = _relative_series_path(obj, root)  # format 1's column, relative to the study
                 if images:
-                    folder = Path(obj.path)
-                    if not folder.is_dir():
-                        raise BackupError(f"series {obj.pk}: folder {folder} is missing (use images=False?)")
-                    for file in sorted(p for p in folder.iterdir() if p.is_file()):
-                        series_files.append(_Member(f"series/{obj.pk}/{file.name}", path=file))
+                    if not series_readable(obj):
+                        raise BackupError(
+                            f"series {obj.pk}: files under {obj.storage_prefix} are missing (use images=False?)"
+                        )
+                    for file_name in sorted(obj.slice_files):
+                        stored_name = f"{obj.storage_prefix}/{file_name}"
+                        series_files.append(_Member(f"series/{obj.pk}/{file_name}", storage_name=stored_name))
             if isinstance(obj, Prediction):
                 for field_name in FILE_FIELDS:
                     stored = row[field_name]
@@ -454,8 +455,8 @@ class _Restorer:
         self.users: dict[str, Any] = {}
         self.users_created: list[str] = []
         self.keys_rewritten = 0
-        self.written: list[Path] = []  # files and folders to remove if the restore fails
         self.saved: list[str] = []  # storage names to delete if the restore fails
+        self.saved_series: list[str] = []  # series files, likewise (their folders go too)
         self.study: Study | None = None
 
     # users --------------------------------------------------------------------------------------------------------
@@ -483,7 +484,7 @@ class _Restorer:
     # rows ---------------------------------------------------------------------------------------------------------
     def build(self, table: str, model: type[models.Model], row: dict) -> models.Model:
         fields = {f.name: f for f in model._meta.concrete_fields}
-        unknown = set(row) - set(fields)
+        unknown = set(row) - set(fields) - ({"path"} if model is ImageSeries else set())  # see prepare_series
         if unknown:
             raise BackupError(
                 f"archive member tables/{table}.jsonl: unknown column(s) {', '.join(sorted(unknown))} "
@@ -559,11 +560,9 @@ class _Restorer:
             raise Conflict(f"a study named {self.study_name!r} exists already; restore with a new name (--rename)")
 
     def place_series_folder(self) -> None:
-        self.root = study_storage(self.study)
-        if self.root.exists():
-            raise BackupError(f"{self.root} exists already; refusing to mix files of two studies")
-        self.root.mkdir(parents=True)
-        self.written.append(self.root)
+        self.root = study_prefix(self.study)
+        if default_storage.exists(self.root):
+            raise BackupError(f"{self.root} exists already in the storage; refusing to mix files of two studies")
 
     def prepare_series(self, objs: list[ImageSeries], rows: list[dict]) -> None:
         for obj, row in zip(objs, rows, strict=True):
@@ -571,12 +570,12 @@ class _Restorer:
                 rel = _safe_member(row.get("path"))
             except BackupError:
                 raise BackupError(f"tables/series.jsonl row {row.get('id')}: path {row.get('path')!r}") from None
-            target = self.root.joinpath(*rel.parts)
+            prefix = f"{self.root}/{rel.as_posix()}"
             staged = self.v.staging / "series" / str(row.get("id"))
             if staged.is_dir():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.move(staged, target)  # same file system as MEDIA_ROOT: a rename
-            obj.path = str(target)
+                files = sorted(p for p in staged.iterdir() if p.is_file())
+                save_files(((f"{prefix}/{p.name}", p) for p in files), self.saved_series)
+            obj.storage_prefix = prefix
 
     def prepare_reads(self, objs: list[Read], rows: list[dict]) -> None:
         taken = set(
@@ -630,8 +629,8 @@ class _Restorer:
                 Path(default_storage.path(name)).parent.rmdir()  # the new study's folder, once empty
             except (OSError, NotImplementedError):
                 pass
-        for path in self.written:
-            shutil.rmtree(path, ignore_errors=True)
+        folders = {p for name in self.saved_series for p in parents(name, stop="studies")}
+        delete_files(self.saved_series, sorted(folders, key=len, reverse=True))
 
 
 def _sortable(value: Any) -> Any:
@@ -655,7 +654,8 @@ def restore(archive: Path | str, actor: Any, rename: str | None = None, *, progr
             raise InvalidInput("--rename needs a name")
     media = Path(settings.MEDIA_ROOT) / "studies"
     media.mkdir(parents=True, exist_ok=True)
-    # Staged on the same file system as MEDIA_ROOT, so series folders are moved into place, not copied.
+    # Staged beside the stored files (an archive may be larger than the system's temporary folder); series files are
+    # then saved through the storage.
     staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=media))
     started = time.monotonic()
     try:

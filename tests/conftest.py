@@ -1,6 +1,9 @@
 """Shared test set-up: database markers, and the users and studies most tests start from."""
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -64,3 +67,48 @@ def flush_past_audit_triggers() -> Iterator[None]:
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
     yield
     BaseDatabaseOperations.execute_sql_flush = original
+
+
+# --- DICOM series shared by tests/imaging and tests/inference -------------------------------------------------
+
+# a copy with its NOTICE (tests/data/README.md)
+TOTALSEG_EXAMPLE = Path(__file__).resolve().parent / "data" / "totalseg_example"
+
+
+@dataclass
+class PhantomSeries:
+    phantom: Any  # fixtures.phantom.Phantom (imported lazily: most tests need no numpy phantom)
+    folder: Path
+    paths: list[Path]
+
+
+def make_series(folder: Path, seed: int, lesions: list[tuple[str, float]]) -> PhantomSeries:
+    """A phantom with lesions of given class and diameter placed in its liver, written as a DICOM series."""
+    import numpy as np
+
+    from fixtures.phantom import deterministic_uid, make_anatomy, make_phantom, plan_lesions, write_ct_series
+
+    rng = np.random.default_rng([seed, 4242])
+    anatomy = make_anatomy(rng)
+    specs = plan_lesions(
+        rng, len(lesions), anatomy, labels=[c for c, _ in lesions], diameters_mm=[d for _, d in lesions]
+    )
+    ph = make_phantom(rng, specs, anatomy=anatomy)
+    paths = write_ct_series(ph, folder, "TEST01", deterministic_uid(seed, "study"), deterministic_uid(seed, "series"))
+    return PhantomSeries(ph, folder, paths)
+
+
+STANDARD_LESIONS = [("crlm", 24.0), ("hemangioma", 14.0), ("crlm", 8.0)]
+
+
+@pytest.fixture(scope="session")
+def phantom_series(tmp_path_factory: pytest.TempPathFactory) -> PhantomSeries:
+    return make_series(tmp_path_factory.mktemp("phantom") / "series", 31337, STANDARD_LESIONS)
+
+
+@pytest.fixture(scope="session")
+def totalseg_example() -> Path:
+    folder = TOTALSEG_EXAMPLE / "example_ct_dicom"
+    if not folder.is_dir():
+        pytest.skip(f"real CT example not found at {folder} (tests/data/totalseg_example is not in this checkout)")
+    return folder

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, lesion_rows = [], []
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
         if args.series:
-            from inference.pipeline.dicom import read_series
+            from imaging.series import read_series
 
             cases = []
             for s in args.series:

@@ -33,6 +33,7 @@ def build_study(tmp: Path, n_cases: int) -> dict:
     django.setup()
     import numpy as np
     from django.conf import settings
+    from django.core.files.storage import default_storage
     from django.core.management import call_command
     from django.db import connections
 
@@ -40,6 +41,7 @@ def build_study(tmp: Path, n_cases: int) -> dict:
     from inference.actions import record_prediction
     from readerstudy.reading.models import ReadingSession
     from readerstudy.studies import actions
+    from readerstudy.studies.storage import series_names
 
     call_command("migrate", interactive=False, verbosity=0)
     n_lesions = max(8, n_cases + 2)
@@ -65,14 +67,13 @@ def build_study(tmp: Path, n_cases: int) -> dict:
     items = []
     for item in session.items.select_related("modality", "case__series").order_by("position"):
         series = item.case.series
-        files = [Path(series.path) / f for f in series.slice_files]
         items.append(
             {
                 "id": item.pk,
                 "position": item.position,
                 "aided": item.modality.shows_dl,
                 "n_slices": series.n_slices,
-                "series_bytes": sum(f.stat().st_size for f in files),
+                "series_bytes": sum(default_storage.size(name) for name in series_names(series)),
             }
         )
     connections.close_all()

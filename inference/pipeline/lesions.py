@@ -101,7 +101,7 @@ def find_lesions(
     Args:
         lesion_mask, liver_mask: boolean ``[z, y, x]``.
         spacing_mm: ``(z, y, x)``.
-        affine: ``(k, j, i, 1)`` -> LPS (see :class:`inference.pipeline.dicom.Volume`).
+        affine: ``(k, j, i, 1)`` -> LPS (see :class:`imaging.series.Volume`).
         min_volume_mm3: smaller components are dropped as noise (a 5 mm sphere is 65 mm^3).
         bins: size-stratum edges (mm) for :func:`readerstudy.analysis.strata.size_stratum`.
 

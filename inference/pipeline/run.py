@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from imaging.series import Volume, list_dicom_files, read_series
 from inference.pipeline.classify import Classifier
-from inference.pipeline.dicom import Volume, list_dicom_files, read_series
 from inference.pipeline.lesions import find_lesions, match_targets
 from inference.pipeline.seg import LABELMAP_LABELS, make_dicom_seg, make_labelmap
 from inference.pipeline.segment import SegmentationBackend, file_sha256

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.pipeline.dicom import Volume, derived_uid
+from imaging.series import Volume, derived_uid
 from inference.pipeline.lesions import Lesion
 
 __all__ = ["LABELMAP_LABELS", "SegSummary", "make_dicom_seg", "make_labelmap", "read_seg"]
@@ -64,7 +64,7 @@ def make_dicom_seg(
     from pydicom.sr.codedict import codes
 
     if not volume.headers:
-        raise ValueError("the volume has no source headers (read it with inference.pipeline.dicom.read_series)")
+        raise ValueError("the volume has no source headers (read it with imaging.series.read_series)")
     algo = hd.AlgorithmIdentificationSequence(
         name=algorithm_name[:64], family=codes.DCM.ArtificialIntelligence, version=algorithm_version[:64]
     )

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from scipy import ndimage
 
-from inference.pipeline.dicom import Volume
+from imaging.series import Volume
 
 __all__ = [
     "TOTALSEG_MODELS",

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from imaging.series import read_series
 from inference.pipeline.classify import DEMO_CONFIG, build_classifier, extract_crops
-from inference.pipeline.dicom import read_series
 from inference.pipeline.model_card import save_with_card
 
 NAME = "lesion-classifier-demo"

@@ -19,13 +19,15 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fixtures.phantom import Phantom, make_anatomy, make_phantom, plan_lesions
 from inference.pipeline.model_card import save_with_card
 from inference.pipeline.segment import build_unet, file_sha256, largest_component, normalise_hu
+
+if TYPE_CHECKING:
+    from fixtures.phantom import Phantom
 
 DEMO_SEED = 20261123
 NAME = "phantom-unet"
@@ -46,6 +48,10 @@ def make_phantoms(seed: int, n: int, offset: int = 0) -> Iterator[Phantom]:
     """``n`` phantoms with 1-5 lesions of 5-40 mm, patient ``p`` drawn from ``default_rng([seed, offset + p])``."""
     if seed == DEMO_SEED:
         raise ValueError(f"seed {seed} is the demo study's: train on other phantoms")
+    # The phantom generator is this training script's data set, not a dependency of the pipeline: imported here
+    # so that importing inference.pipeline (segment, run, ...) never loads the test fixtures.
+    from fixtures.phantom import make_anatomy, make_phantom, plan_lesions
+
     for p in range(n):
         rng = np.random.default_rng([seed, offset + p])
         anatomy = make_anatomy(rng)

@@ -1,8 +1,8 @@
 """Reading API (DRF, session auth + CSRF). Views parse input, check access, and call one action."""
 
-from pathlib import Path
 from typing import Any
 
+from django.core.files.storage import default_storage
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -18,6 +18,7 @@ from readerstudy.errors import ActionError
 from readerstudy.reading import access, actions
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
+from readerstudy.studies.storage import slice_name
 
 RATING_LEGEND = {"low": "certainly hemangioma", "high": "certainly metastasis"}
 
@@ -264,8 +265,8 @@ class ImageView(ActionAPIView):
         series = item.case.series
         if not 0 <= index < series.n_slices:
             raise Http404("no such slice")
-        path = Path(series.path) / series.slice_files[index]
-        response = FileResponse(path.open("rb"), content_type="application/dicom")
+        # Through the storage API: the slice may live on a file system or in an object store.
+        response = FileResponse(default_storage.open(slice_name(series, index), "rb"), content_type="application/dicom")
         # Private: only this reader may see it; immutable for the session, so scrolling back costs nothing.
         response["Cache-Control"] = "private, max-age=3600"
         return response

@@ -17,7 +17,7 @@ from readerstudy.analysis.strata import size_stratum
 from readerstudy.errors import Conflict, InvalidInput, NotAllowed, NotReady
 from readerstudy.reading import audit
 from readerstudy.reading.models import ReadingSession, SessionItem
-from readerstudy.studies import design
+from readerstudy.studies import design, storage
 from readerstudy.studies.ingest import Ingest, ingest_series
 from readerstudy.studies.manifest import Manifest, read_manifest
 from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
@@ -264,7 +264,7 @@ def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, n
                 info = stored.info
                 image_series, _ = ImageSeries.objects.get_or_create(
                     patient=patient,
-                    path=str(stored.folder),
+                    storage_prefix=stored.prefix,
                     defaults={
                         "series_instance_uid": info.series_instance_uid,
                         "n_slices": info.n_slices,
@@ -300,7 +300,7 @@ def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, n
                 "cases": summary.n_cases,
                 "patients": summary.n_patients,
                 "series": summary.n_series,
-                "stored_in": str(ingest.folder),
+                "stored_in": ingest.prefix,
                 "deidentification_notes": sorted({n for s in ingest.series.values() for n in s.notes}),
             },
         )
@@ -350,9 +350,8 @@ def readiness(study: Study) -> Readiness:
     if n_cases and len(labels) < 2:
         problems.append(f"truth has one class only ({', '.join(sorted(labels)) or 'none'}); AUC needs both")
     for image_series in ImageSeries.objects.filter(cases__study=study).distinct():
-        folder = Path(image_series.path)
-        if not folder.is_dir() or not any(folder.iterdir()):
-            problems.append(f"series of patient {image_series.patient} is not readable: {folder}")
+        if not storage.series_readable(image_series):  # through the storage API: no machine path assumed
+            problems.append(f"series of patient {image_series.patient} is not readable: {image_series.storage_prefix}")
     if study.modalities.filter(shows_dl=True).exists() and n_cases:
         missing = cases.filter(predictions__isnull=True).count()
         if missing:

@@ -1,56 +1,52 @@
 """Copy a manifest's series into the study's storage, de-identified (DICOM PS3.15 basic profile).
 
-The pure work is ``inference.pipeline.deid``; this layer picks the folders and the salt and turns failures into
-manifest row errors. Folder names are generated keys (``import-<uuid>/series-<n>``), never text from the
-manifest, and every folder is new: an import cannot reach, replace or mix with the files of another import or
-study. Files go to a fresh import folder that :meth:`Ingest.remove` deletes if the import fails, so a refused
-import leaves nothing behind.
+The pure work is ``imaging.deid``; this layer picks the storage names and the salt and turns failures into
+manifest row errors. Storage names are generated keys (``studies/<id>/import-<uuid>/series-<n>/<file>``), never
+text from the manifest, and every import prefix is new: an import cannot reach, replace or mix with the files of
+another import or study. Each series is de-identified into a temporary local folder and its files are then saved
+through ``default_storage``; :meth:`Ingest.remove` deletes what was saved if the import fails, so a refused import
+leaves nothing behind.
 """
 
-import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from pydicom.errors import InvalidDicomError
 
+from imaging.headers import SeriesError, SeriesInfo
+from readerstudy.studies import storage
 from readerstudy.studies.manifest import Manifest
 from readerstudy.studies.models import Study
-from readerstudy.studies.series import SeriesError, SeriesInfo, probe_series
+from readerstudy.studies.storage import StorageError
 
-
-class StorageError(RuntimeError):
-    """A storage target that would lie outside the import folder or exists already (never expected)."""
+__all__ = ["Ingest", "IngestedSeries", "StorageError", "deid_salt", "ingest_series"]
 
 
 @dataclass
 class IngestedSeries:
-    folder: Path
-    info: SeriesInfo
+    prefix: str  # storage name of the series' folder
+    info: SeriesInfo  # of the stored copy (files 0001.dcm...), from the de-identification's scan
     notes: list[str]
     removed: dict[str, int]
 
 
 @dataclass
 class Ingest:
-    folder: Path  # the import's own folder: remove it to undo
+    prefix: str  # the import's own storage prefix: delete what lies under it to undo
     series: dict[Path, IngestedSeries] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
-    created: list[Path] = field(default_factory=list)  # parent folders this import created, outermost first
+    saved: list[str] = field(default_factory=list)  # storage names written, in order
+    stop: str = ""  # the deepest folder above the prefix that existed before: remove() leaves it and what is above
 
     def remove(self) -> None:
-        """Undo: delete the import folder and the (then empty) parents this import created."""
-        shutil.rmtree(self.folder, ignore_errors=True)
-        for parent in reversed(self.created):
-            try:
-                parent.rmdir()  # only if empty: a concurrent import's folder stays
-            except OSError:
-                pass
-
-
-def study_storage(study: Study) -> Path:
-    return Path(settings.MEDIA_ROOT) / "studies" / str(int(study.pk))
+        """Undo: delete the saved files, then the (then empty) folders this import created."""
+        folders = sorted({p for name in self.saved for p in storage.parents(name, self.stop)}, key=len, reverse=True)
+        storage.delete_files(self.saved, folders)
+        self.saved.clear()
 
 
 def deid_salt(study: Study) -> str:
@@ -58,54 +54,53 @@ def deid_salt(study: Study) -> str:
     return f"{settings.DEID_SALT}:{study.pk}:{study.seed}"
 
 
-def _new_import_folder(study: Study) -> Ingest:
-    storage = study_storage(study)
-    created = [p for p in (storage.parent, storage) if not p.exists()]
-    folder = storage / f"import-{uuid.uuid4().hex}"
-    folder.mkdir(parents=True, exist_ok=False)  # a new folder or an error: never write into one that exists
-    ingest = Ingest(folder=folder, created=created)
-    real = folder.resolve(strict=True)
-    media = Path(settings.MEDIA_ROOT).resolve()
-    if not real.is_relative_to(media):  # e.g. a symbolic link planted for studies/<id>
-        ingest.remove()
-        raise StorageError(f"import folder {folder} resolves to {real}, outside MEDIA_ROOT {media}")
-    return ingest
-
-
-def _target(ingest: Ingest, name: str) -> Path:
-    """``<import folder>/<name>``, checked to lie directly inside the import folder and not to exist yet."""
-    target = ingest.folder / name
-    if target.resolve().parent != ingest.folder.resolve(strict=True) or target.exists() or target.is_symlink():
-        raise StorageError(f"storage target {target} is outside the import folder or exists already")
-    return target
+def _new_import(study: Study) -> Ingest:
+    root = storage.study_prefix(study)
+    stop = next((p for p in (root, "studies") if default_storage.exists(p)), "")
+    return Ingest(prefix=f"{root}/import-{uuid.uuid4().hex}", stop=stop)
 
 
 def ingest_series(study: Study, manifest: Manifest) -> Ingest:
-    """De-identify every series of a checked manifest into ``<MEDIA_ROOT>/studies/<id>/import-<uuid>/``.
+    """De-identify every series of a checked manifest into ``studies/<id>/import-<uuid>/`` of the storage.
 
-    Problems with a series become row errors in ``Ingest.errors``; on any exception the files written so far
+    Problems with a series become row errors in ``Ingest.errors``; on any exception the files saved so far
     are removed before it propagates.
     """
-    from inference.pipeline.deid import deidentify_series  # pydicom-heavy; only imports need it
-    from inference.pipeline.dicom import DicomSeriesError
+    from imaging import deid  # pydicom-heavy; only imports need it (and tests replace deidentify_series)
+    from imaging.series import DicomSeriesError
 
     owners: dict[Path, tuple[str, list[int]]] = {}
     for row in manifest.rows:
         owners.setdefault(row.series_dir, (row.patient_id, []))[1].append(row.row)
-    ingest = _new_import_folder(study)
+    ingest = _new_import(study)
     try:
         for index, (source, (patient, rows)) in enumerate(sorted(owners.items()), start=1):
-            target = _target(ingest, f"series-{index}")  # a generated key: the patient id is no path
-            try:
-                report = deidentify_series(source, target, pseudonym=patient, salt=deid_salt(study))
-                info = probe_series(target)
-            except (DicomSeriesError, SeriesError, InvalidDicomError, OSError, ValueError, EOFError) as exc:
-                ingest.errors += [
-                    f"{manifest.path.name} row {r} column series_path: cannot de-identify: {exc}" for r in rows
-                ]
-                continue
-            ingest.series[source] = IngestedSeries(target, info, list(report.notes), dict(report.removed))
+            prefix = f"{ingest.prefix}/series-{index}"  # a generated key: the patient id is no path
+            with tempfile.TemporaryDirectory(prefix="deid-") as tmp:
+                target = Path(tmp) / f"series-{index}"
+                try:
+                    report = deid.deidentify_series(source, target, pseudonym=patient, salt=deid_salt(study))
+                    info = _checked_info(report.series, manifest.series.get(source))
+                    storage.save_files(((f"{prefix}/{name}", target / name) for name in info.files), ingest.saved)
+                except (DicomSeriesError, SeriesError, InvalidDicomError, OSError, ValueError, EOFError) as exc:
+                    ingest.errors += [
+                        f"{manifest.path.name} row {r} column series_path: cannot de-identify: {exc}" for r in rows
+                    ]
+                    continue
+            ingest.series[source] = IngestedSeries(prefix, info, list(report.notes), dict(report.removed))
     except BaseException:
         ingest.remove()
         raise
     return ingest
+
+
+def _checked_info(written: SeriesInfo | None, checked: SeriesInfo | None) -> SeriesInfo:
+    """The stored copy's geometry, which must be the one the manifest check saw (the slice indices rely on it)."""
+    if written is None:
+        raise SeriesError("the de-identification reported no series geometry")
+    if checked is not None and (
+        written.n_slices != checked.n_slices
+        or max(abs(a - b) for a, b in zip(written.positions_mm, checked.positions_mm, strict=True)) > 1e-3
+    ):
+        raise SeriesError("the series changed since the manifest was checked; check the manifest again")
+    return written

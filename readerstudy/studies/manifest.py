@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from readerstudy.studies.series import SeriesError, SeriesInfo, probe_series
+from imaging.headers import SeriesError, SeriesInfo, probe_series
 
 COLUMNS = [
     "patient_id",

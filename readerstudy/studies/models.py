@@ -142,7 +142,10 @@ class ImageSeries(models.Model):
     """A CT series of one patient, checked readable at import."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="series")
-    path = models.CharField(max_length=500, help_text="Folder of the DICOM files.")
+    # A storage name (default_storage), not a machine path: files are <storage_prefix>/<each of slice_files>.
+    storage_prefix = models.CharField(
+        max_length=500, help_text="Storage name of the series' folder, e.g. studies/1/import-<uuid>/series-1."
+    )
     series_instance_uid = models.CharField(max_length=64, blank=True)
     n_slices = models.PositiveIntegerField()
     rows = models.PositiveIntegerField()
@@ -153,12 +156,12 @@ class ImageSeries(models.Model):
     class Meta:
         verbose_name_plural = "image series"
         constraints = [
-            models.UniqueConstraint(fields=["patient", "path"], name="series_path_unique_per_patient"),
+            models.UniqueConstraint(fields=["patient", "storage_prefix"], name="series_path_unique_per_patient"),
             models.CheckConstraint(condition=Q(n_slices__gte=1), name="series_has_slices"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.patient} {self.path}"
+        return f"{self.patient} {self.storage_prefix}"
 
 
 class Case(models.Model):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fixtures.phantom import max_axial_diameter_mm as phantom_diameter
-from inference.pipeline.dicom import read_series
+from imaging.series import read_series
 from inference.pipeline.lesions import Lesion, find_lesions, match_targets, max_axial_diameter_mm
 
 

@@ -1,10 +1,11 @@
 """precompute: the demo model over a study's series, stored with overlays and SEG; idempotent and resumable."""
 
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
@@ -13,6 +14,7 @@ from fixtures.phantom import generate_demo_study
 from inference.models import PrecomputeRun, Prediction
 from readerstudy.reading.models import AuditEvent
 from readerstudy.studies import actions
+from readerstudy.studies.storage import series_names
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -62,8 +64,9 @@ def test_precompute_stores_predictions_overlays_and_seg_then_skips_unchanged(stu
 
 def test_one_broken_series_is_reported_and_the_batch_goes_on(study, capsys):
     broken = study.cases.order_by("case_id").first().series
-    for name in broken.slice_files[:3]:
-        (Path(broken.path) / name).write_bytes(b"truncated")
+    for name in series_names(broken)[:3]:
+        default_storage.delete(name)
+        default_storage.save(name, ContentFile(b"truncated"))
     with pytest.raises(CommandError, match="case\\(s\\) failed; the others are stored"):
         call_command("precompute", "--study", study.name, "--no-progress")
     captured = capsys.readouterr()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from inference.pipeline.dicom import read_series
+from imaging.series import read_series
 from inference.pipeline.evaluate import dice
 from inference.pipeline.run import predict_case
 from inference.pipeline.seg import read_seg

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.pipeline.dicom import Volume
+from imaging.series import Volume
 from inference.pipeline.evaluate import dice
 from inference.pipeline.segment import (
     TOTALSEG_MODELS,

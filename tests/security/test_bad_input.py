@@ -5,10 +5,11 @@ tests/studies/test_manifest.py and tests/reading; this file adds broken DICOM, s
 """
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pydicom
 import pytest
+from django.core.files.storage import default_storage
 from django.test import Client
 
 from readerstudy.errors import InvalidInput
@@ -219,9 +220,10 @@ def test_storage_folders_are_generated_keys_even_for_an_unchecked_id(tmp_path, a
     ingest = ingest_series(study, manifest)
     try:
         assert not ingest.errors
+        folder = Path(media_root) / ingest.prefix  # the default FileSystemStorage keeps names under MEDIA_ROOT
         written = [p for p in Path(media_root).rglob("*") if p.is_file()]
-        assert written and all(ingest.folder in p.parents for p in written)
-        assert [p.relative_to(ingest.folder).as_posix() for p in sorted(written)] == [
+        assert written and all(folder in p.parents for p in written)
+        assert [p.relative_to(folder).as_posix() for p in sorted(written)] == [
             f"series-1/{n:04d}.dcm" for n in range(1, 6)
         ]
         assert not (Path(media_root).parent / "escaped").exists()
@@ -247,8 +249,8 @@ def test_an_import_cannot_touch_another_studys_files(tmp_path, admin, media_root
     assert tree(storage) == files_before
     assert AuditEvent.objects.filter(study=victim).count() == events_before
     assert ImageSeries.objects.filter(patient__study=victim).count() == 2
-    attacker_paths = ImageSeries.objects.filter(patient__study=attacker).values_list("path", flat=True)
-    assert all(Path(p).parent.parent == Path(media_root) / "studies" / str(attacker.pk) for p in attacker_paths)
+    attacker_prefixes = ImageSeries.objects.filter(patient__study=attacker).values_list("storage_prefix", flat=True)
+    assert all(PurePosixPath(p).parent.parent == PurePosixPath(f"studies/{attacker.pk}") for p in attacker_prefixes)
 
 
 # --- all or nothing: every failure removes what the import wrote ----------------------------------------------
@@ -260,7 +262,7 @@ def assert_nothing_stored(media_root: Path, before: tuple[int, ...]) -> None:
 
 
 def test_exception_midway_through_deidentification_removes_everything(tmp_path, admin, study, media_root, monkeypatch):
-    import inference.pipeline.deid as deid
+    import imaging.deid as deid
 
     real = deid.deidentify_series
     calls = []
@@ -317,11 +319,11 @@ def test_database_failure_while_applying_removes_the_files(tmp_path, admin, stud
 
     def ingest_then_race(study_, manifest):
         ingest = real_ingest(study_, manifest)
-        stored.append(ingest.folder)
+        stored.append(ingest.prefix)
         if failure == "integrity":  # a concurrent import commits the same case id first
             patient = Patient.objects.create(study=study_, pseudonym="RACER")
             series = ImageSeries.objects.create(
-                patient=patient, path="/nowhere", n_slices=1, rows=1, columns=1, slice_positions_mm=[0],
+                patient=patient, storage_prefix="nowhere", n_slices=1, rows=1, columns=1, slice_positions_mm=[0],
                 slice_files=["x"],
             )  # fmt: skip
             Case.objects.create(
@@ -346,5 +348,5 @@ def test_database_failure_while_applying_removes_the_files(tmp_path, admin, stud
         assert not AuditEvent.objects.filter(verb="import_cases").exists()
     else:
         assert counts() == before
-    assert stored and not stored[0].exists()
+    assert stored and not default_storage.exists(stored[0])
     assert not [p for p in Path(media_root).rglob("*") if p.is_file()]

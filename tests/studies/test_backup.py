@@ -4,20 +4,21 @@ import hashlib
 import io
 import json
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from inference.models import Prediction
 from readerstudy import backup
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
-from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import Study
+from readerstudy.studies.storage import series_names, study_prefix
 from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
@@ -99,14 +100,17 @@ def truth_of(study):
 
 
 def images_of(study):
-    """Per patient: the series' folder relative to the study's storage and each file's sha256."""
-    root = study_storage(study)
+    """Per patient: the series' storage prefix relative to the study's and each file's sha256."""
+    root = study_prefix(study) + "/"
     out = {}
     for case in study.cases.select_related("series", "patient"):
-        folder = Path(case.series.path)
-        assert folder.is_relative_to(root)
-        files = sorted((p.name, sha(p)) for p in folder.iterdir())
-        out[case.patient.pseudonym] = (folder.relative_to(root).as_posix(), case.series.slice_files, files)
+        prefix = case.series.storage_prefix
+        assert prefix.startswith(root)
+        files = sorted(
+            (PurePosixPath(name).name, hashlib.sha256(default_storage.open(name).read()).hexdigest())
+            for name in series_names(case.series)
+        )
+        out[case.patient.pseudonym] = (prefix[len(root) :], case.series.slice_files, files)
     return out
 
 
@@ -172,7 +176,8 @@ def test_archive_has_a_versioned_manifest_with_every_members_sha256(study, archi
     assert manifest["study"] == {"id": study.pk, "name": "Source"} and manifest["images"] is True
     assert manifest["counts"]["reads"] == 24 and manifest["counts"]["cases"] == 6
     assert manifest["counts"]["audit_events"] == AuditEvent.objects.filter(study=study).count()
-    n_dicom = sum(len(list(Path(s).iterdir())) for s in set(study.cases.values_list("series__path", flat=True)))
+    prefixes = set(study.cases.values_list("series__storage_prefix", flat=True))
+    n_dicom = sum(len(default_storage.listdir(s)[1]) for s in prefixes)
     assert sum(n.startswith("series/") for n in names) == n_dicom == manifest["counts"]["files"] - 2 * 6
     series = [json.loads(line) for line in tar_member(archive, "tables/series.jsonl").splitlines()]
     assert all(not s["path"].startswith("/") and s["path"].startswith("import-") for s in series)
@@ -338,7 +343,8 @@ def test_backup_without_images_and_no_overwrite(study, archive, tmp_path):
     assert "holds no images" in out.getvalue()
     lite = Study.objects.get(name="Lite")
     assert reads_of(lite) == reads_of(study) and SessionItem.objects.filter(study=lite).count() == 24
-    assert all(Path(p).is_relative_to(study_storage(lite)) for p in lite.cases.values_list("series__path", flat=True))
+    prefixes = lite.cases.values_list("series__storage_prefix", flat=True)
+    assert all(p.startswith(study_prefix(lite) + "/") for p in prefixes)
 
 
 def test_restore_needs_staff(study, archive):

@@ -1,14 +1,16 @@
 """Manifest import: all-or-nothing, every bad row reported with row number, column and reason."""
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
+from django.core.files.storage import default_storage
 
 from readerstudy.errors import InvalidInput
 from readerstudy.reading.models import AuditEvent
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, ImageSeries, Patient, Truth
+from readerstudy.studies.storage import series_names
 from tests.factories import balanced_rows, make_user, manifest_row, write_manifest, write_series
 
 pytestmark = pytest.mark.django_db
@@ -170,9 +172,9 @@ def test_import_stores_deidentified_copies_in_the_study_storage(tmp_path, admin,
     original.save_as(next((tmp_path / "series" / "P001").glob("*.dcm")))
     actions.import_cases(admin, study, path)
     series = ImageSeries.objects.get(patient__pseudonym="P001")
-    folder = Path(series.path)
-    assert media_root in folder.parents and folder.is_dir()
-    stored = [pydicom.dcmread(folder / name) for name in series.slice_files]
+    prefix = PurePosixPath(series.storage_prefix)  # a storage name, not a machine path
+    assert not prefix.is_absolute() and (Path(media_root) / prefix).is_dir()  # the default FileSystemStorage
+    stored = [pydicom.dcmread(default_storage.open(name)) for name in series_names(series)]
     assert {ds.PatientID for ds in stored} == {"P001"} and {str(ds.PatientName) for ds in stored} == {"P001"}
     assert all("PatientBirthDate" not in ds or not ds.PatientBirthDate for ds in stored)
     assert all("InstitutionName" not in ds for ds in stored)
@@ -180,10 +182,10 @@ def test_import_stores_deidentified_copies_in_the_study_storage(tmp_path, admin,
     assert stored[0].StudyInstanceUID != original.StudyInstanceUID
     assert stored[0].PatientIdentityRemoved == "YES"
     event = AuditEvent.objects.get(verb="import_cases")
-    assert event.after["stored_in"] == str(folder.parent)
+    assert event.after["stored_in"] == str(prefix.parent)
     # storage names are generated keys, never the manifest's text
-    assert re.fullmatch(r"import-[0-9a-f]{32}", folder.parent.name) and re.fullmatch(r"series-\d+", folder.name)
-    assert folder.parent.parent == media_root / "studies" / str(study.pk)
+    assert re.fullmatch(r"import-[0-9a-f]{32}", prefix.parent.name) and re.fullmatch(r"series-\d+", prefix.name)
+    assert prefix.parent.parent == PurePosixPath("studies") / str(study.pk)
 
 
 def test_refused_import_leaves_no_files(tmp_path, admin, study, media_root):

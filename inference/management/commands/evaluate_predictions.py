@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
+from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 
 from inference.actions import shown_prediction
@@ -15,6 +16,7 @@ from readerstudy.analysis import AnalysisInputError
 from readerstudy.analysis.strata import stratum_labels
 from readerstudy.studies.manifest import id_problem
 from readerstudy.studies.models import ImageSeries, Study
+from readerstudy.studies.storage import slice_name
 
 
 class Command(BaseCommand):
@@ -105,7 +107,8 @@ class Command(BaseCommand):
 
 
 def _spacing(series: ImageSeries) -> tuple[float, float, float]:
-    ds = pydicom.dcmread(Path(series.path) / series.slice_files[0], stop_before_pixels=True)
+    with default_storage.open(slice_name(series, 0), "rb") as f:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
     dz = float(np.median(np.diff(series.slice_positions_mm))) if series.n_slices > 1 else float(ds.SliceThickness)
     return (dz, float(ds.PixelSpacing[0]), float(ds.PixelSpacing[1]))
 

@@ -53,7 +53,7 @@ class Command(BaseCommand):
         if not after.get("images"):
             self.stdout.write(
                 self.style.WARNING(
-                    "the archive holds no images: copy the series folders into "
-                    f"{backup.study_storage(study)} (paths as in the original study's folder)"
+                    "the archive holds no images: copy the series files into the storage under "
+                    f"{backup.study_prefix(study)}/ (names as in the original study's folder)"
                 )
             )

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from inference.pipeline.dicom import DicomSeriesError, read_series
+from imaging.series import DicomSeriesError, read_series
 
 
 def _copy(src: Path, dst: Path) -> Path:

@@ -12,8 +12,9 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from inference.pipeline.deid import ACTIONS, DeidError, date_offset_days, deidentify_series, remap_uid
-from inference.pipeline.dicom import read_series
+from imaging.deid import ACTIONS, DeidError, date_offset_days, deidentify_series, remap_uid
+from imaging.headers import probe_series
+from imaging.series import read_series
 
 PHI = [
     "DOE^JANE",
@@ -232,6 +233,23 @@ def test_writes_only_its_own_files_into_a_new_or_empty_folder(tiny_series, tmp_p
     report = deidentify_series(tiny_series, tmp_path / "empty", "P1", "s")
     assert sorted(p.name for p in (tmp_path / "empty").iterdir()) == [f"{n:04d}.dcm" for n in range(1, 6)]
     assert report.files == sorted((tmp_path / "empty").iterdir())
+
+
+def test_report_carries_the_header_scan_of_what_it_wrote(phantom_series, tmp_path):
+    """The import stores this geometry instead of scanning the copy's headers again: it must be the same."""
+    report = deidentify_series(phantom_series.folder, tmp_path / "out", "P1", "s")
+    copy = probe_series(tmp_path / "out")
+    assert report.series.files == copy.files == [p.name for p in report.files]
+    assert report.series.series_instance_uid == copy.series_instance_uid == report.series_instance_uid
+    assert (report.series.n_slices, report.series.rows, report.series.columns) == (
+        copy.n_slices,
+        copy.rows,
+        copy.columns,
+    )
+    np.testing.assert_allclose(report.series.positions_mm, copy.positions_mm, atol=1e-9)
+    np.testing.assert_allclose(report.series.normal, copy.normal, atol=1e-12)
+    first = pydicom.dcmread(report.files[0], stop_before_pixels=True)
+    assert report.study_instance_uid == first.StudyInstanceUID and report.series_instance_uid == first.SeriesInstanceUID
 
 
 def test_refuses_a_non_empty_folder_and_replaces_nothing(tiny_series, tmp_path):

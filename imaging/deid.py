@@ -16,7 +16,7 @@ Implemented profile and options (recorded in DeidentificationMethodCodeSequence)
 UIDs are remapped deterministically: ``new = 2.25.<hash(salt, old)>`` (:func:`remap_uid`), the same function
 everywhere (SOPInstanceUID, ReferencedSOPInstanceUID in sequences, file meta), so references between objects
 de-identified with the same salt still resolve. Blank UIDs are first repaired with the policy of
-:func:`inference.pipeline.dicom.repair_uids` (each repair is a note in the report), then remapped.
+:func:`imaging.series.repair_uids` (each repair is a note in the report), then remapped.
 
 Pixel data are written back untouched in the original transfer syntax (JPEG 2000 stays JPEG 2000): nothing is
 decompressed, so pydicom cannot assign new UIDs behind our back. A series whose BurnedInAnnotation is YES is
@@ -32,13 +32,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import BaseTag
 
-from inference.pipeline.dicom import DicomSeriesError, derived_uid, scan_series
+from imaging.headers import SeriesInfo
+from imaging.series import DicomSeriesError, SliceHeader, derived_uid, scan_series
 
 __all__ = ["ACTIONS", "DeidError", "DeidReport", "date_offset_days", "deidentify_series", "remap_uid"]
 
@@ -290,6 +292,9 @@ class DeidReport:
     notes: list[str] = field(default_factory=list)
     uid_map: dict[str, str] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)  # keyword or "private" -> count over the series
+    # The geometry of what was written (files 0001.dcm... and the new SeriesInstanceUID), from the one header
+    # scan of the source: the import stores it without reading the copies' headers again.
+    series: SeriesInfo | None = None
 
 
 def remap_uid(uid: str, salt: str) -> str:
@@ -417,7 +422,7 @@ def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: 
     folder (if this call created it) are removed again.
 
     Args:
-        src_folder: one series (validated like :func:`inference.pipeline.dicom.scan_series`).
+        src_folder: one series (validated like :func:`imaging.series.scan_series`).
         dst_folder: output folder (created if missing; must be empty if it exists); files ``0001.dcm``... in
             slice order.
         pseudonym: the new PatientName and PatientID (e.g. ``"P001"``).
@@ -463,8 +468,24 @@ def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: 
         raise
 
 
+def _written_info(headers: list[SliceHeader], files: list[Path], series_instance_uid: str) -> SeriesInfo:
+    # The same geometry as imaging.headers.probe_series of the copy: de-identification moves no pixel or position.
+    ds = headers[0].ds
+    iop = [float(v) for v in ds.ImageOrientationPatient]
+    normal = np.cross(iop[:3], iop[3:])
+    return SeriesInfo(
+        series_instance_uid=series_instance_uid,
+        n_slices=len(headers),
+        rows=int(ds.Rows),
+        columns=int(ds.Columns),
+        normal=tuple(float(v) for v in normal),
+        positions_mm=[float(h.position) for h in headers],
+        files=[p.name for p in files],
+    )
+
+
 def _write(
-    headers: list, dst: Path, written: list[Path], pseudonym: str, salt: str, days: int, notes: list[str]
+    headers: list[SliceHeader], dst: Path, written: list[Path], pseudonym: str, salt: str, days: int, notes: list[str]
 ) -> DeidReport:
     removed: dict[str, int] = {}
     uid_map: dict[str, str] = {}
@@ -504,15 +525,17 @@ def _write(
         with path.open("xb") as out:  # O_EXCL: neither replaces a file nor follows a link put in its place
             written.append(path)
             ds.save_as(out, enforce_file_format=True)
-    first = pydicom.dcmread(written[0], stop_before_pixels=True)
+    # The series-level UIDs are the remapped (repaired) ones of the source: no need to read a copy back.
+    series_uid = remap_uid(str(headers[0].ds.SeriesInstanceUID), salt)
     return DeidReport(
         pseudonym=pseudonym,
         files=written,
-        study_instance_uid=str(first.StudyInstanceUID),
-        series_instance_uid=str(first.SeriesInstanceUID),
+        study_instance_uid=remap_uid(str(headers[0].ds.StudyInstanceUID), salt),
+        series_instance_uid=series_uid,
         sop_instance_uids=[uid_map[str(h.ds.SOPInstanceUID)] for h in headers],
         date_offset_days=days,
         notes=notes,
         uid_map=uid_map,
         removed=removed,
+        series=_written_info(headers, written, series_uid),
     )
