@@ -81,7 +81,7 @@ def precompute(
     on_case: Callable[[Case, str], None] | None = None,
 ) -> PrecomputeSummary:
     """Predict every case (ordered by series so that each series is read and segmented once)."""
-    from inference.pipeline.run import inputs_sha256, predict_case
+    from inference.pipeline.run import PIPELINE_VERSION, inputs_sha256, predict_case
 
     summary = PrecomputeSummary()
     started = time.perf_counter()
@@ -89,7 +89,6 @@ def precompute(
     for case in sorted(cases, key=lambda c: (c.series_id, c.case_id)):
         series = case.series
         target = (case.lesion_x_mm, case.lesion_y_mm, case.lesion_z_mm)
-        bins = case.study.size_bins_mm
         outcome = "done"
         if case.study.status != Study.Status.DRAFT:
             summary.frozen += 1
@@ -99,7 +98,7 @@ def precompute(
         try:
             volume = cached.volume(series.path)
             key = inputs_sha256(
-                Path(series.path), target, backend=cached, classifier=classifier, bins=bins,
+                Path(series.path), target, backend=cached, classifier=classifier,
                 tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm,
                 file_hashes=list(volume.file_sha256),
             )  # fmt: skip
@@ -108,13 +107,13 @@ def precompute(
                 outcome = "skipped"
             else:
                 result = predict_case(
-                    Path(series.path), target, backend=cached, classifier=classifier, bins=bins,
+                    Path(series.path), target, backend=cached, classifier=classifier,
                     tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
                 )  # fmt: skip
                 record_prediction(
                     actor, case,
                     model_name=f"{result.models['segmentation']['name']}+{result.models['classifier']['name']}",
-                    model_version=f"{result.models['segmentation']['version']}+{result.models['classifier']['version']}",
+                    model_version=_model_version(result.models, PIPELINE_VERSION),
                     weights_sha256=_combined_sha(result.models),
                     inputs_sha256=result.inputs_sha256,
                     probability=result.probability,
@@ -137,6 +136,12 @@ def precompute(
             on_case(case, outcome)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _model_version(models: dict, pipeline: str) -> str:
+    # The pipeline's version too: its parameters changed (size bins left them in version 2) while the weights
+    # did not, and a prediction should say which pipeline made it.
+    return f"{models['segmentation']['version']}+{models['classifier']['version']} (pipeline {pipeline})"
 
 
 def _combined_sha(models: dict) -> str:
