@@ -43,6 +43,10 @@ from readerstudy.reading.models import AuditEvent, Read
 from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import ImageSeries, Study
 
+# Columns that archives of format version 1 may hold and this schema no longer stores: skipped on restore.
+# cases.size_stratum: derived from diameter_mm and the study's bins since studies migration 0002.
+RETIRED_COLUMNS: dict[str, frozenset[str]] = {"cases": frozenset({"size_stratum"})}
+
 
 @contextmanager
 def staged(path: Path, *, progress: bool = False) -> Iterator[Verified]:
@@ -96,6 +100,7 @@ class Restorer:
     # rows ---------------------------------------------------------------------------------------------------------
     def build(self, table: str, model: type[models.Model], row: dict) -> models.Model:
         fields = {f.name: f for f in model._meta.concrete_fields}
+        row = {k: v for k, v in row.items() if k not in RETIRED_COLUMNS.get(table, ())}
         unknown = set(row) - set(fields)
         if unknown:
             raise BackupError(

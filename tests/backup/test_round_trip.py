@@ -355,3 +355,25 @@ def test_backup_without_images_and_no_overwrite(study, archive, tmp_path):
     lite = Study.objects.get(name="Lite")
     assert reads_of(lite) == reads_of(study) and SessionItem.objects.filter(study=lite).count() == 24
     assert all(Path(p).is_relative_to(study_storage(lite)) for p in lite.cases.values_list("series__path", flat=True))
+
+
+def test_a_version_1_archive_with_stored_strata_still_restores(study, archive, tmp_path):
+    # Written before the stratum was derived: every case row carries a size_stratum column (stale or not).
+    cases = [json.loads(line) for line in tar_member(archive, "tables/cases.jsonl").splitlines()]
+    old = b"".join(json.dumps({**c, "size_stratum": "stale"}, sort_keys=True).encode() + b"\n" for c in cases)
+
+    def change(name, data):
+        if name == "tables/cases.jsonl":
+            return old
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            manifest["members"]["tables/cases.jsonl"] = {
+                "sha256": hashlib.sha256(old).hexdigest(),
+                "size": len(old),
+            }
+            return json.dumps(manifest).encode()
+        return data
+
+    older = repack(archive, tmp_path / "v1-stored-strata.tar.gz", change)
+    call_command("restore_study", str(older), "--rename", "Old", "--as", "admin", "--no-progress", stdout=io.StringIO())
+    assert truth_of(Study.objects.get(name="Old")) == truth_of(study)  # strata derived anew from the diameters
