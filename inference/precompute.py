@@ -117,12 +117,11 @@ def _run(
     on_case: Callable[[Case, str], None] | None,
     summary: PrecomputeSummary,
 ) -> None:
-    from inference.pipeline.run import inputs_sha256, predict_case
+    from inference.pipeline.run import PIPELINE_VERSION, inputs_sha256, predict_case
 
     for case in sorted(cases, key=lambda c: (c.series_id, c.case_id)):
         series = case.series
         target = (case.lesion_x_mm, case.lesion_y_mm, case.lesion_z_mm)
-        bins = case.study.size_bins_mm
         outcome = "done"
         if case.study.status != Study.Status.DRAFT:
             summary.frozen += 1
@@ -132,7 +131,7 @@ def _run(
         try:
             volume = cached.volume(series)
             key = inputs_sha256(
-                cached.folder(series), target, backend=cached, classifier=classifier, bins=bins,
+                cached.folder(series), target, backend=cached, classifier=classifier,
                 tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm,
                 file_hashes=list(volume.file_sha256),
             )  # fmt: skip
@@ -141,13 +140,13 @@ def _run(
                 outcome = "skipped"
             else:
                 result = predict_case(
-                    cached.folder(series), target, backend=cached, classifier=classifier, bins=bins,
+                    cached.folder(series), target, backend=cached, classifier=classifier,
                     tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
                 )  # fmt: skip
                 record_prediction(
                     actor, case,
                     model_name=f"{result.models['segmentation']['name']}+{result.models['classifier']['name']}",
-                    model_version=f"{result.models['segmentation']['version']}+{result.models['classifier']['version']}",
+                    model_version=_model_version(result.models, PIPELINE_VERSION),
                     weights_sha256=_combined_sha(result.models),
                     inputs_sha256=result.inputs_sha256,
                     probability=result.probability,
@@ -168,6 +167,12 @@ def _run(
             outcome = "failed"
         if on_case is not None:
             on_case(case, outcome)
+
+
+def _model_version(models: dict, pipeline: str) -> str:
+    # The pipeline's version too: its parameters changed (size bins left them in version 2) while the weights
+    # did not, and a prediction should say which pipeline made it.
+    return f"{models['segmentation']['version']}+{models['classifier']['version']} (pipeline {pipeline})"
 
 
 def _combined_sha(models: dict) -> str:

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "readerstudy.reading",
     "readerstudy.results",
     "inference",
+    "readerstudy.backup",  # top floor: imports studies, reading, inference; nothing imports it
 ]
 
 MIDDLEWARE = [

@@ -1,4 +1,7 @@
-"""Lesion instances from a lesion mask: size, volume, centroid, size stratum, and matching to manifest targets.
+"""Lesion instances from a lesion mask: size, volume, centroid, and matching to manifest targets.
+
+No size stratum here: a study's bins are its own business (``readerstudy.analysis.strata``), derived from the
+diameter where shown or analysed, so that a change of bins never re-runs a model.
 
 Diameter convention (same as :func:`fixtures.phantom.max_axial_diameter_mm` ``"centres"``): the largest
 distance between the centres of two lesion pixels in one image plane, maximised over the slices. A reader's
@@ -15,8 +18,6 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 from scipy.spatial.distance import pdist
-
-from readerstudy.analysis.strata import size_stratum
 
 __all__ = ["Lesion", "MatchResult", "find_lesions", "match_targets", "max_axial_diameter_mm"]
 
@@ -39,7 +40,6 @@ class Lesion:
     centroid_index: tuple[float, float, float]
     centroid_lps_mm: tuple[float, float, float]
     slices: tuple[int, int]  # first and last slice index (inclusive)
-    stratum: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -94,7 +94,6 @@ def find_lesions(
     *,
     liver_margin_mm: float = 3.0,
     min_volume_mm3: float = 20.0,
-    bins: Sequence[float] = (10, 30),
 ) -> tuple[list[Lesion], np.ndarray]:
     """Connected lesion components inside the liver (dilated by ``liver_margin_mm`` so rim lesions count).
 
@@ -103,7 +102,6 @@ def find_lesions(
         spacing_mm: ``(z, y, x)``.
         affine: ``(k, j, i, 1)`` -> LPS (see :class:`imaging.series.Volume`).
         min_volume_mm3: smaller components are dropped as noise (a 5 mm sphere is 65 mm^3).
-        bins: size-stratum edges (mm) for :func:`readerstudy.analysis.strata.size_stratum`.
 
     Returns:
         ``(lesions sorted by volume, largest first; int32 instance labelmap with 1..n in that order)``.
@@ -148,7 +146,6 @@ def find_lesions(
                 centroid_index=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
                 centroid_lps_mm=(float(lps[0]), float(lps[1]), float(lps[2])),
                 slices=(int(box[0].start), int(box[0].stop - 1)),
-                stratum=size_stratum(max(diameter, 1e-3), bins),
             )
         )
     return lesions, out_labels

@@ -29,7 +29,9 @@ from inference.pipeline.segment import SegmentationBackend, file_sha256
 
 __all__ = ["PIPELINE_VERSION", "CasePrediction", "inputs_sha256", "predict_case"]
 
-PIPELINE_VERSION = "1"
+# Part of every inputs hash and of the stored model_version. 2: the size bins left the inputs and the lesion
+# records (no "stratum" per lesion), so predictions of version 1 hash differently and are named "pipeline 1".
+PIPELINE_VERSION = "2"
 FALLBACK_DIAMETER_MM = 10.0
 
 
@@ -88,7 +90,6 @@ def inputs_sha256(
     *,
     backend: SegmentationBackend,
     classifier: Classifier,
-    bins: Sequence[float],
     tolerance_mm: float,
     target_diameter_mm: float | None = None,
     file_hashes: Sequence[str] | None = None,
@@ -103,7 +104,6 @@ def inputs_sha256(
         "classifier": _identity(classifier),
         "target_lps_mm": [round(float(v), 3) for v in target_lps_mm],
         "target_diameter_mm": None if target_diameter_mm is None else round(float(target_diameter_mm), 3),
-        "bins": [float(b) for b in bins],
         "tolerance_mm": float(tolerance_mm),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -115,7 +115,6 @@ def predict_case(
     *,
     backend: SegmentationBackend,
     classifier: Classifier,
-    bins: Sequence[float] = (10, 30),
     tolerance_mm: float = 10.0,
     target_diameter_mm: float | None = None,
     workdir: Path | None = None,
@@ -128,7 +127,6 @@ def predict_case(
         target_lps_mm: the manifest's lesion centre, LPS ``(x, y, z)`` mm.
         backend: a :class:`~inference.pipeline.segment.SegmentationBackend` (its device is the pipeline's).
         classifier: a loaded :class:`~inference.pipeline.classify.Classifier`.
-        bins: size-stratum edges (mm).
         tolerance_mm: target-to-centroid matching distance (see :func:`~inference.pipeline.lesions.match_targets`).
         target_diameter_mm: the manifest's reference diameter, used only for the fallback crop.
         workdir: scratch folder for the backend (a temporary one when omitted).
@@ -145,7 +143,6 @@ def predict_case(
         target_lps_mm,
         backend=backend,
         classifier=classifier,
-        bins=bins,
         tolerance_mm=tolerance_mm,
         target_diameter_mm=target_diameter_mm,
         file_hashes=vol.file_sha256 or None,
@@ -160,7 +157,7 @@ def predict_case(
     timings["segment"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    lesions, instances = find_lesions(seg.lesion_mask, seg.liver_mask, vol.spacing_mm, vol.affine, bins=bins)
+    lesions, instances = find_lesions(seg.lesion_mask, seg.liver_mask, vol.spacing_mm, vol.affine)
     match = match_targets(lesions, [target_lps_mm], tolerance_mm)
     li = match.lesion_for(0)
     target = lesions[li] if li is not None else None

@@ -10,6 +10,7 @@ _EXPORTS = {
     "analyse": "api",
     "analyse_study": "api",
     "AnalysisInputError": "errors",
+    "check_size_bins": "strata",
     "size_stratum": "strata",
     "stratum_labels": "strata",
     "holm": "strata",

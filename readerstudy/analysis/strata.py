@@ -1,4 +1,8 @@
-"""Lesion-size strata with explicit edge rules (stdlib only: the web app imports this to label cases).
+"""Lesion-size strata with explicit edge rules: the one home of the size bins' validation and of the stratum.
+
+Pure (stdlib only): the web app, the exports, the analysis and the inference evaluation all import it. Nothing
+stores a stratum: it is derived from a lesion's diameter and the bins by whatever shows or analyses it, so that
+changing a study's bins changes no stored row and re-runs no model.
 
 ``bins`` are strictly increasing upper edges in mm. Every interval is closed on the right, so an edge
 belongs to the LOWER stratum: with bins (10, 30), 10.0 mm is "<=10", 10.01 mm and 30.0 mm are "10-30",
@@ -8,33 +12,51 @@ belongs to the LOWER stratum: with bins (10, 30), 10.0 mm is "<=10", 10.01 mm an
 import math
 from collections.abc import Sequence
 from itertools import pairwise
+from numbers import Real
+from typing import Any
 
 from readerstudy.analysis.errors import AnalysisInputError
+
+DEFAULT_SIZE_BINS_MM = (10.0, 30.0)
 
 
 def _fmt(edge: float) -> str:
     return f"{edge:g}"
 
 
-def _check_bins(bins: Sequence[float]) -> list[float]:
+def check_size_bins(bins: Any) -> list[float]:
+    """The bins as floats, or AnalysisInputError: a non-empty list of finite, positive, strictly increasing mm."""
+    if isinstance(bins, str | bytes) or not isinstance(bins, Sequence) or not bins:
+        raise AnalysisInputError(f"size bins {bins!r}: expected a non-empty list of numbers in mm, e.g. [10, 30]")
+    if not all(isinstance(b, Real) and not isinstance(b, bool) for b in bins):
+        raise AnalysisInputError(f"size bins {bins!r}: expected a non-empty list of numbers in mm, e.g. [10, 30]")
     edges = [float(b) for b in bins]
-    if not edges or not all(math.isfinite(b) and b > 0 for b in edges):
-        raise AnalysisInputError(f"size bins {tuple(bins)!r}: expected one or more finite edges > 0 mm")
-    if any(hi <= lo for lo, hi in pairwise(edges)):
-        raise AnalysisInputError(f"size bins {tuple(bins)!r}: expected strictly increasing edges")
+    if not all(math.isfinite(b) and b > 0 for b in edges) or any(hi <= lo for lo, hi in pairwise(edges)):
+        raise AnalysisInputError(f"size bins {bins!r}: expected finite, positive, strictly increasing edges in mm")
     return edges
 
 
-def stratum_labels(bins: Sequence[float] = (10, 30)) -> list[str]:
+def stratum_labels(bins: Sequence[float] = DEFAULT_SIZE_BINS_MM) -> list[str]:
     """Labels of all strata, smallest first, e.g. ['<=10', '10-30', '>30']."""
-    edges = _check_bins(bins)
+    edges = check_size_bins(bins)
     labels = [f"<={_fmt(edges[0])}"]
     labels += [f"{_fmt(lo)}-{_fmt(hi)}" for lo, hi in pairwise(edges)]
     labels.append(f">{_fmt(edges[-1])}")
     return labels
 
 
-def size_stratum(diameter_mm: float, bins: Sequence[float] = (10, 30)) -> str:
+def stratum_range(label: str, bins: Sequence[float] = DEFAULT_SIZE_BINS_MM) -> tuple[float, float] | None:
+    """``(lo, hi)`` such that a diameter d is in the stratum ``label`` iff lo < d <= hi; None if not a label."""
+    edges = check_size_bins(bins)
+    labels = stratum_labels(edges)
+    if label not in labels:
+        return None
+    bounds = [0.0, *edges, math.inf]
+    i = labels.index(label)
+    return bounds[i], bounds[i + 1]
+
+
+def size_stratum(diameter_mm: float, bins: Sequence[float] = DEFAULT_SIZE_BINS_MM) -> str:
     """The stratum label of one lesion diameter (edges go to the lower stratum, see the module docstring)."""
     try:
         d = float(diameter_mm)
@@ -42,7 +64,7 @@ def size_stratum(diameter_mm: float, bins: Sequence[float] = (10, 30)) -> str:
         raise AnalysisInputError(f"diameter {diameter_mm!r} mm: expected a number") from None
     if not math.isfinite(d) or d <= 0:
         raise AnalysisInputError(f"diameter {diameter_mm!r} mm: expected a finite number > 0")
-    edges = _check_bins(bins)
+    edges = check_size_bins(bins)
     labels = stratum_labels(edges)
     for edge, label in zip(edges, labels, strict=False):
         if d <= edge:

@@ -72,8 +72,9 @@ DATA_DICTIONARY: list[dict] = [
         "column": "size_stratum",
         "type": "string ('<=10', '10-30' or '>30' with the default bins)",
         "units": "mm",
-        "meaning": "Lesion-size bin of diameter_mm. Bins are closed on the right, so an edge belongs to the lower "
-        "bin: 10.0 mm is '<=10', 10.01 mm and 30.0 mm are '10-30', 30.01 mm is '>30'.",
+        "meaning": "Lesion-size bin of diameter_mm under the study's size bins at export time. Bins are closed "
+        "on the right, so an edge belongs to the lower bin: 10.0 mm is '<=10', 10.01 mm and 30.0 mm are '10-30', "
+        "30.01 mm is '>30'.",
     },
     {
         "column": "session",

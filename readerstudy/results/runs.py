@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from readerstudy.analysis import AnalysisInputError, analyse, compare_model_to_readers, model_auc
-from readerstudy.analysis.strata import size_stratum, stratum_labels
+from readerstudy.analysis.strata import check_size_bins, size_stratum, stratum_labels
 
 COV_METHODS = ("jackknife", "delong", "unbiased")
 ANALYSES = ("rrrc", "frrc", "rrfc")
@@ -41,12 +41,11 @@ def check_parameters(parameters: dict) -> dict:
     analyses = [a for a in parameters.get("analyses", ANALYSES) if a]
     if not analyses or set(analyses) - set(ANALYSES):
         raise ValueError(f"analyses {analyses!r}: expected one or more of {', '.join(ANALYSES)}")
-    bins = parameters.get("size_bins_mm", [10, 30])
-    stratum_labels(bins)  # raises on bad bins
+    bins = check_size_bins(parameters.get("size_bins_mm", [10, 30]))
     cluster = bool(parameters.get("cluster_by_patient", False))
     if cov == "unbiased" and cluster:
         raise ValueError("the unbiased (U-statistic) covariance has no clustered form: choose jackknife or DeLong")
-    return {"cov": cov, "analyses": analyses, "size_bins_mm": [float(b) for b in bins], "cluster_by_patient": cluster}
+    return {"cov": cov, "analyses": analyses, "size_bins_mm": bins, "cluster_by_patient": cluster}
 
 
 def run_analysis(df: pd.DataFrame, parameters: dict, *, reading_time: Any = None) -> dict:

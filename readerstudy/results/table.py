@@ -5,6 +5,7 @@ import hashlib
 import pandas as pd
 
 from inference.models import Prediction
+from readerstudy.analysis.strata import size_stratum
 from readerstudy.csvsafe import safe_frame
 from readerstudy.reading.models import Read
 from readerstudy.studies.models import Study, Truth
@@ -23,19 +24,21 @@ def reads_table(study: Study) -> pd.DataFrame:
         .order_by("reader__username", "modality__order", "case__case_id")
         .values_list(
             "reader__username", "modality__key", "case__case_id", "case__patient__pseudonym", "case__truth__label",
-            "rating", "case__diameter_mm", "case__size_stratum", "item__session__index", "item__position",
+            "rating", "case__diameter_mm", "item__session__index", "item__position",
             "active_seconds", "submitted_at", "case_id", "prediction__probability",
         )
     )  # fmt: skip
     df = pd.DataFrame.from_records(
         list(rows),
         columns=[
-            "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm", "size_stratum",
+            "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm",
             "session", "position", "active_seconds", "submitted_at", "case_pk", "shown_probability",
         ],
     )  # fmt: skip
     probability = _latest_probabilities(study)
     df["truth"] = (df["truth_label"] == Truth.POSITIVE_LABEL).astype(int)
+    # Under the study's current bins (an analysis run may choose others and derives its own from diameter_mm).
+    df["size_stratum"] = [size_stratum(d, study.size_bins_mm) for d in df["diameter_mm"]]
     df["submitted_at"] = [t.isoformat().replace("+00:00", "Z") for t in df["submitted_at"]]
     case_probability = df["case_pk"].map(probability).astype(float)
     df["model_probability"] = df["shown_probability"].astype(float).fillna(case_probability)

@@ -3,7 +3,6 @@
 Views, admin actions and management commands call these functions and never write the models themselves.
 """
 
-import itertools
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,7 +12,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from readerstudy.analysis.strata import size_stratum
+from readerstudy.analysis.errors import AnalysisInputError
+from readerstudy.analysis.strata import check_size_bins
 from readerstudy.errors import Conflict, InvalidInput, NotAllowed, NotReady
 from readerstudy.reading import audit
 from readerstudy.reading.models import ReadingSession, SessionItem
@@ -51,11 +51,11 @@ def _locked(study: Study) -> Study:
 
 
 def _check_size_bins(bins: Any) -> list[float]:
-    if not isinstance(bins, list) or not bins or not all(isinstance(b, int | float) for b in bins):
-        raise InvalidInput(f"size bins {bins!r}: expected a non-empty list of numbers in mm, e.g. [10, 30]")
-    if any(b <= 0 for b in bins) or any(b2 <= b1 for b1, b2 in itertools.pairwise(bins)):
-        raise InvalidInput(f"size bins {bins!r}: expected positive, strictly increasing edges")
-    return [float(b) for b in bins]
+    # The one validator lives with the stratum (analysis.strata); here its refusal becomes an action's.
+    try:
+        return check_size_bins(bins)
+    except AnalysisInputError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def _study_state(study: Study) -> dict:
@@ -132,11 +132,7 @@ def update_study(actor: Any, study: Study, **changes: Any) -> Study:
         before = _study_state(study)
         for key, value in changes.items():
             setattr(study, key, value)
-        study.save()
-        if "size_bins_mm" in changes:
-            for case in Case.objects.filter(study=study):
-                case.size_stratum = size_stratum(case.diameter_mm, study.size_bins_mm)
-                case.save(update_fields=["size_stratum"])
+        study.save()  # no case changes with the bins: strata are derived from the diameter where shown
         audit.record(actor, "update_study", study, study=study, before=before, after=_study_state(study))
     return study
 
@@ -285,7 +281,6 @@ def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, n
                 lesion_z_mm=row.lesion_mm[2],
                 slice_index=manifest.slice_index[row.case_id],
                 diameter_mm=row.diameter_mm,
-                size_stratum=size_stratum(row.diameter_mm, study.size_bins_mm),
             )
             Truth.objects.create(case=case, label=row.truth, source=row.truth_source)
         summary = ImportSummary(len(manifest.rows), len(patients), len(series), digest)

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 
 from readerstudy.errors import ActionError
 from readerstudy.studies import actions
-from readerstudy.studies.admin_scope import StudyScopedAdminMixin
+from readerstudy.studies.admin_scope import SizeStratumFilter, StudyScopedAdminMixin
 from readerstudy.studies.models import Case, Membership, Modality, Study
 
 
@@ -200,7 +200,7 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
 class CaseAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     study_field = "study"
     list_display = ("case_id", "study", "patient", "diameter_mm", "size_stratum", "truth_label", "truth_source")
-    list_filter = ("study", "size_stratum", "truth__label")
+    list_filter = ("study", SizeStratumFilter, "truth__label")
     search_fields = ("case_id", "patient__pseudonym")
     list_select_related = ("study", "patient", "truth")
 

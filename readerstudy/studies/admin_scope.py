@@ -7,14 +7,16 @@ page, filter sidebar, search, action or form choice. Every one of those starts f
 the querysets this mixin hands out, so scoping them here scopes the whole admin.
 """
 
+import math
 from typing import Any
 
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.db import models
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponseBase
 
+from readerstudy.analysis.strata import stratum_labels, stratum_range
 from readerstudy.studies.models import Membership, Study
 
 
@@ -82,6 +84,41 @@ class StudyScopedAllValuesFilter(admin.AllValuesFieldListFilter):
             self.lookup_choices = in_scope.order_by(field_path).values_list(field_path, flat=True).distinct()
 
 
+class SizeStratumFilter(admin.SimpleListFilter):
+    """Cases by lesion-size stratum, derived from the diameter and each study's bins (no stored stratum).
+
+    Its choices are the strata of the studies in ``model_admin.get_queryset()``, which the mixin scopes.
+    """
+
+    title = "size stratum"
+    parameter_name = "size_stratum"
+
+    def _bins(self, queryset: QuerySet) -> dict[int, list[float]]:
+        studies = Study.objects.filter(pk__in=queryset.values("study_id")).values_list("pk", "size_bins_mm")
+        return dict(studies)
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Smallest first, by upper then lower edge: "<=10", "10-30", ">30".
+        order: dict[str, tuple[float, float]] = {}
+        for bins in self._bins(model_admin.get_queryset(request)).values():
+            for label in stratum_labels(bins):
+                lo, hi = stratum_range(label, bins)
+                order[label] = (hi, lo)
+        return [(label, label) for label in sorted(order, key=order.__getitem__)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        label = self.value()
+        if not label:
+            return queryset
+        match = Q(pk__in=[])
+        for study_id, bins in self._bins(queryset).items():
+            bounds = stratum_range(label, bins)
+            if bounds is not None:
+                lo, hi = bounds
+                match |= Q(study_id=study_id, diameter_mm__gt=lo) & (Q() if hi == math.inf else Q(diameter_mm__lte=hi))
+        return queryset.filter(match)
+
+
 # Filters whose choices cannot reveal another study: fixed choices, or values read through the scoped queryset.
 SCOPED_FILTERS = (
     StudyScopedRelatedFilter,
@@ -91,6 +128,7 @@ SCOPED_FILTERS = (
     admin.BooleanFieldListFilter,
     admin.DateFieldListFilter,
     admin.EmptyFieldListFilter,
+    SizeStratumFilter,
 )
 
 

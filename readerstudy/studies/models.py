@@ -8,9 +8,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from readerstudy.analysis.strata import DEFAULT_SIZE_BINS_MM, size_stratum
+
 
 def default_size_bins() -> list[float]:
-    return [10.0, 30.0]
+    return list(DEFAULT_SIZE_BINS_MM)
 
 
 def default_window_presets() -> list[dict]:
@@ -176,7 +178,6 @@ class Case(models.Model):
     lesion_z_mm = models.FloatField()
     slice_index = models.PositiveIntegerField(help_text="0-based index of the slice nearest the lesion centre.")
     diameter_mm = models.FloatField(help_text="Reference maximum axial diameter.")
-    size_stratum = models.CharField(max_length=20, help_text="Derived from the study's size bins at import.")
 
     class Meta:
         ordering = ["study", "case_id"]
@@ -187,6 +188,11 @@ class Case(models.Model):
 
     def __str__(self) -> str:
         return self.case_id
+
+    @property
+    def size_stratum(self) -> str:
+        """The lesion-size stratum under the study's current bins (derived, never stored; select_related study)."""
+        return size_stratum(self.diameter_mm, self.study.size_bins_mm)
 
 
 class Truth(models.Model):

@@ -9,12 +9,21 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from readerstudy.analysis import AnalysisInputError, analyse, holm, size_stratum, stratum_labels
+from readerstudy.analysis import AnalysisInputError, analyse, check_size_bins, holm, size_stratum, stratum_labels
+from readerstudy.analysis.strata import stratum_range
 
 
-@pytest.mark.parametrize(("diameter", "label"), [
-    (0.5, "<=10"), (10.0, "<=10"), (10.000001, "10-30"), (30.0, "10-30"), (30.01, ">30"), (250, ">30"),
-])
+@pytest.mark.parametrize(
+    ("diameter", "label"),
+    [
+        (0.5, "<=10"),
+        (10.0, "<=10"),
+        (10.000001, "10-30"),
+        (30.0, "10-30"),
+        (30.01, ">30"),
+        (250, ">30"),
+    ],
+)
 def test_edges_belong_to_the_lower_stratum(diameter, label):
     assert size_stratum(diameter) == label
 
@@ -35,6 +44,21 @@ def test_bad_diameters_raise(bad):
 def test_bad_bins_raise(bins):
     with pytest.raises(AnalysisInputError, match="size bins"):
         size_stratum(5, bins=bins)
+
+
+@pytest.mark.parametrize("bins", ["10,30", b"10", [10, "30"], [True, 30], [10, math.inf], [math.nan], None, 10])
+def test_the_one_validator_refuses_what_is_not_a_list_of_edges(bins):
+    with pytest.raises(AnalysisInputError, match="size bins"):
+        check_size_bins(bins)
+
+
+def test_the_one_validator_returns_floats_and_ranges_match_the_labels():
+    assert check_size_bins([10, 30]) == [10.0, 30.0] and check_size_bins((np.int64(5), np.float64(7.5))) == [5.0, 7.5]
+    assert stratum_range("<=10") == (0.0, 10.0) and stratum_range("10-30") == (10.0, 30.0)
+    assert stratum_range(">30") == (30.0, math.inf) and stratum_range(">20") is None
+    for d in (0.5, 10.0, 10.01, 30.0, 30.01, 500.0):
+        lo, hi = stratum_range(size_stratum(d))
+        assert lo < d <= hi
 
 
 def test_strata_module_is_dependency_light():
@@ -66,8 +90,10 @@ def _study(seed=3, n_cases=90):
     for m in (1, 2):
         for r in range(4):
             score = truth * (1.0 + 0.2 * m) + rng.normal(size=n_cases)
-            rows += [{"reader": r, "modality": m, "case": k, "truth": int(truth[k]), "rating": score[k],
-                      "size": size[k]} for k in range(n_cases)]
+            rows += [
+                {"reader": r, "modality": m, "case": k, "truth": int(truth[k]), "rating": score[k], "size": size[k]}
+                for k in range(n_cases)
+            ]
     df = pd.DataFrame(rows)
     df["stratum"] = [size_stratum(s) if s == s else None for s in df["size"]]  # negatives: no stratum
     return df

@@ -8,6 +8,7 @@ import pytest
 from fixtures.phantom import max_axial_diameter_mm as phantom_diameter
 from imaging.series import read_series
 from inference.pipeline.lesions import Lesion, find_lesions, match_targets, max_axial_diameter_mm
+from readerstudy.analysis.strata import size_stratum
 
 
 def test_diameters_match_phantom_specs_within_one_voxel(phantom_series):
@@ -31,7 +32,8 @@ def test_diameters_match_phantom_specs_within_one_voxel(phantom_series):
     # sorted by volume, labels 1..n in that order
     assert [le.label for le in lesions] == [1, 2, 3]
     assert lesions[0].volume_ml >= lesions[1].volume_ml >= lesions[2].volume_ml
-    assert {le.stratum for le in lesions} == {"<=10", "10-30"}
+    assert {size_stratum(le.diameter_mm) for le in lesions} == {"<=10", "10-30"}  # derived, not a lesion field
+    assert not hasattr(lesions[0], "stratum")
 
 
 def test_diameter_of_a_disc():
@@ -68,7 +70,7 @@ def test_small_components_are_dropped():
 
 
 def _lesion(label: int, centre: tuple[float, float, float], diameter: float = 10.0) -> Lesion:
-    return Lesion(label, 10, 0.1, diameter, diameter + 1, (0.0, 0.0, 0.0), centre, (0, 0), "")
+    return Lesion(label, 10, 0.1, diameter, diameter + 1, (0.0, 0.0, 0.0), centre, (0, 0))
 
 
 def test_match_targets_one_to_one_and_unmatched_both_ways():

@@ -14,6 +14,7 @@ from fixtures.phantom import generate_demo_study
 from inference.models import PrecomputeRun, Prediction
 from readerstudy.reading.models import AuditEvent
 from readerstudy.studies import actions
+from readerstudy.studies.models import Study
 from readerstudy.studies.storage import series_names
 from tests.factories import make_user
 
@@ -57,9 +58,16 @@ def test_precompute_stores_predictions_overlays_and_seg_then_skips_unchanged(stu
     assert AuditEvent.objects.filter(verb="record_prediction").count() == 4
     assert not any("no DL prediction" in w for w in actions.readiness(study).warnings)
 
+    assert all(p.model_version.endswith(" (pipeline 2)") for p in predictions)
+    assert not any("stratum" in lesion for p in predictions for lesion in p.lesions)
+
     call_command("precompute", "--study", study.name, "--no-progress")
     assert "0 predicted, 4 unchanged (skipped), 0 failed" in capsys.readouterr().out
     assert Prediction.objects.filter(case__study=study).count() == 4
+    # The study's size bins are no input of the models: a change re-runs nothing.
+    Study.objects.filter(pk=study.pk).update(size_bins_mm=[20])
+    call_command("precompute", "--study", study.name, "--no-progress")
+    assert "0 predicted, 4 unchanged (skipped), 0 failed" in capsys.readouterr().out
 
 
 def test_one_broken_series_is_reported_and_the_batch_goes_on(study, capsys):

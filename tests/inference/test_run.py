@@ -23,7 +23,6 @@ def prediction(phantom_series, unet_backend, classifier):
         target.center_lps_mm,
         backend=unet_backend,
         classifier=classifier,
-        bins=(10, 30),
         tolerance_mm=10.0,
         target_diameter_mm=target.diameter_mm,
     )
@@ -40,7 +39,7 @@ def test_segmentation_and_target_on_a_phantom(phantom_series, prediction):
     assert target is not None and target["is_target"]
     assert dice(lm == 2, ph.lesion_labels == 1) > 0.7
     assert abs(target["diameter_mm"] - 24.0) < 4.0
-    assert target["stratum"] == "10-30"
+    assert "stratum" not in target  # the study's bins are not the pipeline's business
     assert np.linalg.norm(np.subtract(target["centroid_mm"], ph.lesions[0].center_lps_mm)) < 4.0
     assert sum(le["is_target"] for le in prediction.lesions) == 1
     assert 0.0 < prediction.probability < 1.0
@@ -71,11 +70,13 @@ def test_dicom_seg_reads_back_with_the_labelmap_counts(phantom_series, predictio
 def test_inputs_hash_is_stable_and_sensitive(phantom_series, unet_backend, classifier, prediction):
     from inference.pipeline.run import inputs_sha256
 
-    kw = dict(backend=unet_backend, classifier=classifier, bins=(10, 30), tolerance_mm=10.0, target_diameter_mm=24.0)
+    kw = dict(backend=unet_backend, classifier=classifier, tolerance_mm=10.0, target_diameter_mm=24.0)
     target = phantom_series.phantom.lesions[0].center_lps_mm
     assert inputs_sha256(phantom_series.folder, target, **kw) == prediction.inputs_sha256
     assert inputs_sha256(phantom_series.folder, target, **{**kw, "tolerance_mm": 5.0}) != prediction.inputs_sha256
     assert inputs_sha256(phantom_series.folder, (0, 0, 0), **kw) != prediction.inputs_sha256
+    with pytest.raises(TypeError):  # a study's size bins are no input: editing them re-runs no model
+        inputs_sha256(phantom_series.folder, target, **kw, bins=(10, 30))
 
 
 def test_unmatched_target_falls_back_to_the_manifest_centre(phantom_series, unet_backend, classifier):

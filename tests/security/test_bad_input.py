@@ -328,7 +328,7 @@ def test_database_failure_while_applying_removes_the_files(tmp_path, admin, stud
             )  # fmt: skip
             Case.objects.create(
                 study=study_, patient=patient, series=series, case_id="P002-L1", lesion_x_mm=0, lesion_y_mm=0,
-                lesion_z_mm=0, slice_index=0, diameter_mm=5, size_stratum="<=10",
+                lesion_z_mm=0, slice_index=0, diameter_mm=5,
             )  # fmt: skip
         return ingest
 

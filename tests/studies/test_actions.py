@@ -165,10 +165,18 @@ def test_close_only_a_launched_study(tmp_path, admin):
     assert study.status == Study.Status.CLOSED and study.closed_at is not None
 
 
-def test_changing_size_bins_restratifies_cases(tmp_path, admin):
+def test_changing_size_bins_restratifies_cases_without_touching_them(tmp_path, admin):
     study = build_study(tmp_path, readers=1, launch=False)
+    stored = list(study.cases.order_by("pk").values())
     actions.update_study(admin, study, size_bins_mm=[20])
-    assert set(study.cases.values_list("size_stratum", flat=True)) == {"<=20", ">20"}
+    assert {c.size_stratum for c in study.cases.select_related("study")} == {"<=20", ">20"}
+    assert list(study.cases.order_by("pk").values()) == stored  # the stratum is derived, not stored
+
+
+@pytest.mark.parametrize("bins", ["10,30", [10, "30"], [True], [], [10, float("inf")], [0, 10], [10, 10]])
+def test_bad_size_bins_are_refused_by_the_one_validator(admin, bins):
+    with pytest.raises(InvalidInput, match="size bins"):
+        actions.create_study(admin, "Bins", size_bins_mm=bins)
 
 
 def test_sequential_launch_needs_unaided_first(tmp_path, admin):

@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from readerstudy.reading.models import AuditEvent
 from readerstudy.studies import actions
-from readerstudy.studies.models import Membership, Modality, Study
+from readerstudy.studies.models import Case, Membership, Modality, Study
 from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +29,22 @@ def test_study_page_shows_the_readiness_checklist(tmp_path, logged_in, admin_use
     html = page.content.decode()
     assert "at least 2 modalities needed, 0 configured" in html
     assert "no cases imported" in html
+
+
+def test_case_list_shows_and_filters_the_derived_stratum_under_each_studys_bins(tmp_path, logged_in, admin_user):
+    ten = build_study(tmp_path / "a", readers=1, n_patients=3, name="Default bins", launch=False)
+    twenty = build_study(tmp_path / "b", readers=1, n_patients=3, name="Twenty", launch=False)
+    actions.update_study(admin_user, twenty, size_bins_mm=[20])
+    url = reverse("admin:studies_case_changelist")
+    page = logged_in.get(url)
+    assert page.status_code == 200
+    offered = [choice["display"] for choice in page.context["cl"].filter_specs[1].choices(page.context["cl"])]
+    assert offered == ["All", "<=10", "<=20", "10-30", ">20", ">30"]  # by upper, then lower edge
+    for label in ("<=10", "10-30", ">30", "<=20", ">20"):
+        shown = logged_in.get(url, {"size_stratum": label}).context["cl"].queryset
+        expected = [c.pk for c in Case.objects.select_related("study") if c.size_stratum == label]
+        assert sorted(shown.values_list("pk", flat=True)) == sorted(expected) and expected, label
+    assert {ten.pk, twenty.pk} == set(Case.objects.values_list("study_id", flat=True))
 
 
 def test_admin_creates_a_study_with_inline_modalities_through_actions(logged_in, admin_user):

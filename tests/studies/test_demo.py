@@ -22,7 +22,7 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     assert n_cases >= 40 and n_patients >= 15
     labels = set(Case.objects.filter(study=study).values_list("truth__label", flat=True))
     assert labels == {"crlm", "hemangioma"}
-    strata = set(Case.objects.filter(study=study).values_list("size_stratum", flat=True))
+    strata = {c.size_stratum for c in Case.objects.filter(study=study).select_related("study")}
     assert strata == {"<=10", "10-30", ">30"}
     readers = Membership.objects.filter(study=study, role="reader").count()
     assert readers == 3

@@ -39,7 +39,7 @@ def test_good_manifest_imports_everything(tmp_path, admin, study):
     case = Case.objects.get(case_id="P001-L2")
     assert case.slice_index == 2  # z = 5 mm
     assert case.truth.label == "hemangioma" and not case.truth.positive
-    strata = dict(Case.objects.values_list("case_id", "size_stratum"))
+    strata = {c.case_id: c.size_stratum for c in Case.objects.select_related("study")}
     assert strata["P001-L1"] == "<=10"  # 6 mm
     assert strata["P002-L2"] == "10-30"  # 30 mm: an edge belongs to the lower bin
     assert strata["P003-L1"] == ">30"  # 35 mm

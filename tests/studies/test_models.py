@@ -48,7 +48,6 @@ def test_modality_membership_case_truth_constraints(study):
             lesion_z_mm=0,
             slice_index=0,
             diameter_mm=5,
-            size_stratum="<=10",
         )
     )
     refused(
@@ -62,7 +61,6 @@ def test_modality_membership_case_truth_constraints(study):
             lesion_z_mm=0,
             slice_index=0,
             diameter_mm=0,
-            size_stratum="<=10",
         )
     )
     refused(lambda: Truth.objects.create(case=case, label="crlm", source="histology"))  # one truth per case

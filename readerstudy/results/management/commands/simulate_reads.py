@@ -43,7 +43,7 @@ class Command(BaseCommand):
         readers = sorted({s.reader_id for s in sessions})
         cases = [
             SimulatedCase(c.pk, int(c.truth.positive), c.size_stratum)
-            for c in target.cases.select_related("truth").order_by("case_id")
+            for c in target.cases.select_related("truth", "study").order_by("case_id")
         ]
         modalities = [(m.pk, m.shows_dl) for m in target.modalities.order_by("order")]
         cells = simulate_ratings(np.random.default_rng(seed), readers, cases, modalities, aided_effect=effects)

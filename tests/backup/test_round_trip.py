@@ -15,11 +15,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from inference.models import Prediction
-from readerstudy import backup
+from readerstudy.backup import actions
 from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
 from readerstudy.studies.storage import series_names, study_prefix
-from tests.factories import build_study, make_user
+from tests.factories import build_study
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +45,7 @@ def study(tmp_path):
 @pytest.fixture
 def archive(study, tmp_path):
     out = tmp_path / "backup" / "source.tar.gz"
-    call_command("backup_study", study.name, str(out), "--no-progress", stdout=io.StringIO())
+    call_command("backup_study", study.name, str(out), "--as", "admin", "--no-progress", stdout=io.StringIO())
     return out
 
 
@@ -175,7 +175,8 @@ def test_archive_has_a_versioned_manifest_with_every_members_sha256(study, archi
     assert manifest["software_version"].startswith("readerstudy ")
     assert manifest["study"] == {"id": study.pk, "name": "Source"} and manifest["images"] is True
     assert manifest["counts"]["reads"] == 24 and manifest["counts"]["cases"] == 6
-    assert manifest["counts"]["audit_events"] == AuditEvent.objects.filter(study=study).count()
+    # Every event of the study but the backup's own, which is written once the archive is.
+    assert manifest["counts"]["audit_events"] == AuditEvent.objects.filter(study=study).count() - 1
     prefixes = set(study.cases.values_list("series__storage_prefix", flat=True))
     n_dicom = sum(len(default_storage.listdir(s)[1]) for s in prefixes)
     assert sum(n.startswith("series/") for n in names) == n_dicom == manifest["counts"]["files"] - 2 * 6
@@ -215,9 +216,11 @@ def test_round_trip_keeps_every_read_audit_event_order_truth_and_file(study, arc
     assert reads_of(study) == before["reads"] and audit_of(study) == before["audit"]
     assert User.objects.count() == n_users
 
-    # Every audit event, timestamps exactly, then one restore event.
+    # Every audit event, timestamps exactly, then one restore event. The source's trail ends with the backup's own
+    # event, written after the snapshot: not in the archive.
     restored = audit_of(copy)
-    assert restored[:-1] == before["audit"] and len(before["audit"]) > 24
+    assert before["audit"][-1][:3] == ("backup_study", "admin", "study")
+    assert restored[:-1] == before["audit"][:-1] and len(before["audit"]) > 24
     verb, actor, object_type, created_at, _, after = restored[-1]
     assert (verb, actor, object_type) == ("restore_study", "admin", "study")
     after = json.loads(after)
@@ -239,7 +242,12 @@ def test_round_trip_keeps_every_read_audit_event_order_truth_and_file(study, arc
         else:
             assert event.object_id.startswith("orig:") or int(event.object_id) > 0
     # The restored events are new links of this database's chain; each keeps its hash in the source.
-    source_hashes = list(AuditEvent.objects.filter(study=study).order_by("seq").values_list("hash", flat=True))
+    source_hashes = list(
+        AuditEvent.objects.filter(study=study)
+        .exclude(verb="backup_study")
+        .order_by("seq")
+        .values_list("hash", flat=True)
+    )
     copied = AuditEvent.objects.filter(study=copy).exclude(verb="restore_study").order_by("seq")
     assert list(copied.values_list("source_hash", flat=True)) == source_hashes
     assert set(copied.values_list("hash", flat=True)).isdisjoint(source_hashes)
@@ -259,14 +267,20 @@ def test_missing_users_are_created_without_password_or_rights(study, archive):
         user.username = f"old-{user.username}"
         user.save()
     keys = sorted(Read.objects.filter(study=study).values_list("idempotency_key", flat=True))
-    call_command("restore_study", str(archive), "--rename", "Copy", "--no-progress", stdout=io.StringIO())
+    call_command(
+        "restore_study", str(archive), "--rename", "Copy", "--as", "old-admin", "--no-progress", stdout=io.StringIO()
+    )
     copy = Study.objects.get(name="Copy")
     for username in ("admin", "reader1", "reader2"):
         user = User.objects.get(username=username)
         assert user.pk != originals[username]
         assert not user.has_usable_password() and not user.is_staff and not user.is_superuser
     event = copy.audit_events.get(verb="restore_study")
-    assert event.actor is None and sorted(event.after["users_created"]) == ["admin", "reader1", "reader2"]
+    assert event.actor.pk == originals["admin"] and sorted(event.after["users_created"]) == [
+        "admin",
+        "reader1",
+        "reader2",
+    ]
     assert event.after["idempotency_keys_rewritten"] == 0
     assert sorted(Read.objects.filter(study=copy).values_list("idempotency_key", flat=True)) == keys
     assert sorted(r[0] for r in reads_of(copy)) == sorted(f"reader{i}" for i in (1, 2) for _ in range(12))
@@ -285,7 +299,7 @@ def test_a_corrupt_member_is_named_and_changes_nothing(study, archive, tmp_path,
     bad = repack(archive, tmp_path / "bad.tar.gz", flip)
     before = row_counts()
     with pytest.raises(CommandError, match=f"archive member {target} is corrupt"):
-        call_command("restore_study", str(bad), "--rename", "Copy", "--no-progress")
+        call_command("restore_study", str(bad), "--rename", "Copy", "--as", "admin", "--no-progress")
     assert row_counts() == before
 
 
@@ -299,21 +313,21 @@ def test_wrong_format_version_or_format_is_refused(study, archive, tmp_path):
     before = row_counts()
     newer = repack(archive, tmp_path / "v2.tar.gz", manifest(format_version=2))
     with pytest.raises(CommandError, match="format version 2 is newer than this software reads"):
-        call_command("restore_study", str(newer), "--rename", "Copy", "--no-progress")
+        call_command("restore_study", str(newer), "--rename", "Copy", "--as", "admin", "--no-progress")
     other = repack(archive, tmp_path / "other.tar.gz", manifest(format="something-else"))
     with pytest.raises(CommandError, match="not a readerstudy-backup archive"):
-        call_command("restore_study", str(other), "--rename", "Copy", "--no-progress")
+        call_command("restore_study", str(other), "--rename", "Copy", "--as", "admin", "--no-progress")
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(archive.read_bytes()[:1000])
     with pytest.raises(CommandError, match=r"not a readable tar\.gz"):
-        call_command("restore_study", str(garbage), "--rename", "Copy", "--no-progress")
+        call_command("restore_study", str(garbage), "--rename", "Copy", "--as", "admin", "--no-progress")
     assert row_counts() == before
 
 
 def test_an_existing_name_is_refused_unless_renamed(study, archive):
     before = row_counts()
     with pytest.raises(CommandError, match="a study named 'Source' exists already"):
-        call_command("restore_study", str(archive), "--no-progress")
+        call_command("restore_study", str(archive), "--as", "admin", "--no-progress")
     assert row_counts() == before
 
 
@@ -323,23 +337,25 @@ def test_a_failure_inside_the_transaction_leaves_no_rows_and_no_files(study, arc
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(backup.audit, "record", fail)
+    monkeypatch.setattr(actions.audit, "record", fail)
     with pytest.raises(RuntimeError, match="disk full"):
-        backup.restore(archive, None, rename="Copy")
+        actions.restore_study(User.objects.get(username="admin"), archive, rename="Copy")
     assert row_counts() == before
 
 
 def test_backup_without_images_and_no_overwrite(study, archive, tmp_path):
     small = tmp_path / "small.tar.gz"
-    call_command("backup_study", study.name, str(small), "--no-images", "--no-progress", stdout=io.StringIO())
+    call_command(
+        "backup_study", study.name, str(small), "--as", "admin", "--no-images", "--no-progress", stdout=io.StringIO()
+    )
     with tarfile.open(small, "r:gz") as tar:
         names = tar.getnames()
     assert not any(n.startswith("series/") for n in names) and any(n.startswith("predictions/") for n in names)
     assert small.stat().st_size < archive.stat().st_size
     with pytest.raises(CommandError, match="exists already"):
-        call_command("backup_study", study.name, str(small), "--no-progress")
+        call_command("backup_study", study.name, str(small), "--as", "admin", "--no-progress")
     out = io.StringIO()
-    call_command("restore_study", str(small), "--rename", "Lite", "--no-progress", stdout=out)
+    call_command("restore_study", str(small), "--rename", "Lite", "--as", "admin", "--no-progress", stdout=out)
     assert "holds no images" in out.getvalue()
     lite = Study.objects.get(name="Lite")
     assert reads_of(lite) == reads_of(study) and SessionItem.objects.filter(study=lite).count() == 24
@@ -347,6 +363,23 @@ def test_backup_without_images_and_no_overwrite(study, archive, tmp_path):
     assert all(p.startswith(study_prefix(lite) + "/") for p in prefixes)
 
 
-def test_restore_needs_staff(study, archive):
-    with pytest.raises(backup.NotAllowed):
-        backup.restore(archive, make_user("reader1"), rename="Copy")
+def test_a_version_1_archive_with_stored_strata_still_restores(study, archive, tmp_path):
+    # Written before the stratum was derived: every case row carries a size_stratum column (stale or not).
+    cases = [json.loads(line) for line in tar_member(archive, "tables/cases.jsonl").splitlines()]
+    old = b"".join(json.dumps({**c, "size_stratum": "stale"}, sort_keys=True).encode() + b"\n" for c in cases)
+
+    def change(name, data):
+        if name == "tables/cases.jsonl":
+            return old
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            manifest["members"]["tables/cases.jsonl"] = {
+                "sha256": hashlib.sha256(old).hexdigest(),
+                "size": len(old),
+            }
+            return json.dumps(manifest).encode()
+        return data
+
+    older = repack(archive, tmp_path / "v1-stored-strata.tar.gz", change)
+    call_command("restore_study", str(older), "--rename", "Old", "--as", "admin", "--no-progress", stdout=io.StringIO())
+    assert truth_of(Study.objects.get(name="Old")) == truth_of(study)  # strata derived anew from the diameters

@@ -6,32 +6,32 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy import backup
+from readerstudy.backup import actions
 from readerstudy.errors import ActionError
+from readerstudy.studies.storage import study_prefix
 
 
 class Command(BaseCommand):
     help = (
-        "Check ARCHIVE (format version, sha256 of every member) and restore its study as a new study. "
+        "Check ARCHIVE (format version, sha256 of every member) and restore its study as a new study, as USER "
+        "(a superuser). "
         "Users missing here are created with unusable passwords and no staff or superuser rights."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("archive", type=Path)
         parser.add_argument("--rename", metavar="NEW_NAME", help="restore under this name (the original exists)")
-        parser.add_argument("--as", dest="username", help="staff user recorded on the restore_study audit event")
+        parser.add_argument("--as", dest="username", required=True, help="acting superuser")
         parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
     def handle(
-        self, *args: Any, archive: Path, rename: str | None, username: str | None, no_progress: bool, **options: Any
+        self, *args: Any, archive: Path, rename: str | None, username: str, no_progress: bool, **options: Any
     ) -> None:
-        actor = None
-        if username is not None:
-            actor = get_user_model().objects.filter(username=username).first()
-            if actor is None:
-                raise CommandError(f"no user named {username!r}")
+        actor = get_user_model().objects.filter(username=username).first()
+        if actor is None:
+            raise CommandError(f"no user named {username!r}")
         try:
-            study = backup.restore(archive, actor, rename=rename, progress=not no_progress)
+            study = actions.restore_study(actor, archive, rename=rename, progress=not no_progress)
         except ActionError as exc:
             raise CommandError(str(exc)) from None
         event = study.audit_events.filter(verb="restore_study").order_by("-id").first()
@@ -54,6 +54,6 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.WARNING(
                     "the archive holds no images: copy the series files into the storage under "
-                    f"{backup.study_prefix(study)}/ (names as in the original study's folder)"
+                    f"{study_prefix(study)}/ (names as in the original study's folder)"
                 )
             )
