@@ -54,9 +54,10 @@ from django.utils import timezone
 from tqdm import tqdm
 
 from inference.models import Prediction
-from readerstudy.errors import Conflict, InvalidInput, NotAllowed
-from readerstudy.reading import audit
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.core import audit
+from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed
+from readerstudy.core.models import AuditEvent, Verb
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
 
@@ -674,7 +675,7 @@ def restore(archive: Path | str, actor: Any, rename: str | None = None, *, progr
                 study = restorer.restore_tables(progress)
                 audit.record(
                     actor,
-                    "restore_study",
+                    Verb.RESTORE_STUDY,
                     study,
                     study=study,
                     after={

@@ -213,6 +213,7 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
     from django.core.management import call_command
     from django.db import connections
 
+    from readerstudy.reading.actions import launch_study
     from readerstudy.reading.models import SessionItem
     from readerstudy.studies import actions
     from tests.factories import balanced_rows, write_manifest
@@ -235,7 +236,7 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
         actions.add_member(admin, study, reader, "reader")
     manifest = write_manifest(tmp / "import", balanced_rows(n_patients=n_cases, lesions_per_patient=1))
     actions.import_cases(admin, study, manifest)
-    n_written = actions.launch_study(admin, study)
+    n_written = launch_study(admin, study)
     per_reader = Counter(SessionItem.objects.filter(study=study).values_list("reader__username", flat=True))
     if set(per_reader.values()) != {n_items}:
         raise RuntimeError(f"expected {n_items} items per reader, got {sorted(set(per_reader.values()))}")
@@ -558,7 +559,8 @@ def verify(acks: list[dict], study_id: int, n_readers: int, n_items: int) -> dic
     from django.db import connections
     from django.db.models import Count
 
-    from readerstudy.reading.models import AuditEvent, Read, ReadingSession
+    from readerstudy.core.models import AuditEvent
+    from readerstudy.reading.models import Read, ReadingSession
 
     connections.close_all()  # the setup's connection may predate a PostgreSQL restart
     reads = {

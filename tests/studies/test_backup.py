@@ -15,7 +15,8 @@ from django.core.management.base import CommandError
 
 from inference.models import Prediction
 from readerstudy import backup
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.ingest import study_storage
 from readerstudy.studies.models import Study
 from tests.factories import build_study, make_user

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from readerstudy.errors import InvalidInput
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core.errors import InvalidInput
+from readerstudy.core.models import AuditEvent
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, ImageSeries, Patient, Truth
 from tests.factories import balanced_rows, make_user, manifest_row, write_manifest, write_series

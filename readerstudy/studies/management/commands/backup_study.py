@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy import backup
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 from readerstudy.studies.models import Study
 
 

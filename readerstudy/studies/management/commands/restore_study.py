@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy import backup
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 
 
 class Command(BaseCommand):
