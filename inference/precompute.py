@@ -14,10 +14,10 @@ from typing import Any
 from django.conf import settings
 
 from inference.actions import record_prediction
-from inference.models import Prediction
+from inference.models import BACKENDS, Prediction
 from readerstudy.studies.models import Case, Study
 
-BACKENDS = ("phantom-unet", "totalsegmentator")
+__all__ = ["BACKENDS", "PrecomputeSummary", "load_models", "precompute"]
 MATCH_TOLERANCE_MM = 10.0
 
 
