@@ -10,6 +10,7 @@ from django.contrib.auth import get_user_model
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from readerstudy.reading.actions import launch_study
 from readerstudy.studies import actions
 from readerstudy.studies.manifest import COLUMNS
 from readerstudy.studies.models import Case, Study
@@ -140,7 +141,7 @@ def build_study(
     if predict is not None:
         predict_all(study, predict, seg=seg)
     if launch:
-        actions.launch_study(admin, study)
+        launch_study(admin, study)
     study.refresh_from_db()
     return study
 

@@ -11,6 +11,7 @@ from django.core.management import call_command
 
 from fixtures.phantom import generate_demo_study
 from inference.models import Prediction
+from readerstudy.reading.actions import launch_study
 from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
@@ -39,7 +40,7 @@ def build_study(tmp_path) -> Study:
     actions.import_cases(admin, study, manifest)
     # The real precompute with the demo models: the page must show the overlays it stores.
     call_command("precompute", "--study", study.name, "--no-progress")
-    actions.launch_study(admin, study)
+    launch_study(admin, study)
     return study
 
 

@@ -4,9 +4,10 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from readerstudy.reading.models import AuditEvent, ReadingSession, SessionItem
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import ReadingSession, SessionItem
+from readerstudy.results.management.commands.demo import DEMO_STUDY
 from readerstudy.studies import actions
-from readerstudy.studies.management.commands.demo import DEMO_STUDY
 from readerstudy.studies.models import Case, Membership, Modality, Patient, Study
 from tests.factories import balanced_rows, build_study, make_user, write_manifest
 
@@ -99,12 +100,10 @@ def test_launch_refusal_lists_every_problem_in_the_admin(logged_in, admin_user):
 def test_audit_log_is_read_only_in_the_admin(tmp_path, logged_in):
     build_study(tmp_path, readers=1)
     event = AuditEvent.objects.first()
-    assert logged_in.get(reverse("admin:reading_auditevent_changelist")).status_code == 200
-    assert logged_in.get(reverse("admin:reading_auditevent_change", args=[event.pk])).status_code == 200
-    assert logged_in.get(reverse("admin:reading_auditevent_add")).status_code == 403
-    assert (
-        logged_in.post(reverse("admin:reading_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
-    )
+    assert logged_in.get(reverse("admin:core_auditevent_changelist")).status_code == 200
+    assert logged_in.get(reverse("admin:core_auditevent_change", args=[event.pk])).status_code == 200
+    assert logged_in.get(reverse("admin:core_auditevent_add")).status_code == 403
+    assert logged_in.post(reverse("admin:core_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
 
 
@@ -170,7 +169,7 @@ def test_demo_precomputes_its_own_studies_and_never_blocks_on_another_studys_fai
     """Another study's case that cannot be predicted is reported; the demo still finishes (make demo serves)."""
     from inference.management.commands import precompute as command
     from inference.precompute import PrecomputeSummary
-    from readerstudy.studies.management.commands.demo import SIMULATED_STUDY
+    from readerstudy.results.management.commands.demo import SIMULATED_STUDY
 
     settings.BASE_DIR = tmp_path
     monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-123")
