@@ -1,7 +1,11 @@
-"""The one door for storing predictions (precompute and tests call it).
+"""The one door for inference mutations: storing predictions (precompute and tests call it), and the rows of
+precompute runs (queued here, progress and outcome reported by the task through here).
 
 Predictions are frozen at launch: once a study is launched nothing records or discards one, so every aided
 reader of a case is shown the same DL output, and each read stores the id of the prediction it was shown.
+
+Enqueueing is not here: ``inference.jobs.start_precompute`` queues a run through this module and enqueues the
+task, which calls this module back (jobs -> tasks -> precompute -> actions, no circle).
 """
 
 import gzip
@@ -11,9 +15,12 @@ import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from inference.models import Prediction
-from readerstudy.errors import Conflict, InvalidInput
-from readerstudy.reading import audit
+from inference.models import BACKENDS, PrecomputeRun, Prediction
+from readerstudy.core import audit
+from readerstudy.core.errors import Conflict, InvalidInput
+from readerstudy.core.jobs import finish_job
+from readerstudy.core.models import Verb
+from readerstudy.studies.actions import check_study_admin
 from readerstudy.studies.models import Case, Study
 
 
@@ -54,7 +61,7 @@ def record_prediction(
         if replace:
             for old in same:
                 audit.record(
-                    actor, "discard_prediction", old, study=case.study, before={"probability": old.probability}
+                    actor, Verb.DISCARD_PREDICTION, old, study=case.study, before={"probability": old.probability}
                 )
                 old.delete()
         elif same.exists():
@@ -83,7 +90,7 @@ def record_prediction(
         prediction.save()
         audit.record(
             actor,
-            "record_prediction",
+            Verb.RECORD_PREDICTION,
             prediction,
             study=case.study,
             after={
@@ -109,13 +116,8 @@ def shown_prediction(case: Case) -> Prediction | None:
     return case.predictions.order_by("-created_at", "-id").first()
 
 
-def start_precompute(actor: Any, study: Any, *, backend: str = "phantom-unet", device: str = "cpu") -> Any:
-    """Queue a precompute batch for a study (admins only); the task records its progress on the run."""
-    from inference.models import PrecomputeRun
-    from inference.precompute import BACKENDS
-    from inference.tasks import precompute_task
-    from readerstudy.studies.actions import check_study_admin
-
+def queue_precompute(actor: Any, study: Study, *, backend: str = "phantom-unet", device: str = "cpu") -> PrecomputeRun:
+    """Write a queued precompute run of a draft study (admins only); ``jobs.start_precompute`` enqueues it."""
     check_study_admin(actor, study)
     check_predictions_open(study)
     if backend not in BACKENDS:
@@ -124,6 +126,34 @@ def start_precompute(actor: Any, study: Any, *, backend: str = "phantom-unet", d
         raise InvalidInput(f"device {device!r}: expected cpu or cuda")
     with transaction.atomic():
         run = PrecomputeRun.objects.create(study=study, created_by=actor, backend=backend, device=device)
-        audit.record(actor, "start_precompute", run, study=study, after={"backend": backend, "device": device})
-        transaction.on_commit(lambda: precompute_task.enqueue(run.pk))
+        audit.record(actor, Verb.START_PRECOMPUTE, run, study=study, after={"backend": backend, "device": device})
     return run
+
+
+PRECOMPUTE_COUNTERS = {"done": "n_done", "skipped": "n_skipped", "failed": "n_failed"}
+
+
+def precompute_progress(run: PrecomputeRun, *, n_cases: int | None = None, outcome: str | None = None) -> None:
+    """The task's progress: the batch's size when it starts, then one case's outcome at a time (not audited)."""
+    also = []
+    if n_cases is not None:
+        run.n_cases = n_cases
+        also.append("n_cases")
+    if outcome is not None:
+        field = PRECOMPUTE_COUNTERS[outcome]
+        setattr(run, field, getattr(run, field) + 1)
+        also.append(field)
+    run.set_progress(run.n_handled, run.n_cases, message=f"{run.n_handled} of {run.n_cases} cases", also=also)
+
+
+def finish_precompute(run: PrecomputeRun, *, errors: list[str], failed: bool) -> PrecomputeRun:
+    """The run's outcome: done, or failed when a case (or the batch) failed; one FINISH_JOB event."""
+    outcome = PrecomputeRun.Status.FAILED if failed else PrecomputeRun.Status.DONE
+    return finish_job(
+        run,
+        outcome,
+        actor=run.created_by,
+        study=run.study,
+        errors=errors,
+        after={"cases": run.n_cases, "done": run.n_done, "skipped": run.n_skipped, "failed": run.n_failed},
+    )

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from readerstudy.core.models import Job
 from readerstudy.studies.models import Case
 
 
@@ -39,35 +40,28 @@ class Prediction(models.Model):
         return f"{self.case} {self.model_name} {self.model_version}: {self.probability:.2f}"
 
 
-class PrecomputeRun(models.Model):
-    """A background precompute batch started from the admin; its row is the status page."""
+# The segmentation backends a precompute run may use (inference.precompute.load_models builds them).
+BACKENDS = ("phantom-unet", "totalsegmentator")
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+
+class PrecomputeRun(Job):
+    """A background precompute batch started from the admin; its row is the status page.
+
+    Status, progress (handled cases / cases), message, errors and times come from ``core.models.Job``.
+    """
 
     study = models.ForeignKey("studies.Study", on_delete=models.PROTECT, related_name="precompute_runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     backend = models.CharField(max_length=30)
     device = models.CharField(max_length=10)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     n_cases = models.PositiveIntegerField(default=0)
     n_done = models.PositiveIntegerField(default=0)
     n_skipped = models.PositiveIntegerField(default=0)
     n_failed = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return f"precompute {self.pk} of {self.study} ({self.status})"
 
     @property
-    def progress(self) -> str:
-        handled = self.n_done + self.n_skipped + self.n_failed
-        return f"{handled} of {self.n_cases}"
+    def n_handled(self) -> int:
+        return self.n_done + self.n_skipped + self.n_failed

@@ -15,11 +15,11 @@ from typing import Any
 from django.conf import settings
 
 from inference.actions import record_prediction
-from inference.models import Prediction
+from inference.models import BACKENDS, Prediction
 from readerstudy.studies.models import Case, ImageSeries, Study
 from readerstudy.studies.storage import local_series_folder
 
-BACKENDS = ("phantom-unet", "totalsegmentator")
+__all__ = ["BACKENDS", "PrecomputeSummary", "load_models", "precompute"]
 MATCH_TOLERANCE_MM = 10.0
 
 

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "django_tasks",
     "axes",
+    "readerstudy.core",
     "readerstudy.studies",
     "readerstudy.reading",
     "readerstudy.results",

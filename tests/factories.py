@@ -11,6 +11,7 @@ import pydicom
 from django.contrib.auth import get_user_model
 
 from fixtures.manifests import balanced_rows, manifest_row, write_manifest, write_series
+from readerstudy.reading.actions import launch_study
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, Study
 
@@ -59,7 +60,7 @@ def build_study(
     if predict is not None:
         predict_all(study, predict, seg=seg)
     if launch:
-        actions.launch_study(admin, study)
+        launch_study(admin, study)
     study.refresh_from_db()
     return study
 

@@ -29,7 +29,8 @@ def verify(acks: list[dict], study_id: int, n_readers: int, n_items: int) -> dic
     from django.db import connections
     from django.db.models import Count
 
-    from readerstudy.reading.models import AuditEvent, Read, ReadingSession
+    from readerstudy.core.models import AuditEvent
+    from readerstudy.reading.models import Read, ReadingSession
 
     connections.close_all()  # the setup's connection may predate a PostgreSQL restart
     reads = {

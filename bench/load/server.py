@@ -26,6 +26,7 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
     from django.db import connections
 
     from fixtures.manifests import balanced_rows, write_manifest
+    from readerstudy.reading.actions import launch_study
     from readerstudy.reading.models import SessionItem
     from readerstudy.studies import actions
 
@@ -47,7 +48,7 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
         actions.add_member(admin, study, reader, "reader")
     manifest = write_manifest(tmp / "import", balanced_rows(n_patients=n_cases, lesions_per_patient=1))
     actions.import_cases(admin, study, manifest)
-    n_written = actions.launch_study(admin, study)
+    n_written = launch_study(admin, study)
     per_reader = Counter(SessionItem.objects.filter(study=study).values_list("reader__username", flat=True))
     if set(per_reader.values()) != {n_items}:
         raise RuntimeError(f"expected {n_items} items per reader, got {sorted(set(per_reader.values()))}")

@@ -39,8 +39,8 @@ def build_study(tmp: Path, n_cases: int) -> dict:
 
     from fixtures.studies import phantom_crossover_study
     from inference.actions import record_prediction
+    from readerstudy.reading.actions import launch_study
     from readerstudy.reading.models import ReadingSession
-    from readerstudy.studies import actions
     from readerstudy.studies.storage import series_names
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -62,7 +62,7 @@ def build_study(tmp: Path, n_cases: int) -> dict:
             inputs_sha256=str(case.pk), probability=0.8, labelmap=labelmap,
             labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
         )  # fmt: skip
-    actions.launch_study(admin, study)
+    launch_study(admin, study)
     session = ReadingSession.objects.get(study=study, reader=reader, index=1)
     items = []
     for item in session.items.select_related("modality", "case__series").order_by("position"):

@@ -23,8 +23,9 @@ from django.db import transaction
 
 from readerstudy.backup import dump, restore
 from readerstudy.backup.archive import BackupError
-from readerstudy.errors import Conflict, InvalidInput, NotAllowed
-from readerstudy.reading import audit
+from readerstudy.core import audit
+from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed
+from readerstudy.core.models import Verb
 from readerstudy.studies.actions import check_study_admin
 from readerstudy.studies.models import Study
 
@@ -45,7 +46,7 @@ def backup_study(actor: Any, study: Study, out: Path | str, *, images: bool = Tr
         with transaction.atomic():
             audit.record(
                 actor,
-                "backup_study",
+                Verb.BACKUP_STUDY,
                 study,
                 study=study,
                 after={
@@ -92,7 +93,7 @@ def restore_study(actor: Any, archive: Path | str, *, rename: str | None = None,
             with transaction.atomic():
                 study = restorer.run(progress=progress)
                 after = {**restorer.summary(archive), "seconds": round(time.monotonic() - started, 3)}
-                audit.record(actor, "restore_study", study, study=study, after=after)
+                audit.record(actor, Verb.RESTORE_STUDY, study, study=study, after=after)
         except BaseException:
             restorer.cleanup()
             raise

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from readerstudy.errors import InvalidInput
+from readerstudy.core.errors import InvalidInput
 
 FORMAT = "readerstudy-backup"
 FORMAT_VERSION = 1

@@ -19,7 +19,8 @@ from django.utils import timezone
 from inference.models import Prediction
 from readerstudy.backup import archive
 from readerstudy.backup.archive import BackupError, Member
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
 from readerstudy.studies.storage import series_readable, study_prefix
 

@@ -37,9 +37,10 @@ from inference.models import Prediction
 from readerstudy.backup import archive
 from readerstudy.backup.archive import BackupError, Verified, safe_member
 from readerstudy.backup.dump import FILE_FIELDS, TABLES
-from readerstudy.errors import Conflict
-from readerstudy.reading import audit
-from readerstudy.reading.models import AuditEvent, Read
+from readerstudy.core import audit
+from readerstudy.core.errors import Conflict
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import Read
 from readerstudy.studies.models import ImageSeries, Study
 from readerstudy.studies.storage import delete_files, parents, save_files, study_prefix
 

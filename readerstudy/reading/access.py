@@ -11,7 +11,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from readerstudy.errors import NotFound, NotOpenYet
+from readerstudy.core.errors import NotFound, NotOpenYet
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
 

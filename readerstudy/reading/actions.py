@@ -1,4 +1,4 @@
-"""The one door for reading mutations: start a session, submit a read.
+"""The one door for reading mutations: launch a study (write its reading orders), start a session, submit a read.
 
 The server enforces the science here, not in the UI: a reader only touches their own sessions, a session opens
 only after the previous one finished plus the washout, items are read in the stored order, and a submitted
@@ -15,11 +15,14 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from inference.actions import shown_prediction
-from readerstudy.errors import Conflict, InvalidInput, NotFound, NotOpenYet
-from readerstudy.reading import audit
+from readerstudy.core import audit
+from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotOpenYet, NotReady
+from readerstudy.core.models import Verb
 from readerstudy.reading.access import check_session_open, dl_allowed
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
-from readerstudy.studies.models import Study
+from readerstudy.studies import actions as study_actions
+from readerstudy.studies import design
+from readerstudy.studies.models import Case, Membership, Study
 
 IDEMPOTENCY_KEY_MAX = 64
 # A read takes seconds to minutes; a day bounds what any client clock or bug can store.
@@ -27,6 +30,70 @@ ACTIVE_SECONDS_MAX = 24 * 3600
 # viewer_state is the client's window/level, zoom and overlay state: small and flat by nature.
 VIEWER_STATE_MAX_DEPTH = 8
 VIEWER_STATE_MAX_BYTES = 16 * 1024
+
+
+def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> int:
+    """Write every reader's stored case order and open their first session; returns the number of items.
+
+    Studies owns the readiness check and the study's status; the sessions and items written here are this app's.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The lock serialises launch with set-up actions and with record_prediction (predictions freeze here).
+        study = study_actions.lock_study(study)
+        study_actions.check_study_admin(actor, study)
+        check = study_actions.readiness(study)
+        if not check.ready:
+            raise NotReady(f"study {study.name!r} cannot be launched", details=check.problems)
+        readers = list(
+            Membership.objects.filter(study=study, role=Membership.Role.READER)
+            .select_related("user")
+            .order_by("user__username")
+        )
+        modalities = list(study.modalities.order_by("order"))
+        cases = list(Case.objects.filter(study=study).select_related("patient").order_by("case_id"))
+        schedule = design.make_schedule(
+            study.design,
+            study.seed,
+            readers=[m.user_id for m in readers],
+            cases=[design.CaseRef(c.pk, c.patient_id) for c in cases],
+            modalities=[m.pk for m in modalities],
+            grouping=study.patient_grouping,
+        )
+        n_items = 0
+        for membership in readers:
+            for index, items in enumerate(schedule[membership.user_id], start=1):
+                session = ReadingSession.objects.create(
+                    study=study, reader=membership.user, index=index, available_from=now if index == 1 else None
+                )
+                SessionItem.objects.bulk_create(
+                    SessionItem(
+                        session=session,
+                        position=position,
+                        case_id=case_pk,
+                        modality_id=modality_pk,
+                        study=study,
+                        reader=membership.user,
+                    )
+                    for position, (case_pk, modality_pk) in enumerate(items)
+                )
+                n_items += len(items)
+        before = study_actions.study_state(study)
+        study_actions.mark_launched(study, now)
+        audit.record(
+            actor,
+            Verb.LAUNCH_STUDY,
+            study,
+            study=study,
+            before=before,
+            after={
+                **study_actions.study_state(study),
+                "readers": len(readers),
+                "items": n_items,
+                "warnings": check.warnings,
+            },
+        )
+    return n_items
 
 
 def _own_session(actor: Any, session_id: int, *, lock: bool) -> ReadingSession:
@@ -52,7 +119,7 @@ def start_session(actor: Any, session: ReadingSession, *, now: datetime | None =
             return session
         session.started_at = now
         session.save(update_fields=["started_at"])
-        audit.record(actor, "start_session", session, study=session.study, after={"started_at": now.isoformat()})
+        audit.record(actor, Verb.START_SESSION, session, study=session.study, after={"started_at": now.isoformat()})
     return session
 
 
@@ -129,7 +196,7 @@ def submit_read(
             _finish_session(session, now)
         audit.record(
             actor,
-            "submit_read",
+            Verb.SUBMIT_READ,
             read,
             study=study,
             after={

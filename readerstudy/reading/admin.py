@@ -1,16 +1,33 @@
-"""Read-only admin views of sessions, reads and the audit trail (actions are the only writers)."""
+"""Read-only admin views of sessions and reads (actions are the only writers), and the Study admin's launch.
 
-import csv
-import json
+The launch action is defined here, not in studies/admin.py: launch writes this app's rows, and studies (a lower
+floor) imports nothing of reading. This module adds it to StudyAdmin through ``StudyAdmin.add_action``.
+"""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
-from readerstudy.csvsafe import safe_row
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
-from readerstudy.studies.admin import ReadOnlyAdminMixin
-from readerstudy.studies.admin_scope import StudyScopedAdminMixin
+from readerstudy.core.admin import ReadOnlyAdminMixin, StudyScopedAdminMixin
+from readerstudy.core.errors import ActionError
+from readerstudy.reading import actions
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
+from readerstudy.studies.admin import StudyAdmin
+from readerstudy.studies.models import Study
+
+
+@admin.action(description="Launch selected studies (write reading orders, open sessions)")
+def launch(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Study]) -> None:
+    for study in queryset:
+        try:
+            n_items = actions.launch_study(request.user, study)
+        except ActionError as exc:
+            model_admin.message_user(request, str(exc), level=messages.ERROR)
+        else:
+            model_admin.message_user(request, f"{study.name}: launched, {n_items} items stored", level=messages.SUCCESS)
+
+
+StudyAdmin.add_action(launch, first=True)
 
 
 class SessionItemInline(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.TabularInline):
@@ -41,41 +58,3 @@ class ReadAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("study", "reader", "case", "modality", "rating", "active_seconds", "submitted_at")
     list_filter = ("study", "reader", "modality__key")
     list_select_related = ("study", "reader", "case", "modality")
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    study_field = "study"
-    list_display = ("created_at", "actor", "verb", "object_type", "object_id", "study")
-    list_filter = ("verb", "object_type", "study", ("actor", admin.RelatedOnlyFieldListFilter))
-    search_fields = ("object_id", "actor__username", "verb")
-    date_hierarchy = "created_at"
-    list_select_related = ("actor", "study")
-    readonly_fields = (
-        "created_at",
-        "actor",
-        "study",
-        "verb",
-        "object_type",
-        "object_id",
-        "before",
-        "after",
-        "seq",
-        "prev_hash",
-        "hash",
-        "source_hash",
-    )
-    actions = ["export_csv"]
-
-    @admin.action(description="Export selected events as CSV")
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> HttpResponse:
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
-        writer = csv.writer(response)
-        writer.writerow(["id", "created_at", "actor", "study", "verb", "object_type", "object_id", "before", "after"])
-        for e in queryset.select_related("actor", "study").order_by("created_at", "id"):
-            actor = e.actor.get_username() if e.actor else ""
-            study = e.study.name if e.study else ""
-            row = [e.pk, e.created_at.isoformat(), actor, study, e.verb, e.object_type, e.object_id]
-            writer.writerow(safe_row([*row, json.dumps(e.before), json.dumps(e.after)]))  # no formulas
-        return response

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.actions import shown_prediction
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 from readerstudy.reading import access, actions
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study

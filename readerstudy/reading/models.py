@@ -1,9 +1,8 @@
-"""Reading sessions, their stored case orders, reads, and the append-only audit trail."""
+"""Reading sessions, their stored case orders, and reads (the audit trail is core.models.AuditEvent)."""
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
-from django.utils import timezone
 
 from inference.models import Prediction
 from readerstudy.studies.models import Case, Modality, Study
@@ -89,55 +88,3 @@ class Read(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reader} {self.case}/{self.modality}: {self.rating}"
-
-
-class AuditQuerySet(models.QuerySet):
-    def update(self, **kwargs):  # noqa: ANN003, ANN201 - Django's signature
-        raise PermissionError("audit events are append-only")
-
-    def delete(self):  # noqa: ANN201
-        raise PermissionError("audit events are append-only")
-
-
-class AuditEvent(models.Model):
-    """Append-only record of every action: who did what to which object, with before/after state."""
-
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
-    )
-    study = models.ForeignKey(Study, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events")
-    verb = models.CharField(max_length=50)
-    object_type = models.CharField(max_length=50)
-    object_id = models.CharField(max_length=64)
-    before = models.JSONField(null=True, blank=True)
-    after = models.JSONField(null=True, blank=True)
-    # Set by audit.append() before hashing (auto_now_add would overwrite it after); a restore keeps the original.
-    created_at = models.DateTimeField(default=timezone.now, db_index=True, editable=False)
-    # The hash chain (reading/chain.py): position, the previous event's hash, this event's hash.
-    seq = models.PositiveBigIntegerField(unique=True, editable=False)
-    prev_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
-    source_hash = models.CharField(
-        max_length=64,
-        blank=True,
-        default="",
-        editable=False,
-        help_text="Its hash in the database it was restored from.",
-    )
-
-    objects = AuditQuerySet.as_manager()
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["object_type", "object_id"])]
-
-    def __str__(self) -> str:
-        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor} {self.verb} {self.object_type} {self.object_id}"
-
-    def save(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        if self.pk is not None:
-            raise PermissionError("audit events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-        raise PermissionError("audit events are append-only")

@@ -1,24 +1,11 @@
-from django.urls import path, re_path, register_converter
+from django.urls import path, re_path
 
 from readerstudy.reading import api, views
 
 app_name = "reading"
 
 
-class IdConverter:
-    """Database ids: at most 18 digits (bigint range); anything else falls through to the API's JSON 404."""
-
-    regex = "[0-9]{1,18}"
-
-    def to_python(self, value: str) -> int:
-        return int(value)
-
-    def to_url(self, value: int) -> str:
-        return str(value)
-
-
-register_converter(IdConverter, "id")
-
+# <id:...> is core.converters.IdConverter, registered by CoreConfig.ready().
 urlpatterns = [
     path("", views.worklist, name="worklist"),
     path("session/<id:session_id>/", views.reading_page, name="session"),

@@ -5,7 +5,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from readerstudy.errors import NotFound
+from readerstudy.core.errors import NotFound
 from readerstudy.reading import access
 from readerstudy.reading.api import session_payload
 

@@ -1,12 +1,19 @@
-"""The one door for statisticians' mutations: request an export, start an analysis run."""
+"""The one door for statisticians' mutations: queue an export or an analysis run, report its progress, finish it.
+
+Enqueueing is not here: ``results.jobs`` queues a job through this module and enqueues its task, which calls
+this module back (jobs -> tasks -> actions, no circle).
+"""
 
 from typing import Any
 
+from django.core.files.base import ContentFile
 from django.db import transaction
 
-from readerstudy.errors import InvalidInput, NotAllowed
-from readerstudy.reading import audit
-from readerstudy.results.models import AnalysisRun, Export
+from readerstudy.core import audit
+from readerstudy.core.errors import InvalidInput, NotAllowed
+from readerstudy.core.jobs import finish_job
+from readerstudy.core.models import Verb
+from readerstudy.results.models import AnalysisRun, Export, ResultsJob
 from readerstudy.studies.models import Membership, Study
 
 RESULTS_ROLES = (Membership.Role.STATISTICIAN, Membership.Role.ADMIN)
@@ -31,24 +38,21 @@ def _check_has_reads(study: Study) -> None:
         raise InvalidInput(f"study {study.name!r} has not been launched: there are no reads yet")
 
 
-def request_export(actor: Any, study: Study, kind: str) -> Export:
-    """Queue an export; the task writes the file (in the demo it runs at once)."""
-    from readerstudy.results.tasks import run_export
-
+def queue_export(actor: Any, study: Study, kind: str) -> Export:
+    """Write a queued export (``jobs.request_export`` enqueues its task)."""
     check_results_access(actor, study)
     _check_has_reads(study)
     if kind not in Export.Kind.values:
         raise InvalidInput(f"export kind {kind!r}: expected one of {', '.join(Export.Kind.values)}")
     with transaction.atomic():
         export = Export.objects.create(study=study, created_by=actor, kind=kind)
-        audit.record(actor, "request_export", export, study=study, after={"kind": kind})
-        transaction.on_commit(lambda: run_export.enqueue(export.pk))
+        audit.record(actor, Verb.REQUEST_EXPORT, export, study=study, after={"kind": kind})
     return export
 
 
-def start_analysis(actor: Any, study: Study, parameters: dict) -> AnalysisRun:
+def queue_analysis(actor: Any, study: Study, parameters: dict) -> AnalysisRun:
+    """Write a queued analysis run with checked parameters (``jobs.start_analysis`` enqueues its task)."""
     from readerstudy.results.runs import check_parameters
-    from readerstudy.results.tasks import run_analysis_task
 
     check_results_access(actor, study)
     _check_has_reads(study)
@@ -58,6 +62,55 @@ def start_analysis(actor: Any, study: Study, parameters: dict) -> AnalysisRun:
         raise InvalidInput(str(exc)) from None
     with transaction.atomic():
         run = AnalysisRun.objects.create(study=study, created_by=actor, parameters=parameters)
-        audit.record(actor, "start_analysis", run, study=study, after=parameters)
-        transaction.on_commit(lambda: run_analysis_task.enqueue(run.pk))
+        audit.record(actor, Verb.START_ANALYSIS, run, study=study, after=parameters)
     return run
+
+
+# --- called by the tasks ------------------------------------------------------------------------------------------
+
+
+def report_progress(job: ResultsJob, fraction: float, message: str) -> None:
+    """A running job's status line for the polling page (not audited: the outcome is)."""
+    job.set_progress(fraction, 1.0, message=message)
+
+
+def finish_export(
+    export: Export, *, file_name: str, content: bytes, n_reads: int, data_sha256: str, software_version: str
+) -> Export:
+    """Store the export's file and mark it done; one FINISH_JOB event."""
+    # Storage is not transactional: the file is written first, so a stored "done" always has its file.
+    export.file.save(f"{export.study_id}/{export.pk}-{file_name}", ContentFile(content), save=False)
+    export.n_reads, export.data_sha256, export.software_version = n_reads, data_sha256, software_version
+    finish_job(
+        export,
+        Export.Status.DONE,
+        actor=export.created_by,
+        study=export.study,
+        message=f"{n_reads} reads exported",
+        also=("file", "n_reads", "data_sha256", "software_version"),
+        after={"kind": export.kind, "reads": n_reads, "data_sha256": data_sha256},
+    )
+    return export
+
+
+def finish_analysis(
+    run: AnalysisRun, *, result: dict, figures: dict, data_sha256: str, software_version: str
+) -> AnalysisRun:
+    """Store the analysis result and its figures' storage names and mark the run done; one FINISH_JOB event."""
+    run.result, run.figures = result, figures
+    run.data_sha256, run.software_version = data_sha256, software_version
+    finish_job(
+        run,
+        AnalysisRun.Status.DONE,
+        actor=run.created_by,
+        study=run.study,
+        message="done",
+        also=("result", "figures", "data_sha256", "software_version"),
+        after={"data_sha256": data_sha256, "software_version": software_version},
+    )
+    return run
+
+
+def fail_job(job: ResultsJob, message: str) -> ResultsJob:
+    """Mark an export or analysis run failed (it keeps how far it got); one FINISH_JOB event."""
+    return finish_job(job, job.Status.FAILED, actor=job.created_by, study=job.study, message=message)

@@ -5,34 +5,24 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from readerstudy.core.models import Job
 from readerstudy.studies.models import Study
 
 
-class Job(models.Model):
-    """Shared state of a background job, shown on the page while it runs."""
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+class ResultsJob(Job):
+    """A statistician's background job (status, progress, message, errors, times: ``core.models.Job``), with the
+    hash of the data it read and the software that made it."""
 
     study = models.ForeignKey(Study, on_delete=models.PROTECT)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    progress = models.FloatField(default=0.0, help_text="0 to 1")
-    message = models.TextField(blank=True, help_text="What it is doing, or why it failed.")
     data_sha256 = models.CharField(max_length=64, blank=True, help_text="Hash of the exported long table.")
     software_version = models.CharField(max_length=100, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(Job.Meta):
         abstract = True
-        ordering = ["-created_at", "-id"]
 
 
-class Export(Job):
+class Export(ResultsJob):
     class Kind(models.TextChoices):
         CSV = "csv", "Analysis-ready CSV + data dictionary (zip)"
         IMRMC = "imrmc", "iMRMC (.imrmc)"
@@ -43,7 +33,7 @@ class Export(Job):
     file = models.FileField(upload_to="exports/", blank=True)
     n_reads = models.PositiveIntegerField(default=0)
 
-    class Meta(Job.Meta):
+    class Meta(ResultsJob.Meta):
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind__in=["csv", "imrmc", "jafroc", "mrmcaov"]), name="export_kind_valid"
@@ -55,12 +45,12 @@ class Export(Job):
         return f"{self.study} {self.kind} export {self.pk} ({self.status})"
 
 
-class AnalysisRun(Job):
+class AnalysisRun(ResultsJob):
     parameters = models.JSONField(help_text="cov, analyses, size bins, cluster by patient, modalities")
     result = models.JSONField(null=True, blank=True, help_text="Analysis JSON per stratum, model AUC, reading time.")
     figures = models.JSONField(default=dict, blank=True, help_text='{"roc": {"png": storage name, "svg": ...}}')
 
-    class Meta(Job.Meta):
+    class Meta(ResultsJob.Meta):
         constraints = [
             models.CheckConstraint(condition=Q(progress__gte=0) & Q(progress__lte=1), name="run_progress_0_1"),
         ]

@@ -1,6 +1,7 @@
 """Background jobs (django-tasks): immediate in the demo, a worker backend in production.
 
-A job records its own progress and outcome on its row; the pages poll it.
+A task computes and calls ``results.actions`` only (progress, then the outcome, each on the job's row, which the
+pages poll); it never saves a row itself. Started by ``results.jobs``.
 """
 
 import io
@@ -8,19 +9,12 @@ import zipfile
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.utils import timezone
 from django_tasks import task
 
-from readerstudy.results.models import AnalysisRun, Export, Job
+from readerstudy.results import actions
+from readerstudy.results.models import AnalysisRun, Export
 from readerstudy.results.runs import run_analysis, software_version
 from readerstudy.results.table import reads_table, table_sha256, to_csv
-
-
-def _progress(job: Job, progress: float, message: str, status: str = Job.Status.RUNNING) -> None:
-    job.progress, job.message, job.status = progress, message, status
-    if status in (Job.Status.DONE, Job.Status.FAILED):
-        job.finished_at = timezone.now()
-    job.save(update_fields=["progress", "message", "status", "finished_at"])
 
 
 def export_bytes(kind: str, study_name: str, table: "object") -> tuple[str, bytes]:
@@ -44,29 +38,34 @@ def export_bytes(kind: str, study_name: str, table: "object") -> tuple[str, byte
 
 
 @task()
-def run_export(export_id: int) -> None:
-    export = Export.objects.select_related("study").get(pk=export_id)
-    _progress(export, 0.1, "reading the study's reads")
+def run_export(*, export_id: int) -> None:
+    export = Export.objects.select_related("study", "created_by").get(pk=export_id)
+    actions.report_progress(export, 0.1, "reading the study's reads")
     try:
         table = reads_table(export.study)
-        _progress(export, 0.5, f"writing {export.get_kind_display()}")
+        actions.report_progress(export, 0.5, f"writing {export.get_kind_display()}")
         name, content = export_bytes(export.kind, export.study.name, table)
-        export.file.save(f"{export.study_id}/{export.pk}-{name}", ContentFile(content), save=False)
-        export.n_reads = len(table)
-        export.data_sha256 = table_sha256(table)
-        export.software_version = software_version()
-        export.save(update_fields=["file", "n_reads", "data_sha256", "software_version"])
-        _progress(export, 1.0, f"{len(table)} reads exported", Job.Status.DONE)
+        actions.finish_export(
+            export,
+            file_name=name,
+            content=content,
+            n_reads=len(table),
+            data_sha256=table_sha256(table),
+            software_version=software_version(),
+        )
     except Exception as exc:
-        _progress(export, export.progress, f"export failed: {exc}", Job.Status.FAILED)
+        actions.fail_job(export, f"export failed: {exc}")
         raise
 
 
-def _figures(run: AnalysisRun, table: "object") -> dict:
-    """ROC curves and the forest plot as PNG and SVG files in storage; none when the analysis failed."""
+def _figures(run: AnalysisRun, result: dict, table: "object") -> dict:
+    """ROC curves and the forest plot as PNG and SVG files in storage; none when the analysis failed.
+
+    Files, not rows: finish_analysis stores their names on the run.
+    """
     from readerstudy.results import figures
 
-    mrmc = run.result.get("mrmc") or {}
+    mrmc = result.get("mrmc") or {}
     if "error" in mrmc:
         return {}
     modalities = list(run.study.modalities.order_by("order"))
@@ -88,21 +87,23 @@ def _figures(run: AnalysisRun, table: "object") -> dict:
 
 
 @task()
-def run_analysis_task(run_id: int) -> None:
-    run = AnalysisRun.objects.select_related("study").get(pk=run_id)
-    _progress(run, 0.1, "reading the study's reads")
+def run_analysis_task(*, run_id: int) -> None:
+    run = AnalysisRun.objects.select_related("study", "created_by").get(pk=run_id)
+    actions.report_progress(run, 0.1, "reading the study's reads")
     try:
         from readerstudy.results.reading_time import reading_time_model
 
         table = reads_table(run.study)
-        run.data_sha256 = table_sha256(table)
-        run.software_version = software_version()
-        _progress(run, 0.3, f"analysing {len(table)} reads")
-        run.result = run_analysis(table, run.parameters, reading_time=reading_time_model)
-        _progress(run, 0.8, "drawing figures")
-        run.figures = _figures(run, table)
-        run.save(update_fields=["result", "figures", "data_sha256", "software_version"])
-        _progress(run, 1.0, "done", Job.Status.DONE)
+        actions.report_progress(run, 0.3, f"analysing {len(table)} reads")
+        result = run_analysis(table, run.parameters, reading_time=reading_time_model)
+        actions.report_progress(run, 0.8, "drawing figures")
+        actions.finish_analysis(
+            run,
+            result=result,
+            figures=_figures(run, result, table),
+            data_sha256=table_sha256(table),
+            software_version=software_version(),
+        )
     except Exception as exc:
-        _progress(run, run.progress, f"analysis failed: {exc}", Job.Status.FAILED)
+        actions.fail_job(run, f"analysis failed: {exc}")
         raise

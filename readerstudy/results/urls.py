@@ -1,6 +1,5 @@
 from django.urls import path
 
-from readerstudy.reading.urls import IdConverter  # noqa: F401 - registers the "id" path converter
 from readerstudy.results import views
 
 app_name = "results"

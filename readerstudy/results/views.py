@@ -11,8 +11,8 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 
-from readerstudy.errors import ActionError
-from readerstudy.results import actions, report
+from readerstudy.core.errors import ActionError
+from readerstudy.results import actions, jobs, report
 from readerstudy.results.models import AnalysisRun, Export
 from readerstudy.results.runs import ANALYSES, COV_METHODS, default_parameters
 from readerstudy.results.table import reads_table
@@ -42,7 +42,7 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
     if request.method == "POST":
         try:
             if "export" in request.POST:
-                export = actions.request_export(request.user, study, request.POST["export"])
+                export = jobs.request_export(request.user, study, request.POST["export"])
                 messages.info(request, f"{export.get_kind_display()}: export {export.pk} requested")
             else:
                 parameters = {
@@ -53,7 +53,7 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
                     ],
                     "cluster_by_patient": request.POST.get("cluster_by_patient") == "on",
                 }
-                run = actions.start_analysis(request.user, study, parameters)
+                run = jobs.start_analysis(request.user, study, parameters)
                 return redirect("results:run", run.pk)
         except (ActionError, ValueError) as exc:
             messages.error(request, str(exc))

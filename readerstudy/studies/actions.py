@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from readerstudy.analysis.errors import AnalysisInputError
 from readerstudy.analysis.strata import check_size_bins
-from readerstudy.errors import Conflict, InvalidInput, NotAllowed, NotReady
-from readerstudy.reading import audit
-from readerstudy.reading.models import ReadingSession, SessionItem
-from readerstudy.studies import design, storage
+from readerstudy.core import audit
+from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed
+from readerstudy.core.models import Verb
+from readerstudy.studies import storage
 from readerstudy.studies.ingest import Ingest, ingest_series
 from readerstudy.studies.manifest import Manifest, read_manifest
 from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
@@ -45,7 +45,8 @@ def _check_draft(study: Study, what: str) -> None:
         raise InvalidInput(f"cannot {what}: study {study.name!r} is {study.status}, set-up is only possible in draft")
 
 
-def _locked(study: Study) -> Study:
+def lock_study(study: Study) -> Study:
+    """The study, re-read and locked for this transaction (reading's launch locks it through here too)."""
     # Serialises set-up actions on one study (e.g. a launch racing a case import).
     return Study.objects.select_for_update().get(pk=study.pk)
 
@@ -58,7 +59,8 @@ def _check_size_bins(bins: Any) -> list[float]:
         raise InvalidInput(str(exc)) from None
 
 
-def _study_state(study: Study) -> dict:
+def study_state(study: Study) -> dict:
+    """What audit events of study-level actions store as before/after."""
     return {
         "name": study.name,
         "design": study.design,
@@ -111,7 +113,7 @@ def create_study(
         Membership.objects.create(study=study, user=actor, role=Membership.Role.ADMIN)
         # The creator becomes the study's admin: part of the same action, so one event says both.
         audit.record(
-            actor, "create_study", study, study=study, after={**_study_state(study), "admin": actor.get_username()}
+            actor, Verb.CREATE_STUDY, study, study=study, after={**study_state(study), "admin": actor.get_username()}
         )
     return study
 
@@ -126,14 +128,14 @@ def update_study(actor: Any, study: Study, **changes: Any) -> Study:
     if "design" in changes and changes["design"] not in Study.Design.values:
         raise InvalidInput(f"design {changes['design']!r}: expected one of {', '.join(Study.Design.values)}")
     with transaction.atomic():
-        study = _locked(study)
+        study = lock_study(study)
         check_study_admin(actor, study)
         _check_draft(study, "change the study")
-        before = _study_state(study)
+        before = study_state(study)
         for key, value in changes.items():
             setattr(study, key, value)
         study.save()  # no case changes with the bins: strata are derived from the diameter where shown
-        audit.record(actor, "update_study", study, study=study, before=before, after=_study_state(study))
+        audit.record(actor, Verb.UPDATE_STUDY, study, study=study, before=before, after=study_state(study))
     return study
 
 
@@ -141,7 +143,7 @@ def add_modality(
     actor: Any, study: Study, key: str, label: str, *, shows_dl: bool, order: int | None = None
 ) -> Modality:
     with transaction.atomic():
-        study = _locked(study)
+        study = lock_study(study)
         check_study_admin(actor, study)
         _check_draft(study, "add a modality")
         if Modality.objects.filter(study=study, key=key).exists():
@@ -154,17 +156,17 @@ def add_modality(
         except IntegrityError:
             raise InvalidInput(f"modality order {order} is taken in {study.name!r}") from None
         audit.record(
-            actor, "add_modality", modality, study=study, after={"key": key, "shows_dl": shows_dl, "order": order}
+            actor, Verb.ADD_MODALITY, modality, study=study, after={"key": key, "shows_dl": shows_dl, "order": order}
         )
     return modality
 
 
 def remove_modality(actor: Any, modality: Modality) -> None:
     with transaction.atomic():
-        study = _locked(modality.study)
+        study = lock_study(modality.study)
         check_study_admin(actor, study)
         _check_draft(study, "remove a modality")
-        audit.record(actor, "remove_modality", modality, study=study, before={"key": modality.key})
+        audit.record(actor, Verb.REMOVE_MODALITY, modality, study=study, before={"key": modality.key})
         modality.delete()
 
 
@@ -172,7 +174,7 @@ def add_member(actor: Any, study: Study, user: Any, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise InvalidInput(f"role {role!r}: expected one of {', '.join(Membership.Role.values)}")
     with transaction.atomic():
-        study = _locked(study)
+        study = lock_study(study)
         check_study_admin(actor, study)
         if role == Membership.Role.READER:
             _check_draft(study, "add a reader")  # launched studies have their sessions fixed
@@ -180,19 +182,19 @@ def add_member(actor: Any, study: Study, user: Any, role: str) -> Membership:
         if existing is not None:
             raise InvalidInput(f"{user} is already {existing.role} of {study.name!r} (one role per study)")
         membership = Membership.objects.create(study=study, user=user, role=role)
-        audit.record(actor, "add_member", membership, study=study, after={"user": user.get_username(), "role": role})
+        audit.record(actor, Verb.ADD_MEMBER, membership, study=study, after={"user": user.get_username(), "role": role})
     return membership
 
 
 def remove_member(actor: Any, membership: Membership) -> None:
     with transaction.atomic():
-        study = _locked(membership.study)
+        study = lock_study(membership.study)
         check_study_admin(actor, study)
         if membership.role == Membership.Role.READER:
             _check_draft(study, "remove a reader")
         audit.record(
             actor,
-            "remove_member",
+            Verb.REMOVE_MEMBER,
             membership,
             study=study,
             before={"user": membership.user.get_username(), "role": membership.role},
@@ -245,7 +247,7 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
 
 def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, name: str, digest: str) -> ImportSummary:
     with transaction.atomic():
-        study = _locked(study)
+        study = lock_study(study)
         _check_draft(study, "import cases")
         patients: dict[str, Patient] = {}
         series: dict[Path, ImageSeries] = {}
@@ -286,7 +288,7 @@ def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, n
         summary = ImportSummary(len(manifest.rows), len(patients), len(series), digest)
         audit.record(
             actor,
-            "import_cases",
+            Verb.IMPORT_CASES,
             study,
             study=study,
             after={
@@ -302,7 +304,8 @@ def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, n
     return summary
 
 
-# --- launch and close ---------------------------------------------------------------------------------------------
+# --- readiness, launch status, close -------------------------------------------------------------------------------
+# Launch itself is reading.actions.launch_study: it writes reading's sessions and items, and calls these.
 
 
 @dataclass(frozen=True)
@@ -354,73 +357,26 @@ def readiness(study: Study) -> Readiness:
     return Readiness(problems, warnings)
 
 
-def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> int:
-    """Write every reader's stored case order and open their first session; returns the number of items."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        study = _locked(study)
-        check_study_admin(actor, study)
-        check = readiness(study)
-        if not check.ready:
-            raise NotReady(f"study {study.name!r} cannot be launched", details=check.problems)
-        readers = list(
-            Membership.objects.filter(study=study, role=Membership.Role.READER)
-            .select_related("user")
-            .order_by("user__username")
-        )
-        modalities = list(study.modalities.order_by("order"))
-        cases = list(Case.objects.filter(study=study).select_related("patient").order_by("case_id"))
-        schedule = design.make_schedule(
-            study.design,
-            study.seed,
-            readers=[m.user_id for m in readers],
-            cases=[design.CaseRef(c.pk, c.patient_id) for c in cases],
-            modalities=[m.pk for m in modalities],
-            grouping=study.patient_grouping,
-        )
-        n_items = 0
-        for membership in readers:
-            for index, items in enumerate(schedule[membership.user_id], start=1):
-                session = ReadingSession.objects.create(
-                    study=study, reader=membership.user, index=index, available_from=now if index == 1 else None
-                )
-                SessionItem.objects.bulk_create(
-                    SessionItem(
-                        session=session,
-                        position=position,
-                        case_id=case_pk,
-                        modality_id=modality_pk,
-                        study=study,
-                        reader=membership.user,
-                    )
-                    for position, (case_pk, modality_pk) in enumerate(items)
-                )
-                n_items += len(items)
-        before = _study_state(study)
-        study.status = Study.Status.LAUNCHED
-        study.launched_at = now
-        study.save(update_fields=["status", "launched_at"])
-        audit.record(
-            actor,
-            "launch_study",
-            study,
-            study=study,
-            before=before,
-            after={**_study_state(study), "readers": len(readers), "items": n_items, "warnings": check.warnings},
-        )
-    return n_items
+def mark_launched(study: Study, now: datetime) -> None:
+    """Set a locked draft study's status to launched; part of ``reading.actions.launch_study``, which writes the
+    sessions and the one audit event in the same transaction (launch writes reading's rows, so it lives there)."""
+    if study.status != Study.Status.DRAFT:
+        raise InvalidInput(f"only a draft study can be launched; {study.name!r} is {study.status}")
+    study.status = Study.Status.LAUNCHED
+    study.launched_at = now
+    study.save(update_fields=["status", "launched_at"])
 
 
 def close_study(actor: Any, study: Study, *, now: datetime | None = None) -> Study:
     """Close a launched study: no more reads are accepted."""
     with transaction.atomic():
-        study = _locked(study)
+        study = lock_study(study)
         check_study_admin(actor, study)
         if study.status != Study.Status.LAUNCHED:
             raise InvalidInput(f"only a launched study can be closed; {study.name!r} is {study.status}")
-        before = _study_state(study)
+        before = study_state(study)
         study.status = Study.Status.CLOSED
         study.closed_at = now or timezone.now()
         study.save(update_fields=["status", "closed_at"])
-        audit.record(actor, "close_study", study, study=study, before=before, after=_study_state(study))
+        audit.record(actor, Verb.CLOSE_STUDY, study, study=study, before=before, after=study_state(study))
     return study

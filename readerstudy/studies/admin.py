@@ -1,31 +1,23 @@
 """Django admin for study admins. Every change goes through ``readerstudy.studies.actions``; every ModelAdmin and
-inline is scoped to the studies the user administers by ``admin_scope.StudyScopedAdminMixin``."""
+inline is scoped to the studies the user administers by ``core.admin.StudyScopedAdminMixin``.
 
+The Study changelist's launch and precompute actions write rows of higher floors (reading's sessions,
+inference's runs): reading/admin.py and inference/admin.py define them and add them with ``StudyAdmin.add_action``,
+so this module imports neither app.
+"""
+
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from readerstudy.errors import ActionError
+from readerstudy.core.admin import ReadOnlyAdminMixin, SizeStratumFilter, StudyScopedAdminMixin
+from readerstudy.core.errors import ActionError
 from readerstudy.studies import actions
-from readerstudy.studies.admin_scope import SizeStratumFilter, StudyScopedAdminMixin
 from readerstudy.studies.models import Case, Membership, Modality, Study
-
-
-class ReadOnlyAdminMixin:
-    """For tables that only actions write: browsable, never edited here."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class ModalityInline(StudyScopedAdminMixin, admin.TabularInline):
@@ -63,7 +55,12 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
     list_filter = ("status", "design")
     search_fields = ("name",)
     inlines = [ModalityInline, MembershipInline, CaseInline]
-    actions = ["launch", "close", "precompute"]
+    actions = ["close"]  # launch and precompute are added by reading/admin.py and inference/admin.py
+
+    @classmethod
+    def add_action(cls, action: Callable, *, first: bool = False) -> None:
+        """Offer an admin action defined on a higher floor (which may import this module; this one not it)."""
+        cls.actions = [action, *cls.actions] if first else [*cls.actions, action]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Study]:
         return (
@@ -159,31 +156,6 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
         except ActionError as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
             return HttpResponseRedirect(request.path)
-
-    @admin.action(description="Launch selected studies (write reading orders, open sessions)")
-    def launch(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
-        for study in queryset:
-            try:
-                n_items = actions.launch_study(request.user, study)
-            except ActionError as exc:
-                self.message_user(request, str(exc), level=messages.ERROR)
-            else:
-                self.message_user(request, f"{study.name}: launched, {n_items} items stored", level=messages.SUCCESS)
-
-    @admin.action(description="Precompute DL predictions (phantom UNet, CPU) in the background")
-    def precompute(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:
-        from inference.actions import start_precompute
-
-        for study in queryset:
-            try:
-                run = start_precompute(request.user, study)
-            except ActionError as exc:
-                self.message_user(request, str(exc), level=messages.ERROR)
-            else:
-                url = reverse("admin:inference_precomputerun_change", args=[run.pk])
-                self.message_user(
-                    request, format_html('{}: precompute run <a href="{}">{}</a> started', study.name, url, run.pk)
-                )
 
     @admin.action(description="Close selected studies (no more reads)")
     def close(self, request: HttpRequest, queryset: QuerySet[Study]) -> None:

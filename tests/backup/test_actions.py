@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from readerstudy.backup import actions
-from readerstudy.errors import NotAllowed
-from readerstudy.reading import audit
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core import audit
+from readerstudy.core.errors import NotAllowed
+from readerstudy.core.models import AuditEvent
 from readerstudy.studies import actions as study_actions
 from readerstudy.studies.models import Study
 from tests.factories import build_study, make_user

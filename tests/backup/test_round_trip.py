@@ -16,7 +16,8 @@ from django.core.management.base import CommandError
 
 from inference.models import Prediction
 from readerstudy.backup import actions
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
 from readerstudy.studies.storage import series_names, study_prefix
 from tests.factories import build_study

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from fixtures.browser import log_in as browser_log_in
 from fixtures.studies import phantom_crossover_study
 from inference.models import Prediction
+from readerstudy.reading.actions import launch_study
 from readerstudy.reading.models import Read, ReadingSession
-from readerstudy.studies import actions
 from readerstudy.studies.models import Study
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
@@ -33,7 +33,7 @@ def build_study(tmp_path) -> Study:
     )
     # The real precompute with the demo models: the page must show the overlays it stores.
     call_command("precompute", "--study", built.study.name, "--no-progress")
-    actions.launch_study(built.admin, built.study)
+    launch_study(built.admin, built.study)
     return built.study
 
 

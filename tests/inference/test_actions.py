@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from inference.actions import record_prediction, start_precompute
+from inference.actions import record_prediction
+from inference.jobs import start_precompute
 from inference.models import Prediction
-from readerstudy.errors import Conflict
+from readerstudy.core.errors import Conflict
 from readerstudy.studies import actions as study_actions
 from tests.factories import build_study, make_user
 

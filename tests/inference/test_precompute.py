@@ -12,7 +12,7 @@ from django.test import Client
 
 from fixtures.phantom import generate_demo_study
 from inference.models import PrecomputeRun, Prediction
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core.models import AuditEvent
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
 from readerstudy.studies.storage import series_names
@@ -98,7 +98,9 @@ def test_admin_starts_precompute_as_a_background_task_with_status(study, monkeyp
     )
     run = PrecomputeRun.objects.get(study=study)
     assert "precompute run" in response.content.decode()
-    assert (run.status, run.n_cases, run.n_done, run.n_failed) == ("done", 4, 4, 0)
+    assert (run.status, run.n_cases, run.n_done, run.n_failed, run.progress) == ("done", 4, 4, 0, 1.0)
+    event = AuditEvent.objects.get(verb="finish_job")  # the outcome, written by the action that finished it
+    assert (event.object_type, event.object_id, event.after["status"]) == ("precomputerun", str(run.pk), "done")
     page = client.get(f"/admin/inference/precomputerun/{run.pk}/change/").content.decode()
     assert "4 of 4" in page or "done" in page.lower()
 

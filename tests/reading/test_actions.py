@@ -7,9 +7,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from readerstudy.errors import Conflict, InvalidInput, NotFound, NotOpenYet
+from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotOpenYet
+from readerstudy.core.models import AuditEvent
 from readerstudy.reading import actions
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession
+from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions as study_actions
 from tests.factories import build_study, make_user
 

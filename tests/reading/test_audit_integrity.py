@@ -13,9 +13,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from readerstudy.reading import audit
-from readerstudy.reading.chain import GENESIS, canonical, event_hash, verify_chain
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core import audit
+from readerstudy.core.chain import GENESIS, canonical, event_hash, verify_chain
+from readerstudy.core.models import AuditEvent, Verb
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
 from tests.audit_triggers import audit_triggers_off
@@ -107,7 +107,7 @@ def test_the_hash_is_stable_through_the_database_round_trip(db):
     }
     study = actions.create_study(admin, "Round trip")
     with transaction.atomic():
-        created = audit.record(admin, "test", study, study=study, after=after)
+        created = audit.record(admin, Verb.UPDATE_STUDY, study, study=study, after=after)
     stored = AuditEvent.objects.get(pk=created.pk)
     assert stored.hash == created.hash == event_hash(stored)
     assert stored.created_at == created.created_at
@@ -264,7 +264,7 @@ def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
                 Study.objects.select_for_update().get(pk=study.pk)
                 locked.set()
                 time.sleep(0.5)  # B is now inside record()
-                audit.record(admin, "a", study, study=study)
+                audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -274,7 +274,7 @@ def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
         try:
             locked.wait(5)
             with transaction.atomic():
-                audit.record(admin, "b", study, study=study)
+                audit.record(admin, Verb.CLOSE_STUDY, study, study=study)
         except BaseException as exc:
             errors.append(exc)
         finally:
@@ -286,5 +286,8 @@ def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
     for t in threads:
         t.join(30)
     assert errors == []
-    assert list(AuditEvent.objects.order_by("seq").values_list("verb", flat=True))[-2:] == ["a", "b"]
+    assert list(AuditEvent.objects.order_by("seq").values_list("verb", flat=True))[-2:] == [
+        "update_study",
+        "close_study",
+    ]
     assert "3 events, chain intact" in verify_audit()

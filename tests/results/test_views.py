@@ -13,6 +13,7 @@ from django.utils.html import escape
 
 from inference.actions import record_prediction
 from readerstudy.analysis import analyse
+from readerstudy.reading.actions import launch_study
 from readerstudy.reading.models import Read
 from readerstudy.results import formats
 from readerstudy.results.models import AnalysisRun, Export
@@ -47,7 +48,7 @@ def study(tmp_path):
             inputs_sha256=str(case.pk),
             probability=p,
         )
-    study_actions.launch_study(admin, study)
+    launch_study(admin, study)
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "11")
     return study
 
@@ -191,9 +192,9 @@ def test_unanalysable_data_gives_a_message_not_a_crash(tmp_path):
     study = build_study(tmp_path, readers=1, n_patients=2, lesions_per_patient=2, name="Tiny")
     call_command("simulate_reads", study.name, "--no-progress")
     admin = make_user("admin", superuser=True)
-    from readerstudy.results import actions
+    from readerstudy.results import jobs
 
-    run = actions.start_analysis(admin, study, {"cov": "jackknife", "analyses": ["rrrc"], "size_bins_mm": [10, 30]})
+    run = jobs.start_analysis(admin, study, {"cov": "jackknife", "analyses": ["rrrc"], "size_bins_mm": [10, 30]})
     run.refresh_from_db()
     assert run.status == "done"
     client = Client()

@@ -12,9 +12,10 @@ import pytest
 from django.core.files.storage import default_storage
 from django.test import Client
 
-from readerstudy.errors import InvalidInput
+from readerstudy.core.errors import InvalidInput
+from readerstudy.core.models import AuditEvent
 from readerstudy.reading import actions as reading_actions
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession
+from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, ImageSeries, Patient, Truth
 from tests.factories import balanced_rows, build_study, make_user, manifest_row, write_manifest, write_series
@@ -311,8 +312,8 @@ def test_disk_full_midway_is_a_row_error_and_removes_everything(tmp_path, admin,
 def test_database_failure_while_applying_removes_the_files(tmp_path, admin, study, media_root, monkeypatch, failure):
     from django.db import IntegrityError
 
-    from readerstudy.errors import Conflict
-    from readerstudy.reading import audit
+    from readerstudy.core import audit
+    from readerstudy.core.errors import Conflict
 
     real_ingest = actions.ingest_series
     stored = []

@@ -16,9 +16,10 @@ from django.db import transaction
 from django.test import Client
 from openpyxl import load_workbook
 
+from readerstudy.core import audit
+from readerstudy.core.models import AuditEvent
 from readerstudy.csvsafe import safe_cell, safe_frame
-from readerstudy.reading import audit
-from readerstudy.reading.models import AuditEvent
+from readerstudy.reading.actions import launch_study
 from readerstudy.results import dictionary, formats
 from readerstudy.results.models import Export
 from readerstudy.results.table import reads_table, to_csv
@@ -141,7 +142,7 @@ def hostile_study(tmp_path, monkeypatch):
     actions.import_cases(admin, study, write_manifest(tmp_path / "import", balanced_rows(4, 1)))
     Case.objects.filter(study=study, case_id="P001-L1").update(case_id=CASE)  # straight into the database
     Patient.objects.filter(study=study, pseudonym="P001").update(pseudonym=PATIENT)
-    actions.launch_study(admin, study)
+    launch_study(admin, study)
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "3")
     return study
 
@@ -198,7 +199,7 @@ def test_audit_csv_export_neutralises_usernames_and_study_names(hostile_study):
     with transaction.atomic():  # through the chain, as every event is written
         audit.append(AuditEvent(actor=reader, study=hostile_study, verb="=evil", object_type="+x", object_id="@1"))
     ids = list(AuditEvent.objects.values_list("pk", flat=True))
-    response = admin.post("/admin/reading/auditevent/", {"action": "export_csv", "_selected_action": ids})
+    response = admin.post("/admin/core/auditevent/", {"action": "export_csv", "_selected_action": ids})
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert len(rows) == len(ids) + 1

@@ -10,7 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.test import Client, override_settings
 
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core.models import AuditEvent
 from tests.factories import build_study, make_user
 
 pytestmark = pytest.mark.django_db
@@ -85,11 +85,11 @@ def test_audit_log_exports_as_csv_and_stays_append_only(tmp_path):
     admin = Client()
     admin.force_login(make_user("admin", superuser=True))
     ids = list(AuditEvent.objects.values_list("pk", flat=True))
-    response = admin.post("/admin/reading/auditevent/", {"action": "export_csv", "_selected_action": ids})
+    response = admin.post("/admin/core/auditevent/", {"action": "export_csv", "_selected_action": ids})
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(response.content.decode())))
     assert len(rows) == len(ids) and {r["verb"] for r in rows} >= {"create_study", "import_cases", "launch_study"}
-    filtered = admin.get("/admin/reading/auditevent/?verb__exact=launch_study")
+    filtered = admin.get("/admin/core/auditevent/?verb__exact=launch_study")
     assert filtered.status_code == 200 and "launch_study" in filtered.content.decode()
     assert AuditEvent.objects.count() == len(ids)
 

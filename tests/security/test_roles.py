@@ -31,7 +31,9 @@ def world(tmp_path, monkeypatch):
     other_reader = make_user("outsider")
     actions.add_member(superuser, other, other_reader, "reader")
     coordinator = make_user("coordinator", staff=True)
-    coordinator.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=["studies", "reading"]))
+    coordinator.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label__in=["core", "studies", "reading"])
+    )
     actions.add_member(superuser, study, coordinator, "admin")
     actions.add_member(superuser, study, make_user("stat"), "statistician")
     reader = make_user("reader1")
@@ -81,7 +83,7 @@ MATRIX = [
     ("missing run", "get", "/results/run/999999/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
     ("admin study list", "get", "/admin/studies/study/", [302, 302, 302, 302, OK, OK]),
     ("admin cases (truth)", "get", "/admin/studies/case/", [302, 302, 302, 302, OK, OK]),
-    ("admin audit", "get", "/admin/reading/auditevent/", [302, 302, 302, 302, OK, OK]),
+    ("admin audit", "get", "/admin/core/auditevent/", [302, 302, 302, 302, OK, OK]),
     ("admin sessions", "get", "/admin/reading/readingsession/", [302, 302, 302, 302, OK, OK]),
     ("admin reads", "get", "/admin/reading/read/", [302, 302, 302, 302, OK, OK]),
     # The coordinator holds no inference permissions.
@@ -93,8 +95,8 @@ MATRIX = [
     ("admin other study", "get", "/admin/studies/study/{other}/change/", [302, 302, 302, 302, 302, OK]),
     ("admin other history", "get", "/admin/studies/study/{other}/history/", [302, 302, 302, 302, 302, OK]),
     ("admin other case", "get", "/admin/studies/case/{other_case}/change/", [302, 302, 302, 302, 302, OK]),
-    ("admin filter other", "get", "/admin/reading/auditevent/?study__id__exact={other}&_facets", [302] * 4 + [OK] * 2),
-    ("admin search other", "get", "/admin/reading/auditevent/?q=outsider", [302, 302, 302, 302, OK, OK]),
+    ("admin filter other", "get", "/admin/core/auditevent/?study__id__exact={other}&_facets", [302] * 4 + [OK] * 2),
+    ("admin search other", "get", "/admin/core/auditevent/?q=outsider", [302, 302, 302, 302, OK, OK]),
 ]
 
 

@@ -4,8 +4,10 @@ from collections import Counter
 
 import pytest
 
-from readerstudy.errors import InvalidInput, NotAllowed, NotReady
-from readerstudy.reading.models import AuditEvent, ReadingSession, SessionItem
+from readerstudy.core.errors import InvalidInput, NotAllowed, NotReady
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.actions import launch_study
+from readerstudy.reading.models import ReadingSession, SessionItem
 from readerstudy.studies import actions
 from readerstudy.studies.models import Membership, Study
 from tests.factories import balanced_rows, build_study, make_user, write_manifest
@@ -53,7 +55,7 @@ def test_each_setup_action_writes_exactly_one_audit_event(tmp_path, admin):
         ("add_member", lambda: actions.add_member(admin, study, make_user("stat"), "statistician")),
         ("import_cases", lambda: actions.import_cases(admin, study, write_manifest(tmp_path, balanced_rows(3, 2)))),
         ("update_study", lambda: actions.update_study(admin, study, washout_days=14)),
-        ("launch_study", lambda: actions.launch_study(admin, study)),
+        ("launch_study", lambda: launch_study(admin, study)),
         ("close_study", lambda: actions.close_study(admin, study)),
     ]
     for verb, step in steps:
@@ -68,7 +70,7 @@ def test_launch_is_refused_with_every_unmet_check(admin):
     actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
     events_before = AuditEvent.objects.count()
     with pytest.raises(NotReady) as caught:
-        actions.launch_study(admin, study)
+        launch_study(admin, study)
     details = caught.value.details
     assert "at least 2 modalities needed, 1 configured" in details
     assert "at least 1 reader needed, none added" in details
@@ -114,7 +116,7 @@ def test_stored_order_matches_the_design_and_is_never_recomputed(tmp_path, admin
     )
     # Re-running launch is refused; the rows stay exactly as written.
     with pytest.raises(NotReady, match="cannot be launched"):
-        actions.launch_study(admin, study)
+        launch_study(admin, study)
     again = list(
         SessionItem.objects.filter(study=study)
         .order_by("session_id", "position")

@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core.models import AuditEvent
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, Membership, Modality, Study
 from tests.factories import build_study, make_user
@@ -113,12 +113,10 @@ def test_launch_refusal_lists_every_problem_in_the_admin(logged_in, admin_user):
 def test_audit_log_is_read_only_in_the_admin(tmp_path, logged_in):
     build_study(tmp_path, readers=1)
     event = AuditEvent.objects.first()
-    assert logged_in.get(reverse("admin:reading_auditevent_changelist")).status_code == 200
-    assert logged_in.get(reverse("admin:reading_auditevent_change", args=[event.pk])).status_code == 200
-    assert logged_in.get(reverse("admin:reading_auditevent_add")).status_code == 403
-    assert (
-        logged_in.post(reverse("admin:reading_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
-    )
+    assert logged_in.get(reverse("admin:core_auditevent_changelist")).status_code == 200
+    assert logged_in.get(reverse("admin:core_auditevent_change", args=[event.pk])).status_code == 200
+    assert logged_in.get(reverse("admin:core_auditevent_add")).status_code == 403
+    assert logged_in.post(reverse("admin:core_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
 
 

@@ -19,15 +19,17 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from inference.models import PrecomputeRun, Prediction
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession
+from readerstudy.core.admin import SCOPED_FILTERS, StudyScopedAdminMixin, study_path
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.actions import launch_study
+from readerstudy.reading.models import Read, ReadingSession
 from readerstudy.studies import actions
-from readerstudy.studies.admin_scope import SCOPED_FILTERS, StudyScopedAdminMixin, study_path
 from readerstudy.studies.models import Case, Study
 from tests.factories import balanced_rows, make_user, predict_all, write_manifest
 
 pytestmark = pytest.mark.django_db
 
-OUR_APPS = {"studies", "reading", "inference", "results"}
+OUR_APPS = {"core", "studies", "reading", "inference", "results"}
 # How the test itself finds an object's study (independent of the admins' declared study_field). A new
 # ModelAdmin of our apps fails test_every_admin_of_our_apps_is_study_scoped until it is listed here.
 OWNER = {Study: "pk", Case: "study", ReadingSession: "study", Read: "study", AuditEvent: "study",
@@ -49,7 +51,7 @@ def _study(tmp_path, superuser, name, prefix, readers, *, launch=True):
     actions.import_cases(superuser, study, write_manifest(tmp_path / prefix, rows))
     predict_all(study, 0.7)  # before launch, which freezes predictions
     if launch:
-        actions.launch_study(superuser, study)
+        launch_study(superuser, study)
         call_command("simulate_reads", name, "--no-progress")
     PrecomputeRun.objects.create(study=study, created_by=superuser, backend="phantom-unet", device="cpu")
     study.refresh_from_db()
@@ -61,7 +63,7 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr("django.db.transaction.on_commit", lambda func, using=None, robust=False: func())
     superuser = make_user("admin", superuser=True)
     cross = make_user("cross", staff=True)  # reads Alpha, statistician of Charlie, administers Bravo
-    apps = ["studies", "reading", "inference", "results"]
+    apps = ["core", "studies", "reading", "inference", "results"]
     cross.user_permissions.add(*Permission.objects.filter(content_type__app_label__in=apps))
     cross.user_permissions.add(Permission.objects.get(codename="view_user"))
     alpha = _study(tmp_path, superuser, "Alpha", "A", [cross, make_user("alpha_reader")])

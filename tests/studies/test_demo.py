@@ -3,8 +3,9 @@
 import pytest
 from django.core.management import call_command
 
-from readerstudy.reading.models import AuditEvent, ReadingSession, SessionItem
-from readerstudy.studies.management.commands.demo import DEMO_STUDY
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import ReadingSession, SessionItem
+from readerstudy.results.management.commands.demo import DEMO_STUDY
 from readerstudy.studies.models import Case, Membership, Patient, Study
 from tests.factories import build_study
 
@@ -44,7 +45,7 @@ def test_demo_precomputes_its_own_studies_and_never_blocks_on_another_studys_fai
     """Another study's case that cannot be predicted is reported; the demo still finishes (make demo serves)."""
     from inference.management.commands import precompute as command
     from inference.precompute import PrecomputeSummary
-    from readerstudy.studies.management.commands.demo import SIMULATED_STUDY
+    from readerstudy.results.management.commands.demo import SIMULATED_STUDY
 
     settings.BASE_DIR = tmp_path
     monkeypatch.setenv("DEMO_PASSWORD", "demo-pass-123")

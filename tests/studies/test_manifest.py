@@ -6,8 +6,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 from django.core.files.storage import default_storage
 
-from readerstudy.errors import InvalidInput
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core.errors import InvalidInput
+from readerstudy.core.models import AuditEvent
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, ImageSeries, Patient, Truth
 from readerstudy.studies.storage import series_names

@@ -4,7 +4,8 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from readerstudy.reading.models import AuditEvent, Read, ReadingSession, SessionItem
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Case, Membership, Modality, Study, Truth
 from tests.factories import build_study, make_user
 

@@ -11,7 +11,8 @@ from django.core.files.storage import InMemoryStorage, default_storage, storages
 from django.test import Client
 
 from imaging.series import read_series
-from readerstudy.errors import InvalidInput
+from readerstudy.core.errors import InvalidInput
+from readerstudy.reading.actions import launch_study
 from readerstudy.reading.models import ReadingSession
 from readerstudy.studies import actions
 from readerstudy.studies.storage import local_series_folder, series_names
@@ -55,7 +56,7 @@ def test_import_readiness_and_slices_without_a_file_system(tmp_path, media_root)
         assert volume.shape[0] == series.n_slices
     assert not folder.exists()
 
-    actions.launch_study(make_user("admin", superuser=True), study)
+    launch_study(make_user("admin", superuser=True), study)
     client = Client()
     client.force_login(make_user("reader1"))
     session = ReadingSession.objects.get(study=study, reader__username="reader1", index=1)

@@ -1,7 +1,7 @@
 """Audit hash chain, and the database refusing every rewrite of the audit table on both vendors.
 
 - Fields ``seq``, ``prev_hash``, ``hash``, ``source_hash``; existing events are chained in id order (their
-  append order) with ``readerstudy.reading.chain``, the code ``record()`` uses.
+  append order) with ``readerstudy.core.chain``, the code ``record()`` uses.
 - SQLite: ``BEFORE UPDATE`` and ``BEFORE DELETE`` triggers (0002 added the PostgreSQL row triggers).
 - PostgreSQL: a ``BEFORE TRUNCATE`` statement trigger (row triggers do not fire on TRUNCATE, nor on
   ``TRUNCATE ... CASCADE`` from a referenced table).
@@ -15,7 +15,7 @@ The only way past the triggers is the table owner's DDL (DROP/DISABLE TRIGGER); 
 from django.db import migrations, models
 from django.utils import timezone
 
-from readerstudy.reading.chain import GENESIS, event_hash
+from readerstudy.core.chain import GENESIS, event_hash
 
 SQLITE_CREATE = [
     """CREATE TRIGGER reading_auditevent_no_update BEFORE UPDATE ON reading_auditevent

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.backup import actions
 from readerstudy.backup.archive import read_manifest
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 from readerstudy.studies.models import Study
 
 

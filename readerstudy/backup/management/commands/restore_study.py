@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.backup import actions
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 from readerstudy.studies.storage import study_prefix
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 from readerstudy.reading import actions
 from readerstudy.reading.models import ReadingSession
 from readerstudy.results.simulate import SimulatedCase, parse_effects, simulate_ratings

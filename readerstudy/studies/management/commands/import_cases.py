@@ -6,7 +6,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.errors import ActionError
+from readerstudy.core.errors import ActionError
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
 

@@ -1,4 +1,8 @@
-"""Set up the demo: synthetic phantom study, demo users, a launched crossover study. Safe to run twice."""
+"""Set up the demo: synthetic phantom study, demo users, a launched crossover study. Safe to run twice.
+
+It lives in results, the top floor, because it drives every app below it: studies' set-up, inference's
+precompute, reading's launch, results' simulated reads.
+"""
 
 import os
 import secrets
@@ -15,6 +19,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
 
+from readerstudy.reading.actions import launch_study
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, Study
 
@@ -80,11 +85,11 @@ class Command(BaseCommand):
         if study.status == Study.Status.DRAFT:
             for warning in actions.readiness(study).warnings:
                 self.stdout.write(self.style.WARNING(f"warning: {warning}"))
-            n_items = actions.launch_study(users["admin"], study)
+            n_items = launch_study(users["admin"], study)
             self.stdout.write(self.style.SUCCESS(f"launched {study.name!r}: {n_items} reading items stored"))
         if simulated.status == Study.Status.DRAFT:
             # Launched in the past so that both sessions, 28 days apart, lie before today.
-            actions.launch_study(users["admin"], simulated, now=timezone.now() - timedelta(days=60))
+            launch_study(users["admin"], simulated, now=timezone.now() - timedelta(days=60))
             call_command(
                 "simulate_reads", simulated.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout
             )

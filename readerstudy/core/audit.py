@@ -1,6 +1,6 @@
 """The one way to append an audit event; called by actions inside their transaction.
 
-Events form a hash chain (reading/chain.py); ``verify_audit`` walks it. Call ``record()`` as late in the action
+Events form a hash chain (core/chain.py); ``verify_audit`` walks it. Call ``record()`` as late in the action
 as the action allows: from there to the commit the transaction holds the chain lock, which every other action's
 ``record()`` waits for.
 """
@@ -14,13 +14,13 @@ from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from readerstudy.reading.chain import GENESIS, ChainReport, event_hash, verify_chain
-from readerstudy.reading.models import AuditEvent
-from readerstudy.studies.models import Study
+from readerstudy.core.chain import GENESIS, ChainReport, event_hash, verify_chain
+from readerstudy.core.models import AuditEvent, Verb
 
 # pg_advisory_xact_lock key of the chain head ("audit" in ASCII); released at commit or rollback.
 CHAIN_LOCK = 0x6175646974
-# What migrations 0002 and 0003 install; verify_audit reports any that is missing.
+# What reading's migrations 0002 and 0003 install (the table predates the core app); verify_audit reports any
+# that is missing.
 TRIGGERS = {
     "sqlite": ("reading_auditevent_no_update", "reading_auditevent_no_delete"),
     "postgresql": ("reading_auditevent_append_only", "reading_auditevent_no_truncate"),
@@ -29,20 +29,23 @@ TRIGGERS = {
 
 def record(
     actor: Any,
-    verb: str,
+    verb: Verb,
     obj: models.Model,
     *,
-    study: Study | None = None,
+    study: models.Model | None = None,
     before: dict | None = None,
     after: dict | None = None,
 ) -> AuditEvent:
+    """Append the event of one action: ``verb`` must be a ``Verb`` (a free string is refused)."""
+    if not isinstance(verb, Verb):
+        raise TypeError(f"audit verb {verb!r}: expected a Verb member (add new verbs to core.models.Verb)")
     # An event written outside the action's transaction could survive a rolled-back change (or vice versa).
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit events must be written inside the action's transaction")
     event = AuditEvent(
         actor=actor if getattr(actor, "pk", None) else None,
         study=study,
-        verb=verb,
+        verb=verb.value,
         object_type=obj._meta.model_name,
         object_id=str(obj.pk),
         before=_as_stored(before),
@@ -79,7 +82,8 @@ def _lock_chain(connection: BaseDatabaseWrapper, event: AuditEvent) -> None:
     # holding the study FOR UPDATE while it waits for the chain lock would otherwise deadlock with us.
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        for model, pk in ((Study, event.study_id), (get_user_model(), event.actor_id)):
+        study_model = AuditEvent._meta.get_field("study").related_model  # studies.Study, without importing it
+        for model, pk in ((study_model, event.study_id), (get_user_model(), event.actor_id)):
             if pk is not None:
                 table, column = quote(model._meta.db_table), quote(model._meta.pk.column)
                 cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s FOR KEY SHARE", [pk])

@@ -6,8 +6,9 @@ hash; deleting one leaves a gap in ``seq`` and a ``prev_hash`` that no longer ma
 from the edited event onwards is not detected here: compare the head (printed by ``verify_audit``) with a copy
 kept outside the database for that.
 
-No model imports: migration 0003 chains the existing rows with these same functions. Changing the payload or the
-canonical form breaks every stored hash; that needs a new payload version and a migration that re-chains.
+No model imports: reading's migration 0003 chains the existing rows with these same functions. Changing the
+payload or the canonical form breaks every stored hash; that needs a new payload version and a migration that
+re-chains.
 """
 
 import hashlib

@@ -5,9 +5,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from readerstudy.reading import audit
-from readerstudy.reading.chain import verify_chain
-from readerstudy.reading.models import AuditEvent
+from readerstudy.core import audit
+from readerstudy.core.chain import verify_chain
+from readerstudy.core.models import AuditEvent
 
 
 class Command(BaseCommand):
