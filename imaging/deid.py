@@ -362,7 +362,7 @@ def _clean(ds: Dataset, salt: str, days: int, removed: dict[str, int], top: bool
         _clean_element(elem, salt, days, removed, count)
 
 
-def _clean_element(
+def _clean_element(  # noqa: C901
     elem: DataElement, salt: str, days: int, removed: dict[str, int], count: Callable[[str], None]
 ) -> None:
     vr = elem.VR
@@ -414,7 +414,7 @@ def _method_codes() -> DicomSequence:
     return DicomSequence(items)
 
 
-def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: str) -> DeidReport:
+def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: str) -> DeidReport:  # noqa: C901
     """De-identify the series in ``src_folder`` into ``dst_folder``: a new or empty folder, never a link.
 
     Only files ``dst_folder/0001.dcm``... are written, each created exclusively (an existing file or a symbolic

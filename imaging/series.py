@@ -176,7 +176,7 @@ def _floats(ds: Dataset, keyword: str, n: int, path: Path) -> np.ndarray:
     return arr
 
 
-def repair_uids(headers: list[SliceHeader], *, repair: bool = True) -> list[str]:
+def repair_uids(headers: list[SliceHeader], *, repair: bool = True) -> list[str]:  # noqa: C901
     """Fill blank SOP class/instance, series, study and frame-of-reference UIDs in place; return notes.
 
     Policy (deterministic, so re-reading gives the same UIDs):
@@ -251,7 +251,7 @@ def repair_uids(headers: list[SliceHeader], *, repair: bool = True) -> list[str]
     return notes
 
 
-def scan_series(
+def scan_series(  # noqa: C901
     folder: Path,
     *,
     modalities: Sequence[str] = ("CT",),

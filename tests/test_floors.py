@@ -102,7 +102,7 @@ def test_every_import_points_to_its_floor_or_below():
     assert not upward, "imports that run back up:\n" + "\n".join(sorted(upward))
 
 
-def test_the_import_graph_has_no_circle():
+def test_the_import_graph_has_no_circle():  # noqa: C901
     edges = graph()
     # Package __init__ files re-exporting their own modules are not circles of the code.
     edges = {s: {t for t in ts if not s.startswith(t + ".")} for s, ts in edges.items()}

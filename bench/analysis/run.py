@@ -49,10 +49,18 @@ def bench_one(n_cases: int, cov: str, seed: int = 1) -> dict:
     analyse(table, cov=cov)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"n_cases": n_cases, "n_ratings": int(ratings.size), "analyse_s": analyse_s, "core_s": core_s,
-            "sort_s": sort_s, "ratio_to_sort": analyse_s / sort_s, "peak_mib": peak / 2**20,
-            "peak_bytes_per_rating": peak / ratings.size, "goal_s": GOALS_S.get(n_cases),
-            "meets_goal": None if n_cases not in GOALS_S or cov != "jackknife" else analyse_s <= GOALS_S[n_cases]}
+    return {
+        "n_cases": n_cases,
+        "n_ratings": int(ratings.size),
+        "analyse_s": analyse_s,
+        "core_s": core_s,
+        "sort_s": sort_s,
+        "ratio_to_sort": analyse_s / sort_s,
+        "peak_mib": peak / 2**20,
+        "peak_bytes_per_rating": peak / ratings.size,
+        "goal_s": GOALS_S.get(n_cases),
+        "meets_goal": None if n_cases not in GOALS_S or cov != "jackknife" else analyse_s <= GOALS_S[n_cases],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,19 +70,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(Path(__file__).with_name("results.json")), help="JSON output path")
     args = parser.parse_args(argv)
     rows = []
-    header = (f"{'N':>8} {'ratings':>9} {'analyse s':>10} {'core s':>8} {'sort s':>8} {'x sort':>7} "
-              f"{'peak MiB':>9} {'B/rating':>9} goal (jackknife)")
+    header = (
+        f"{'N':>8} {'ratings':>9} {'analyse s':>10} {'core s':>8} {'sort s':>8} {'x sort':>7} "
+        f"{'peak MiB':>9} {'B/rating':>9} goal (jackknife)"
+    )
     print(f"10 readers x 2 modalities, cov={args.cov}, all of RRRC/FRRC/RRFC")
     print(header)
     for n in (int(s) for s in args.sizes.split(",")):
         r = bench_one(n, args.cov)
         rows.append(r)
         goal = "" if r["meets_goal"] is None else f"<= {r['goal_s']} s: {'ok' if r['meets_goal'] else 'MISSED'}"
-        print(f"{n:>8} {r['n_ratings']:>9} {r['analyse_s']:>10.4f} {r['core_s']:>8.4f} {r['sort_s']:>8.4f} "
-              f"{r['ratio_to_sort']:>7.1f} {r['peak_mib']:>9.1f} {r['peak_bytes_per_rating']:>9.0f} {goal}", flush=True)
-    info = {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
-            "cpu_count": os.cpu_count(), "cov": args.cov, "design": "10 readers x 2 modalities, 40% positive",
-            "results": rows}
+        print(
+            f"{n:>8} {r['n_ratings']:>9} {r['analyse_s']:>10.4f} {r['core_s']:>8.4f} {r['sort_s']:>8.4f} "
+            f"{r['ratio_to_sort']:>7.1f} {r['peak_mib']:>9.1f} {r['peak_bytes_per_rating']:>9.0f} {goal}",
+            flush=True,
+        )
+    info = {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "cpu_count": os.cpu_count(),
+        "cov": args.cov,
+        "design": "10 readers x 2 modalities, 40% positive",
+        "results": rows,
+    }
     Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0

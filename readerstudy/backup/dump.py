@@ -109,7 +109,7 @@ def _storage_member(name: str, stored: str) -> Member:
     return Member(name, opener=partial(default_storage.open, stored, "rb"), source=stored)
 
 
-def _collect(study: Study, images: bool) -> tuple[list[Member], dict[str, int]]:
+def _collect(study: Study, images: bool) -> tuple[list[Member], dict[str, int]]:  # noqa: C901
     """Dump every table; list the files that go with it."""
     user_model = get_user_model()
     objects = {name: list(qs.order_by("pk")) for name, qs in _querysets(study).items()}

@@ -118,7 +118,7 @@ def _reader_label(reader: str) -> str:
     return f"Reader {reader}" if str(reader).isdigit() else str(reader)
 
 
-def roc_curves(
+def roc_curves(  # noqa: C901
     df: pd.DataFrame,
     modality_order: Sequence[str] | None = None,
     result: dict | None = None,

@@ -318,7 +318,7 @@ class Readiness:
         return not self.problems
 
 
-def readiness(study: Study) -> Readiness:
+def readiness(study: Study) -> Readiness:  # noqa: C901
     """Every unmet launch condition (problems) and what the admin should know (warnings)."""
     problems: list[str] = []
     warnings: list[str] = []

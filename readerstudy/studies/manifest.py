@@ -58,7 +58,7 @@ def show(value: str, limit: int = 40) -> str:
     return repr(value[:limit]) + f"... ({len(value)} characters)"
 
 
-def id_problem(value: str) -> str | None:
+def id_problem(value: str) -> str | None:  # noqa: C901
     """Why ``value`` cannot be a pseudonymous id (patient_id, case_id), or None when it can."""
     if not value:
         return "empty"
@@ -150,7 +150,7 @@ def read_manifest(path: Path, existing_case_ids: set[str] = frozenset()) -> Mani
     return manifest
 
 
-def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: ErrorSink) -> None:
+def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: ErrorSink) -> None:  # noqa: C901
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)  # bounded even if the file grows while we read it

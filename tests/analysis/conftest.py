@@ -28,4 +28,5 @@ def assert_close(actual, expected, what: str, rel: float = REL) -> None:
         return
     assert actual is not None, f"{what}: got None, expected {expected!r}"
     assert math.isclose(actual, expected, rel_tol=rel, abs_tol=1e-15), (
-        f"{what}: {actual!r} != {expected!r} (rel diff {abs(actual - expected) / abs(expected):.2e})")
+        f"{what}: {actual!r} != {expected!r} (rel diff {abs(actual - expected) / abs(expected):.2e})"
+    )

@@ -9,8 +9,17 @@ import math
 from scipy import stats
 
 SKIP = object()
-VC = {"var_R": "var_r", "var_TR": "var_tr", "var_error": "var_error", "cov1": "cov1", "cov2": "cov2",
-      "cov3": "cov3", "r1": "r1", "r2": "r2", "r3": "r3"}
+VC = {
+    "var_R": "var_r",
+    "var_TR": "var_tr",
+    "var_error": "var_error",
+    "cov1": "cov1",
+    "cov2": "cov2",
+    "cov3": "cov3",
+    "r1": "r1",
+    "r2": "r2",
+    "r3": "r3",
+}
 
 
 def leaves(obj, path=()):
@@ -28,14 +37,26 @@ def leaves(obj, path=()):
 def _anova(ours, key):
     t, r = len(ours["modalities"]), ours["n_readers"]
     a = ours["anova"]
-    return {"MS_T": a["ms_t"], "MS_R": a["ms_r"], "MS_TR": a["ms_tr"], "SS_T": a["ms_t"] * (t - 1),
-            "SS_R": a["ms_r"] * (r - 1), "SS_TR": a["ms_tr"] * (t - 1) * (r - 1)}[key]
+    return {
+        "MS_T": a["ms_t"],
+        "MS_R": a["ms_r"],
+        "MS_TR": a["ms_tr"],
+        "SS_T": a["ms_t"] * (t - 1),
+        "SS_R": a["ms_r"] * (r - 1),
+        "SS_TR": a["ms_tr"] * (t - 1) * (r - 1),
+    }[key]
 
 
 def _test(d, key):
     """A difference / single-modality entry (MRMCaov and RJafroc spellings)."""
-    key = {"Estimate": "estimate", "StdErr": "se", "DF": "df", "PrGTz": "p", "CILower": "ci_lower",
-           "CIUpper": "ci_upper"}.get(key, key)
+    key = {
+        "Estimate": "estimate",
+        "StdErr": "se",
+        "DF": "df",
+        "PrGTz": "p",
+        "CILower": "ci_lower",
+        "CIUpper": "ci_upper",
+    }.get(key, key)
     if key == "comparison":
         return " - ".join(d["modalities"])
     if key in ("ci_lower", "ci_upper"):
@@ -45,7 +66,7 @@ def _test(d, key):
     return d[{"MS_R_": "ms_r", "Cov2": "cov2", "Var_Error_": "var_error"}.get(key, key)]
 
 
-def mrmcaov_value(ours, path):
+def mrmcaov_value(ours, path):  # noqa: C901
     """Leaf of MRMCaov's ``results[<cov>]`` block (``ours`` analysed with frrc_truncate=False)."""
     match path:
         case ("cov_method",):
@@ -62,8 +83,12 @@ def mrmcaov_value(ours, path):
             return ours["var_components"][VC[key]]
         case (analysis, "global_test", key):
             res = ours[analysis.lower()]
-            return {"MS_T": ours["anova"]["ms_t"], "MS_TR": ours["anova"]["ms_tr"], "F": res.get("f"),
-                    "X2": res.get("chisq")}.get(key, res.get(key))
+            return {
+                "MS_T": ours["anova"]["ms_t"],
+                "MS_TR": ours["anova"]["ms_tr"],
+                "F": res.get("f"),
+                "X2": res.get("chisq"),
+            }.get(key, res.get(key))
         case (analysis, "diffs", i, key):
             return _test(ours[analysis.lower()]["differences"][i], key)
         case (analysis, "single_modality", i, "modality"):
@@ -79,12 +104,18 @@ def mrmcaov_value(ours, path):
             mod, rdr = ours["modalities"][m], ours["readers"][r]
             auc, se = ours["auc"][mod][rdr], ours["auc_se"][mod][rdr]
             half = stats.norm.ppf(0.975) * se
-            return {"modality": mod, "reader": rdr, "auc": auc, "se": se, "ci_lower": max(auc - half, 0.0),
-                    "ci_upper": min(auc + half, 1.0)}[key]
+            return {
+                "modality": mod,
+                "reader": rdr,
+                "auc": auc,
+                "se": se,
+                "ci_lower": max(auc - half, 0.0),
+                "ci_upper": min(auc + half, 1.0),
+            }[key]
     raise KeyError(path)
 
 
-def common_value(ours, path):
+def common_value(ours, path):  # noqa: C901
     """Top-level study counts and AUCs, shared by the peer files."""
     match path:
         case ("n_readers",):
@@ -113,7 +144,7 @@ def common_value(ours, path):
     raise KeyError(path)
 
 
-def rjafroc_value(ours, path):
+def rjafroc_value(ours, path):  # noqa: C901
     """Leaf of an RJafroc file (``ours`` analysed with jackknife and frrc_truncate=True).
 
     RJafroc, like the Iowa program, puts max(Cov2 - Cov3, 0) into var(TR) (and so var(R)); we report the
@@ -137,13 +168,22 @@ def rjafroc_value(ours, path):
             return vc[VC[key]]
         case ("individual_modality", i, key):
             mod = ours["modalities"][i]
-            return {"DF": r - 1, "msREachTrt": ours["anova"]["ms_r_by_modality"][i],
-                    "varEachTrt": ours["frrc"]["single"][mod]["var_error"],
-                    "cov2EachTrt": ours["frrc"]["single"][mod]["cov2"], "_row": f"trt{i + 1}"}[key]
+            return {
+                "DF": r - 1,
+                "msREachTrt": ours["anova"]["ms_r_by_modality"][i],
+                "varEachTrt": ours["frrc"]["single"][mod]["var_error"],
+                "cov2EachTrt": ours["frrc"]["single"][mod]["cov2"],
+                "_row": f"trt{i + 1}",
+            }[key]
         case ("individual_reader", j, key):
             row = ours["frrc"]["per_reader"][j * (t * (t - 1) // 2)]
-            return {"DF": t - 1, "msTEachRdr": ours["anova"]["ms_t_by_reader"][j], "varEachRdr": row["var_error"],
-                    "cov1EachRdr": row["cov1"], "_row": f"rdr{j + 1}"}[key]
+            return {
+                "DF": t - 1,
+                "msTEachRdr": ours["anova"]["ms_t_by_reader"][j],
+                "varEachRdr": row["var_error"],
+                "cov1EachRdr": row["cov1"],
+                "_row": f"rdr{j + 1}",
+            }[key]
         case ("results", analysis, "global_test", key):
             res = ours[analysis.lower()]
             return {"MS_T": ours["anova"]["ms_t"], "F": res.get("f"), "X2": res.get("chisq")}.get(key, res.get(key))
@@ -161,7 +201,8 @@ def rjafroc_value(ours, path):
         case ("results", "FRRC", "per_reader_diffs", i, "_row"):
             d = ours["frrc"]["per_reader"][i]
             return f"rdr{ours['readers'].index(d['reader']) + 1}::" + "-".join(
-                f"trt{ours['modalities'].index(m) + 1}" for m in d["modalities"])
+                f"trt{ours['modalities'].index(m) + 1}" for m in d["modalities"]
+            )
         case ("results", "FRRC", "per_reader_diffs", i, key):
             return _test(ours["frrc"]["per_reader"][i], key)
     return common_value(ours, path)
@@ -192,7 +233,15 @@ def roi_run_value(ours, path):
             return _test(ours[analysis.lower()]["differences"][0], key)
         case (analysis, "global_test", key):
             res = ours[analysis.lower()]
-            return {"MS(T)": ours["anova"]["ms_t"], "MS(T:R)": ours["anova"]["ms_tr"], "Cov1": vc["cov1"],
-                    "Cov2": vc["cov2"], "Cov3": vc["cov3"], "Denominator": res["denominator"], "F": res.get("f"),
-                    "X2": res.get("chisq"), "p-value": res["p"]}.get(key, res.get(key))
+            return {
+                "MS(T)": ours["anova"]["ms_t"],
+                "MS(T:R)": ours["anova"]["ms_tr"],
+                "Cov1": vc["cov1"],
+                "Cov2": vc["cov2"],
+                "Cov3": vc["cov3"],
+                "Denominator": res["denominator"],
+                "F": res.get("f"),
+                "X2": res.get("chisq"),
+                "p-value": res["p"],
+            }.get(key, res.get(key))
     return common_value(ours, path)

@@ -9,9 +9,12 @@ from readerstudy.analysis import AnalysisInputError, analyse
 
 def table(n_readers=2, n_modalities=2, n_cases=6, seed=0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    rows = [{"reader": f"R{r}", "modality": f"M{m}", "case": f"c{k}", "truth": k % 2,
-             "rating": float(rng.integers(1, 6))}
-            for m in range(n_modalities) for r in range(n_readers) for k in range(n_cases)]
+    rows = [
+        {"reader": f"R{r}", "modality": f"M{m}", "case": f"c{k}", "truth": k % 2, "rating": float(rng.integers(1, 6))}
+        for m in range(n_modalities)
+        for r in range(n_readers)
+        for k in range(n_cases)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -37,8 +40,11 @@ def test_case_with_two_truths_names_case_and_rows():
 def test_missing_reads_name_the_cells():
     df = table()
     df = df[~((df["reader"] == "R1") & (df["modality"] == "M0") & df["case"].isin(["c3", "c4"]))]
-    with pytest.raises(AnalysisInputError, match=r"not fully crossed: 2 .*reader 'R1' x modality 'M0' x case 'c3'; "
-                                                 r"reader 'R1' x modality 'M0' x case 'c4'"):
+    with pytest.raises(
+        AnalysisInputError,
+        match=r"not fully crossed: 2 .*reader 'R1' x modality 'M0' x case 'c3'; "
+        r"reader 'R1' x modality 'M0' x case 'c4'",
+    ):
         analyse(df)
 
 
@@ -104,8 +110,11 @@ def test_unknown_options():
     with pytest.raises(AnalysisInputError, match="analyses"):
         analyse(table(), analyses=("dbm",))
     with pytest.raises(AnalysisInputError, match="unclustered data only"):
-        analyse(table().assign(patient=lambda d: d["case"].str[:2].where(d["case"] < "c3", "p9")),
-                cov="unbiased", cluster="patient")
+        analyse(
+            table().assign(patient=lambda d: d["case"].str[:2].where(d["case"] < "c3", "p9")),
+            cov="unbiased",
+            cluster="patient",
+        )
 
 
 def test_unreadable_csv(tmp_path):

@@ -14,8 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "readerstudy.analysis", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "readerstudy.analysis", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_writes_the_documented_json(refdata, tmp_path):
@@ -24,8 +25,22 @@ def test_cli_writes_the_documented_json(refdata, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "RRRC: F = 4.4563, df = (1, 15.260), p = 0.0517" in proc.stdout
     result = json.loads(out.read_text())
-    assert {"n_readers", "n_cases", "n_positive", "n_negative", "n_clusters", "cov_method", "modalities",
-            "readers", "auc", "modality_auc", "var_components", "rrrc", "frrc", "rrfc"} <= set(result)
+    assert {
+        "n_readers",
+        "n_cases",
+        "n_positive",
+        "n_negative",
+        "n_clusters",
+        "cov_method",
+        "modalities",
+        "readers",
+        "auc",
+        "modality_auc",
+        "var_components",
+        "rrrc",
+        "frrc",
+        "rrfc",
+    } <= set(result)
     assert (result["n_readers"], result["n_cases"], result["n_positive"], result["n_negative"]) == (5, 114, 45, 69)
     assert result["n_clusters"] is None and result["cov_method"] == "jackknife"
     assert result["modalities"] == ["1", "2"] and result["readers"] == ["1", "2", "3", "4", "5"]

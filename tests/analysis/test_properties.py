@@ -49,22 +49,25 @@ def test_auc_and_covariance_unchanged_by_monotone_transform(data, kind):
 @given(rating_rows())
 def test_closed_form_jackknife_equals_brute_force(data):
     x, truth, _ = data
-    np.testing.assert_allclose(jackknife_cov(placements(x, truth)), brute.jackknife_cov(x, truth),
-                               rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        jackknife_cov(placements(x, truth)), brute.jackknife_cov(x, truth), rtol=1e-9, atol=1e-15
+    )
 
 
 @given(rating_rows(clustered=True))
 def test_closed_form_clustered_jackknife_equals_brute_force(data):
     x, truth, clusters = data
-    np.testing.assert_allclose(jackknife_cov(placements(x, truth), clusters),
-                               brute.jackknife_cov(x, truth, clusters), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        jackknife_cov(placements(x, truth), clusters), brute.jackknife_cov(x, truth, clusters), rtol=1e-9, atol=1e-15
+    )
 
 
 @given(rating_rows(clustered=True))
 def test_clustered_delong_equals_obuchowski_written_out(data):
     x, truth, clusters = data
-    np.testing.assert_allclose(delong_cov(placements(x, truth), clusters),
-                               brute.obuchowski_cov(x, truth, clusters), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(
+        delong_cov(placements(x, truth), clusters), brute.obuchowski_cov(x, truth, clusters), rtol=1e-9, atol=1e-15
+    )
 
 
 @given(rating_rows())
@@ -84,8 +87,13 @@ def test_unbiased_equals_u_statistic_written_out(data):
 
 def _study(x, truth, n_modalities):
     g, k = x.shape
-    return ReaderStudy([f"m{i}" for i in range(n_modalities)], [f"r{j}" for j in range(g // n_modalities)],
-                       np.arange(k, dtype=object), truth, x.reshape(n_modalities, -1, k))
+    return ReaderStudy(
+        [f"m{i}" for i in range(n_modalities)],
+        [f"r{j}" for j in range(g // n_modalities)],
+        np.arange(k, dtype=object),
+        truth,
+        x.reshape(n_modalities, -1, k),
+    )
 
 
 @given(rating_rows(max_rows=1, max_cases=12), st.integers(0, 2**32 - 1))

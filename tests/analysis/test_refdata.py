@@ -98,6 +98,7 @@ def test_clustered_roi_data(refdata):
     with_lesion = {int(c) for c in study.clusters[study.truth]}
     n = 0
     for name, ours in runs.items():
+
         def value(path, ours=ours):
             match path:
                 case ("n_patients_normal",):
@@ -105,16 +106,23 @@ def test_clustered_roi_data(refdata):
                 case ("n_patients_abnormal",):
                     return len(with_lesion)
             return roi_run_value(ours, path)
+
         n += _compare(ref["all"][name], value, name)
     top = {k: v for k, v in ref.items() if k not in ("all", "versions", "dataset", "csv", "R_version")}
-    expected_top = {"n_readers": clustered["n_readers"], "n_modalities": len(clustered["modalities"]),
-                    "n_patients": clustered["n_clusters"], "n_units": clustered["n_cases"],
-                    "n_pos_units": clustered["n_positive"], "n_neg_units": clustered["n_negative"]}
+    expected_top = {
+        "n_readers": clustered["n_readers"],
+        "n_modalities": len(clustered["modalities"]),
+        "n_patients": clustered["n_clusters"],
+        "n_units": clustered["n_cases"],
+        "n_pos_units": clustered["n_positive"],
+        "n_neg_units": clustered["n_negative"],
+    }
     assert top == expected_top
     assert n > 100
 
 
 # ---- the Iowa program's own printout (OR-DBM MRMC 2.51): every number, to the digits it prints ----
+
 
 def _printed(text: str, ours: float, what: str) -> None:
     """ours rounds to the printed ``text`` (half a unit in its last printed digit)."""
@@ -126,10 +134,10 @@ NUM = r"(-?\d+\.\d+|-?\d+)"
 
 
 def _section(text: str, start: str, end: str) -> str:
-    return text[text.index(start): text.index(end, text.index(start))]
+    return text[text.index(start) : text.index(end, text.index(start))]
 
 
-def test_iowa_printout(refdata):
+def test_iowa_printout(refdata):  # noqa: C901
     text = (refdata / "vandyke_ORDBM-MRMC-2.51_iowa_output.txt").read_text()
     ours = analyse(refdata / "vandyke.csv", cov="jackknife")
     mods, readers = ours["modalities"], ours["readers"]
@@ -149,8 +157,11 @@ def test_iowa_printout(refdata):
 
     anova = _section(text, "TREATMENT X READER ANOVA of AUCs", "READER ANOVAs")
     t, r = len(mods), len(readers)
-    ms = {"T": (ours["anova"]["ms_t"], t - 1), "R": (ours["anova"]["ms_r"], r - 1),
-          "T*R": (ours["anova"]["ms_tr"], (t - 1) * (r - 1))}
+    ms = {
+        "T": (ours["anova"]["ms_t"], t - 1),
+        "R": (ours["anova"]["ms_r"], r - 1),
+        "T*R": (ours["anova"]["ms_tr"], (t - 1) * (r - 1)),
+    }
     for source, ss, df, mean_sq in re.findall(rf"^\s+(T|R|T\*R)\s+{NUM}\s+(\d+)\s+{NUM}\s*$", anova, re.M):
         _printed(mean_sq, ms[source][0], f"MS({source})")
         _printed(ss, ms[source][0] * ms[source][1], f"SS({source})")
@@ -163,8 +174,14 @@ def test_iowa_printout(refdata):
 
     comps = _section(text, "Obuchowski-Rockette variance component", "Corresponding DBM")
     vc = ours["var_components"]
-    names = {"Var(R)": ("var_r", None), "Var(T*R)": ("var_tr", None), "COV1": ("cov1", "r1"),
-             "COV2": ("cov2", "r2"), "COV3": ("cov3", "r3"), "Var(Error)": ("var_error", None)}
+    names = {
+        "Var(R)": ("var_r", None),
+        "Var(T*R)": ("var_tr", None),
+        "COV1": ("cov1", "r1"),
+        "COV2": ("cov2", "r2"),
+        "COV3": ("cov3", "r3"),
+        "Var(Error)": ("var_error", None),
+    }
     for name, (key, corr) in names.items():
         row = re.search(rf"^ {re.escape(name)}\s+{NUM}(?:\s+{NUM})?\s*$", comps, re.M)
         _printed(row.group(1), vc[key], name)
@@ -175,9 +192,12 @@ def test_iowa_printout(refdata):
 
     rrrc = _section(text, "Analysis 1 (OR Analysis)", "Analysis 2 (OR Analysis)")
     g = re.search(rf"Treatment\s+1\s+{NUM}\s+{NUM}\s+{NUM}\s*\n\s*Error term\s+{NUM}\s+{NUM}", rrrc)
-    for value, ours_v, what in zip(g.groups(), [ours["anova"]["ms_t"], ours["rrrc"]["f"], ours["rrrc"]["p"],
-                                                ours["rrrc"]["df2"], ours["rrrc"]["denominator"]],
-                                   ["MS(T)", "F", "p", "ddf", "error term"], strict=True):
+    for value, ours_v, what in zip(
+        g.groups(),
+        [ours["anova"]["ms_t"], ours["rrrc"]["f"], ours["rrrc"]["p"], ours["rrrc"]["df2"], ours["rrrc"]["denominator"]],
+        ["MS(T)", "F", "p", "ddf", "error term"],
+        strict=True,
+    ):
         _printed(value, ours_v, f"RRRC {what}")
         checked += 1
     d = ours["rrrc"]["differences"][0]
@@ -206,18 +226,21 @@ def test_iowa_printout(refdata):
         row = re.search(rf"^\s+{m}\s+{NUM}\s+{NUM}\s+\({NUM} ,\s+{NUM}\)\s*$", frrc, re.M).groups()
         for value, ours_v in zip(row, [s["auc"], s["se"], *s["ci"]], strict=True):
             _printed(value, ours_v, f"FRRC single {m}")
-        row = re.search(rf"^\s+{m}\s+{NUM}\s+{NUM}\s*$", _section(frrc, "Treatment  Var(Error)", "StdErr"),
-                        re.M).groups()
+        row = re.search(
+            rf"^\s+{m}\s+{NUM}\s+{NUM}\s*$", _section(frrc, "Treatment  Var(Error)", "StdErr"), re.M
+        ).groups()
         _printed(row[0], s["var_error"], f"FRRC Var(Error) {m}")
         _printed(row[1], s["cov2"], f"FRRC Cov2 {m}")
         checked += 6
     for pr in ours["frrc"]["per_reader"]:
-        row = re.search(rf"^\s+{pr['reader']}\s+1 - 2\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s+\({NUM} ,\s+{NUM}\)",
-                        frrc, re.M).groups()
+        row = re.search(
+            rf"^\s+{pr['reader']}\s+1 - 2\s+{NUM}\s+{NUM}\s+{NUM}\s+{NUM}\s+\({NUM} ,\s+{NUM}\)", frrc, re.M
+        ).groups()
         for value, ours_v in zip(row, [pr["estimate"], pr["se"], pr["z"], pr["p"], *pr["ci"]], strict=True):
             _printed(value, ours_v, f"FRRC reader {pr['reader']}")
-        row = re.search(rf"^\s+{pr['reader']}\s+{NUM}\s+{NUM}\s*$", _section(frrc, "Reader  Var(Error)", "StdErr"),
-                        re.M).groups()
+        row = re.search(
+            rf"^\s+{pr['reader']}\s+{NUM}\s+{NUM}\s*$", _section(frrc, "Reader  Var(Error)", "StdErr"), re.M
+        ).groups()
         _printed(row[0], pr["var_error"], f"Var(Error) reader {pr['reader']}")
         _printed(row[1], pr["cov1"], f"Cov1 reader {pr['reader']}")
         checked += 8

@@ -11,8 +11,9 @@ from readerstudy.analysis.simulate import roe_metz
 def test_rrrc_null_rejection_rate_is_nominal():
     rng = np.random.default_rng(20240601)
     n_studies = 2000  # binomial SE of the rate at 5%: 0.0049, so [0.035, 0.065] is +-3 SE
-    p = np.array([analyse_study(roe_metz(5, 2, 50, 50, rng), analyses=("rrrc",))["rrrc"]["p"]
-                  for _ in range(n_studies)])
+    p = np.array(
+        [analyse_study(roe_metz(5, 2, 50, 50, rng), analyses=("rrrc",))["rrrc"]["p"] for _ in range(n_studies)]
+    )
     rate = float((p < 0.05).mean())
     assert 0.035 <= rate <= 0.065, rate
 

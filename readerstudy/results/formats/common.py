@@ -16,7 +16,6 @@ class FormatError(ValueError):
     """A peer-format file that cannot be read; the message names the line, sheet or row."""
 
 
-
 def _id(value: object) -> str:
     """An id as text: integral floats (Excel, pandas) lose their '.0' so that 3.0 and '3' are the same id."""
     if isinstance(value, float) and value.is_integer():
@@ -88,5 +87,3 @@ def _cases(df: pd.DataFrame) -> pd.DataFrame:
     cases = df.drop_duplicates("case")[cols]
     cases = cases.assign(_key=_id_order(cases["case"])).sort_values(["truth", "_key"], kind="stable")
     return cases.drop(columns="_key").reset_index(drop=True)
-
-

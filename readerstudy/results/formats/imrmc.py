@@ -56,7 +56,7 @@ def write_imrmc(df: pd.DataFrame, description: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_imrmc(text: str) -> pd.DataFrame:
+def read_imrmc(text: str) -> pd.DataFrame:  # noqa: C901
     """Parse ``.imrmc`` text into ``reader, modality, case, truth, rating`` (line numbers in errors are 1-based)."""
     lines = text.splitlines()
     begin = next((i for i, line in enumerate(lines) if line.strip().upper().startswith("BEGIN DATA")), None)

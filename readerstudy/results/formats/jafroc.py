@@ -132,7 +132,7 @@ def _cell_id(value: object, sheet: str, row: int, column: str) -> str:
     return _id(value)
 
 
-def read_jafroc(data: bytes, case_map: Mapping[int, str] | None = None) -> pd.DataFrame:
+def read_jafroc(data: bytes, case_map: Mapping[int, str] | None = None) -> pd.DataFrame:  # noqa: C901
     """Parse a JAFROC ROC workbook into ``reader, modality, case, truth, rating`` (+ ``patient`` if stored).
 
     Case ids come from ``case_map`` (JAFROC CaseID -> id) if given, else from the map :func:`write_jafroc`
