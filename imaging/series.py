@@ -1,5 +1,8 @@
 """Read one CT series folder into a validated :class:`Volume` (pydicom 3; JPEG 2000 etc. through pylibjpeg).
 
+(Slightly over 400 lines: scanning, geometry checks, UID repair and volume assembly are one reader's steps and
+share its header type; split them only if one grows.)
+
 Conventions:
 
 * Arrays are ``[z, y, x]`` = ``[k, j, i]``: ``k`` the slice in the sorted order, ``j`` the image row, ``i`` the
