@@ -4,11 +4,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.backup import actions
 from readerstudy.backup.archive import read_manifest
+from readerstudy.core.commands import acting_user
 from readerstudy.core.errors import ActionError
 from readerstudy.studies.models import Study
 
@@ -29,9 +29,7 @@ class Command(BaseCommand):
         target = Study.objects.filter(name=study).first()
         if target is None:
             raise CommandError(f"no study named {study!r}")
-        actor = get_user_model().objects.filter(username=username).first()
-        if actor is None:
-            raise CommandError(f"no user named {username!r}")
+        actor = acting_user(username)
         started = time.monotonic()
         try:
             path = actions.backup_study(actor, target, out, images=not no_images, progress=not no_progress)

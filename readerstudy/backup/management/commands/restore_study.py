@@ -3,10 +3,10 @@
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.backup import actions
+from readerstudy.core.commands import acting_user
 from readerstudy.core.errors import ActionError
 from readerstudy.studies.storage import study_prefix
 
@@ -27,9 +27,7 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, archive: Path, rename: str | None, username: str, no_progress: bool, **options: Any
     ) -> None:
-        actor = get_user_model().objects.filter(username=username).first()
-        if actor is None:
-            raise CommandError(f"no user named {username!r}")
+        actor = acting_user(username)
         try:
             study = actions.restore_study(actor, archive, rename=rename, progress=not no_progress)
         except ActionError as exc:

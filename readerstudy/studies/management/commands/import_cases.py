@@ -3,9 +3,9 @@
 from pathlib import Path
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from readerstudy.core.commands import acting_user
 from readerstudy.core.errors import ActionError
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
@@ -23,9 +23,7 @@ class Command(BaseCommand):
         target = Study.objects.filter(name=study).first()
         if target is None:
             raise CommandError(f"no study named {study!r}")
-        actor = get_user_model().objects.filter(username=username).first()
-        if actor is None:
-            raise CommandError(f"no user named {username!r}")
+        actor = acting_user(username)
         try:
             summary = actions.import_cases(actor, target, manifest)
         except ActionError as exc:
