@@ -481,7 +481,7 @@ def _written_info(headers: list[SliceHeader], files: list[Path], series_instance
         n_slices=len(headers),
         rows=int(ds.Rows),
         columns=int(ds.Columns),
-        normal=tuple(float(v) for v in normal),
+        normal=(float(normal[0]), float(normal[1]), float(normal[2])),
         positions_mm=[float(h.position) for h in headers],
         files=[p.name for p in files],
     )

@@ -90,7 +90,7 @@ def _geometry(folder: Path, headers: list) -> SeriesInfo:
         n_slices=len(headers),
         rows=rows,
         columns=columns,
-        normal=tuple(float(v) for v in normal),
+        normal=(float(normal[0]), float(normal[1]), float(normal[2])),
         positions_mm=[float(v) for v in along],
         files=[headers[i][0].name for i in order],
     )

@@ -387,6 +387,7 @@ def read_series(
         rescales.append((slope, intercept))
     stored = np.stack(slices)
     exact = all(s == 1.0 and float(i).is_integer() for s, i in rescales)
+    hu: np.ndarray  # int16 where exact and in range, float32 otherwise
     if exact:
         icpt = np.array([i for _, i in rescales], dtype=np.int64).reshape(-1, 1, 1)
         hu64 = stored.astype(np.int64) + icpt

@@ -9,7 +9,6 @@ task, which calls this module back (jobs -> tasks -> precompute -> actions, no c
 """
 
 import gzip
-from typing import Any
 
 import numpy as np
 from django.core.files.base import ContentFile
@@ -20,12 +19,13 @@ from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput
 from readerstudy.core.jobs import finish_job
 from readerstudy.core.models import Verb
+from readerstudy.core.types import Actor
 from readerstudy.studies.actions import check_study_admin
 from readerstudy.studies.models import Case, Study
 
 
 def record_prediction(
-    actor: Any,
+    actor: Actor,
     case: Case,
     *,
     model_name: str,
@@ -116,7 +116,9 @@ def shown_prediction(case: Case) -> Prediction | None:
     return case.predictions.order_by("-created_at", "-id").first()
 
 
-def queue_precompute(actor: Any, study: Study, *, backend: str = "phantom-unet", device: str = "cpu") -> PrecomputeRun:
+def queue_precompute(
+    actor: Actor, study: Study, *, backend: str = "phantom-unet", device: str = "cpu"
+) -> PrecomputeRun:
     """Write a queued precompute run of a draft study (admins only); ``jobs.start_precompute`` enqueues it."""
     check_study_admin(actor, study)
     check_predictions_open(study)

@@ -10,9 +10,10 @@ from django.db import transaction
 from inference import actions
 from inference.models import PrecomputeRun
 from inference.tasks import precompute_task
+from readerstudy.core.types import Actor
 
 
-def start_precompute(actor: Any, study: Any, *, backend: str = "phantom-unet", device: str = "cpu") -> PrecomputeRun:
+def start_precompute(actor: Actor, study: Any, *, backend: str = "phantom-unet", device: str = "cpu") -> PrecomputeRun:
     """Queue a precompute batch for a study (admins only); the task records its progress on the run."""
     with transaction.atomic():
         run = actions.queue_precompute(actor, study, backend=backend, device=device)

@@ -71,8 +71,9 @@ def build_classifier(config: dict[str, Any]) -> Any:
 
         return ResNet(
             block="bottleneck",
-            layers=tuple(config["layers"]),
-            block_inplanes=tuple(config.get("block_inplanes", (64, 128, 256, 512))),
+            # MONAI annotates list[int] and takes any sequence; tuples as always (the built net is unchanged).
+            layers=tuple(config["layers"]),  # type: ignore[arg-type]
+            block_inplanes=tuple(config.get("block_inplanes", (64, 128, 256, 512))),  # type: ignore[arg-type]
             spatial_dims=2,
             n_input_channels=1,
             num_classes=1,
@@ -102,7 +103,7 @@ def crop_slices(
 def extract_crops(
     hu: np.ndarray,
     spacing_mm: Sequence[float],
-    centre_index: Sequence[float],
+    centre_index: Sequence[float] | np.ndarray,
     diameter_mm: float,
     config: dict[str, Any],
     *,
@@ -173,7 +174,7 @@ class Classifier:
         self,
         hu: np.ndarray,
         spacing_mm: Sequence[float],
-        centre_index: Sequence[float],
+        centre_index: Sequence[float] | np.ndarray,
         diameter_mm: float,
         *,
         z_range: tuple[int, int] | None = None,

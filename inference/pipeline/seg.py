@@ -14,7 +14,7 @@ import io
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -29,7 +29,7 @@ LABELMAP_LABELS: list[dict[str, object]] = [
     {"value": TARGET, "name": "target lesion", "color": [230, 25, 75]},
     {"value": OTHER, "name": "other lesion", "color": [255, 225, 25]},
 ]
-_RGB = {d["value"]: d["color"] for d in LABELMAP_LABELS}
+_RGB: dict[object, list[int]] = {d["value"]: cast(list[int], d["color"]) for d in LABELMAP_LABELS}
 
 
 def make_labelmap(liver_mask: np.ndarray, instance_labels: np.ndarray, target_label: int | None) -> np.ndarray:
@@ -70,7 +70,7 @@ def make_dicom_seg(
     )
 
     def colour(value: int) -> hd.color.CIELabColor:
-        r, g, b = _RGB[value]  # type: ignore[misc]
+        r, g, b = _RGB[value]
         return hd.color.CIELabColor.from_rgb(r, g, b)
 
     masks: list[np.ndarray] = []

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 from scipy import ndimage
@@ -140,7 +140,8 @@ class PhantomUNetBackend:
             logits = sliding_window_inference(
                 t, roi, sw_batch_size=1, predictor=self.net, overlap=0.25, mode="gaussian"
             )
-            prob = torch.softmax(logits, dim=1)[0].float().cpu().numpy()
+            # The predictor returns one tensor, so the inference does (MONAI's annotation admits tuples and dicts).
+            prob = torch.softmax(cast(torch.Tensor, logits), dim=1)[0].float().cpu().numpy()
         prob = prob[(slice(None), *(slice(lo, n - hi) for (lo, hi), n in zip(pads, prob.shape[1:], strict=True)))]
         if resample:
             factors = [1.0] + [o / p for o, p in zip(hu.shape, prob.shape[1:], strict=True)]
@@ -328,7 +329,7 @@ class TotalSegmentatorBackend:
 
     def segment(self, volume: Volume, workdir: Path | None = None) -> Segmentation:
         own = workdir is None
-        work = Path(tempfile.mkdtemp(prefix="totalseg-")) if own else Path(workdir)
+        work = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="totalseg-"))
         work.mkdir(parents=True, exist_ok=True)
         try:
             np.save(work / "hu.npy", np.asarray(volume.hu))

@@ -17,7 +17,6 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from django.db import transaction
 
@@ -26,11 +25,12 @@ from readerstudy.backup.archive import BackupError
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed
 from readerstudy.core.models import Verb
+from readerstudy.core.types import Actor
 from readerstudy.studies.actions import check_study_admin
 from readerstudy.studies.models import Study
 
 
-def backup_study(actor: Any, study: Study, out: Path | str, *, images: bool = True, progress: bool = False) -> Path:
+def backup_study(actor: Actor, study: Study, out: Path | str, *, images: bool = True, progress: bool = False) -> Path:
     """Write ``study`` to the tar.gz ``out`` (refused if it exists) and record it; returns the archive's path."""
     out = Path(out)
     check_study_admin(actor, study)
@@ -72,7 +72,7 @@ def backup_study(actor: Any, study: Study, out: Path | str, *, images: bool = Tr
     return out
 
 
-def restore_study(actor: Any, archive: Path | str, *, rename: str | None = None, progress: bool = False) -> Study:
+def restore_study(actor: Actor, archive: Path | str, *, rename: str | None = None, progress: bool = False) -> Study:
     """Restore a backup archive as a new study, all or nothing (rows, files, the ``restore_study`` event)."""
     archive = Path(archive)
     if not getattr(actor, "is_superuser", False):

@@ -13,14 +13,14 @@ the querysets this mixin hands out, so scoping them here scopes the whole admin.
 import csv
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.utils import get_fields_from_path
 from django.db import models
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import HttpRequest, HttpResponse
 
 from readerstudy.analysis.strata import stratum_labels, stratum_range
 from readerstudy.core.models import AuditEvent
@@ -28,7 +28,8 @@ from readerstudy.csvsafe import safe_row
 
 
 def _study_model() -> type[models.Model]:
-    # By label: core sits below studies and imports none of it (see the package docstring).
+    # By label: core sits below studies and imports none of it (see the package docstring). Study declares no
+    # manager of its own: ``_default_manager`` is its ``objects``.
     return apps.get_model("studies", "Study")
 
 
@@ -49,11 +50,11 @@ def administered_studies(user: Any) -> QuerySet:
     """The studies ``user`` may administer: those where they hold the admin role; all of them for a superuser."""
     study = _study_model()
     if getattr(user, "is_superuser", False):
-        return study.objects.all()
+        return study._default_manager.all()
     if not getattr(user, "is_authenticated", False):
-        return study.objects.none()
+        return study._default_manager.none()
     admin_role = apps.get_model("studies", "Membership").Role.ADMIN
-    return study.objects.filter(memberships__user=user, memberships__role=admin_role)
+    return study._default_manager.filter(memberships__user=user, memberships__role=admin_role)
 
 
 def scope_to_administered(user: Any, queryset: QuerySet, study_field: str) -> QuerySet:
@@ -73,14 +74,15 @@ def study_path(model: type[models.Model], max_depth: int = 3) -> str | None:
         return "pk"
     frontier: list[tuple[type[models.Model], str]] = [(model, "")]
     for _ in range(max_depth):
-        following = []
+        following: list[tuple[type[models.Model], str]] = []
         for current, prefix in frontier:
             for field in current._meta.get_fields():
                 if not (field.concrete and (field.many_to_one or field.one_to_one)):
                     continue
                 if field.related_model is study:
                     return f"{prefix}{field.name}"
-                following.append((field.related_model, f"{prefix}{field.name}__"))
+                # A concrete forward relation of a loaded model: its related_model is resolved to a class.
+                following.append((cast(type[models.Model], field.related_model), f"{prefix}{field.name}__"))
         frontier = following
     return None
 
@@ -122,7 +124,9 @@ class SizeStratumFilter(admin.SimpleListFilter):
     parameter_name = "size_stratum"
 
     def _bins(self, queryset: QuerySet) -> dict[int, list[float]]:
-        studies = _study_model().objects.filter(pk__in=queryset.values("study_id")).values_list("pk", "size_bins_mm")
+        studies = (
+            _study_model()._default_manager.filter(pk__in=queryset.values("study_id")).values_list("pk", "size_bins_mm")
+        )
         return dict(studies)
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
@@ -130,7 +134,9 @@ class SizeStratumFilter(admin.SimpleListFilter):
         order: dict[str, tuple[float, float]] = {}
         for bins in self._bins(model_admin.get_queryset(request)).values():
             for label in stratum_labels(bins):
-                lo, hi = stratum_range(label, bins)
+                bounds = stratum_range(label, bins)
+                assert bounds is not None  # one of the bins' own labels
+                lo, hi = bounds
                 order[label] = (hi, lo)
         return [(label, label) for label in sorted(order, key=order.__getitem__)]
 
@@ -177,7 +183,13 @@ def scoped_list_filter(model: type[models.Model], entry: Any) -> Any:
     return entry
 
 
-class StudyScopedAdminMixin:
+if TYPE_CHECKING:
+    _Base = admin.ModelAdmin[Any]
+else:
+    _Base = object
+
+
+class StudyScopedAdminMixin(_Base):
     """Scopes a ModelAdmin or inline to the studies the user administers; put it first in the bases.
 
     ``study_field`` is the lookup from the model to its Study ("study", "case__study"; "pk" for Study itself).
@@ -199,7 +211,7 @@ class StudyScopedAdminMixin:
     def get_list_filter(self, request: HttpRequest) -> list:
         return [scoped_list_filter(self.model, entry) for entry in super().get_list_filter(request)]
 
-    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponseBase | None:
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # Selected ids are matched against this queryset, so crafted ids of other studies select nothing.
         return super().response_action(request, self.scope(request, queryset))
 

@@ -5,9 +5,11 @@ as the action allows: from there to the commit the transaction holds the chain l
 ``record()`` waits for.
 """
 
+from __future__ import annotations
+
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.db import models, transaction
@@ -16,6 +18,7 @@ from django.utils import timezone
 
 from readerstudy.core.chain import GENESIS, ChainReport, event_hash, verify_chain
 from readerstudy.core.models import AuditEvent, Verb
+from readerstudy.core.types import Actor
 
 # pg_advisory_xact_lock key of the chain head ("audit" in ASCII); released at commit or rollback.
 CHAIN_LOCK = 0x6175646974
@@ -28,7 +31,7 @@ TRIGGERS = {
 
 
 def record(
-    actor: Any,
+    actor: Actor | None,
     verb: Verb,
     obj: models.Model,
     *,
@@ -44,9 +47,9 @@ def record(
         raise RuntimeError("audit events must be written inside the action's transaction")
     event = AuditEvent(
         actor=actor if getattr(actor, "pk", None) else None,
-        study=study,
+        study=cast(Any, study),  # a studies.Study: core sits below studies and cannot name it
         verb=verb.value,
-        object_type=obj._meta.model_name,
+        object_type=cast(str, obj._meta.model_name),  # set on every model's Options
         object_id=str(obj.pk),
         before=_as_stored(before),
         after=_as_stored(after),
@@ -82,7 +85,8 @@ def _lock_chain(connection: BaseDatabaseWrapper, event: AuditEvent) -> None:
     # holding the study FOR UPDATE while it waits for the chain lock would otherwise deadlock with us.
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        study_model = AuditEvent._meta.get_field("study").related_model  # studies.Study, without importing it
+        # studies.Study, without importing it
+        study_model = cast(type[models.Model], AuditEvent._meta.get_field("study").related_model)
         for model, pk in ((study_model, event.study_id), (get_user_model(), event.actor_id)):
             if pk is not None:
                 table, column = quote(model._meta.db_table), quote(model._meta.pk.column)

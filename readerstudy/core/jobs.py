@@ -8,25 +8,30 @@
 - Every job's outcome is one ``Verb.FINISH_JOB`` event, done or failed, in the transaction that stores it.
 """
 
-from typing import Any
+from __future__ import annotations
+
+from typing import Any, TypeVar
 
 from django.db import transaction
 
 from readerstudy.core import audit
 from readerstudy.core.models import Job, Verb
+from readerstudy.core.types import Actor
+
+J = TypeVar("J", bound=Job)
 
 
 def finish_job(
-    job: Job,
+    job: J,
     outcome: Job.Status,
     *,
-    actor: Any,
+    actor: Actor | None,
     study: Any,
     message: str | None = None,
     errors: list[str] | None = None,
     also: tuple[str, ...] = (),
     after: dict | None = None,
-) -> Job:
+) -> J:
     """Store the outcome (and the fields named in ``also``) and append its event, in one transaction.
 
     ``actor`` is who started the job: the task ran on their behalf. ``after`` adds what the job produced.

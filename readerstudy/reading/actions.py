@@ -9,7 +9,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -18,6 +18,7 @@ from inference.actions import shown_prediction
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotOpenYet, NotReady
 from readerstudy.core.models import Verb
+from readerstudy.core.types import Actor
 from readerstudy.reading.access import check_session_open, dl_allowed
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies import actions as study_actions
@@ -32,7 +33,7 @@ VIEWER_STATE_MAX_DEPTH = 8
 VIEWER_STATE_MAX_BYTES = 16 * 1024
 
 
-def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> int:
+def launch_study(actor: Actor, study: Study, *, now: datetime | None = None) -> int:
     """Write every reader's stored case order and open their first session; returns the number of items.
 
     Studies owns the readiness check and the study's status; the sessions and items written here are this app's.
@@ -58,7 +59,7 @@ def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> in
             readers=[m.user_id for m in readers],
             cases=[design.CaseRef(c.pk, c.patient_id) for c in cases],
             modalities=[m.pk for m in modalities],
-            grouping=study.patient_grouping,
+            grouping=cast(design.PatientGrouping, study.patient_grouping),  # the choices, checked by a constraint
         )
         n_items = 0
         for membership in readers:
@@ -70,8 +71,8 @@ def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> in
                     SessionItem(
                         session=session,
                         position=position,
-                        case_id=case_pk,
-                        modality_id=modality_pk,
+                        case_id=cast(int, case_pk),  # the pks handed to make_schedule
+                        modality_id=cast(int, modality_pk),
                         study=study,
                         reader=membership.user,
                     )
@@ -96,7 +97,7 @@ def launch_study(actor: Any, study: Study, *, now: datetime | None = None) -> in
     return n_items
 
 
-def _own_session(actor: Any, session_id: int, *, lock: bool) -> ReadingSession:
+def _own_session(actor: Actor, session_id: int, *, lock: bool) -> ReadingSession:
     queryset = ReadingSession.objects.select_related("study")
     if lock:
         # Serialises every write in one reader's session: concurrent retries of the same read, and the last
@@ -109,7 +110,7 @@ def _own_session(actor: Any, session_id: int, *, lock: bool) -> ReadingSession:
     return session
 
 
-def start_session(actor: Any, session: ReadingSession, *, now: datetime | None = None) -> ReadingSession:
+def start_session(actor: Actor, session: ReadingSession, *, now: datetime | None = None) -> ReadingSession:
     """Mark a session started (idempotent); refused before it opens."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -130,7 +131,7 @@ class SubmitResult:
 
 
 def submit_read(
-    actor: Any,
+    actor: Actor,
     item: SessionItem,
     *,
     rating: Any,
@@ -164,7 +165,8 @@ def submit_read(
         if session.started_at is None:
             raise NotOpenYet(f"session {session.index} has not been started")
         next_item = SessionItem.objects.filter(session=session, read__isnull=True).order_by("position").first()
-        if next_item is None or next_item.pk != item.pk:
+        assert next_item is not None  # ``item`` itself is in the session and unread
+        if next_item.pk != item.pk:
             # The stored order is the randomisation: reading out of order would change the experiment (and,
             # in sequential designs, show the aided item before the unaided read is locked).
             raise Conflict(f"item {item.position + 1} is not the next one; read item {next_item.position + 1} first")

@@ -13,6 +13,7 @@ from readerstudy.core import audit
 from readerstudy.core.errors import InvalidInput, NotAllowed
 from readerstudy.core.jobs import finish_job
 from readerstudy.core.models import Verb
+from readerstudy.core.types import Actor
 from readerstudy.results.models import AnalysisRun, Export, ResultsJob
 from readerstudy.studies.models import Membership, Study
 
@@ -38,7 +39,7 @@ def _check_has_reads(study: Study) -> None:
         raise InvalidInput(f"study {study.name!r} has not been launched: there are no reads yet")
 
 
-def queue_export(actor: Any, study: Study, kind: str) -> Export:
+def queue_export(actor: Actor, study: Study, kind: str) -> Export:
     """Write a queued export (``jobs.request_export`` enqueues its task)."""
     check_results_access(actor, study)
     _check_has_reads(study)
@@ -50,7 +51,7 @@ def queue_export(actor: Any, study: Study, kind: str) -> Export:
     return export
 
 
-def queue_analysis(actor: Any, study: Study, parameters: dict) -> AnalysisRun:
+def queue_analysis(actor: Actor, study: Study, parameters: dict) -> AnalysisRun:
     """Write a queued analysis run with checked parameters (``jobs.start_analysis`` enqueues its task)."""
     from readerstudy.results.runs import check_parameters
 

@@ -3,17 +3,16 @@
 Kept apart from actions.py because the tasks call actions.py: the starters are the one module that knows both.
 """
 
-from typing import Any
-
 from django.db import transaction
 
+from readerstudy.core.types import Actor
 from readerstudy.results import actions
 from readerstudy.results.models import AnalysisRun, Export
 from readerstudy.results.tasks import run_analysis_task, run_export
 from readerstudy.studies.models import Study
 
 
-def request_export(actor: Any, study: Study, kind: str) -> Export:
+def request_export(actor: Actor, study: Study, kind: str) -> Export:
     """Queue an export; the task writes the file (in the demo it runs at once)."""
     with transaction.atomic():
         export = actions.queue_export(actor, study, kind)
@@ -22,7 +21,7 @@ def request_export(actor: Any, study: Study, kind: str) -> Export:
     return export
 
 
-def start_analysis(actor: Any, study: Study, parameters: dict) -> AnalysisRun:
+def start_analysis(actor: Actor, study: Study, parameters: dict) -> AnalysisRun:
     """Queue an analysis run with checked parameters; the task stores its result and figures."""
     with transaction.atomic():
         run = actions.queue_analysis(actor, study, parameters)

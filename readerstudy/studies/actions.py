@@ -17,6 +17,7 @@ from readerstudy.analysis.strata import check_size_bins
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed
 from readerstudy.core.models import Verb
+from readerstudy.core.types import Actor
 from readerstudy.studies import storage
 from readerstudy.studies.ingest import Ingest, ingest_series
 from readerstudy.studies.manifest import Manifest, read_manifest
@@ -76,7 +77,7 @@ def study_state(study: Study) -> dict:
 
 
 def create_study(
-    actor: Any,
+    actor: Actor,
     name: str,
     *,
     description: str = "",
@@ -118,7 +119,7 @@ def create_study(
     return study
 
 
-def update_study(actor: Any, study: Study, **changes: Any) -> Study:
+def update_study(actor: Actor, study: Study, **changes: Any) -> Study:
     """Change set-up fields of a draft study (the seed never changes once set)."""
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
@@ -140,7 +141,7 @@ def update_study(actor: Any, study: Study, **changes: Any) -> Study:
 
 
 def add_modality(
-    actor: Any, study: Study, key: str, label: str, *, shows_dl: bool, order: int | None = None
+    actor: Actor, study: Study, key: str, label: str, *, shows_dl: bool, order: int | None = None
 ) -> Modality:
     with transaction.atomic():
         study = lock_study(study)
@@ -161,7 +162,7 @@ def add_modality(
     return modality
 
 
-def remove_modality(actor: Any, modality: Modality) -> None:
+def remove_modality(actor: Actor, modality: Modality) -> None:
     with transaction.atomic():
         study = lock_study(modality.study)
         check_study_admin(actor, study)
@@ -170,7 +171,7 @@ def remove_modality(actor: Any, modality: Modality) -> None:
         modality.delete()
 
 
-def add_member(actor: Any, study: Study, user: Any, role: str) -> Membership:
+def add_member(actor: Actor, study: Study, user: Any, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise InvalidInput(f"role {role!r}: expected one of {', '.join(Membership.Role.values)}")
     with transaction.atomic():
@@ -186,7 +187,7 @@ def add_member(actor: Any, study: Study, user: Any, role: str) -> Membership:
     return membership
 
 
-def remove_member(actor: Any, membership: Membership) -> None:
+def remove_member(actor: Actor, membership: Membership) -> None:
     with transaction.atomic():
         study = lock_study(membership.study)
         check_study_admin(actor, study)
@@ -213,7 +214,7 @@ class ImportSummary:
     manifest_sha256: str
 
 
-def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary:
+def import_cases(actor: Actor, study: Study, manifest_path: Path) -> ImportSummary:
     """Import a manifest whole or not at all; InvalidInput lists every bad row with column and reason."""
     manifest_path = Path(manifest_path)
     check_study_admin(actor, study)
@@ -245,7 +246,9 @@ def import_cases(actor: Any, study: Study, manifest_path: Path) -> ImportSummary
         raise
 
 
-def _write_cases(actor: Any, study: Study, manifest: Manifest, ingest: Ingest, name: str, digest: str) -> ImportSummary:
+def _write_cases(
+    actor: Actor, study: Study, manifest: Manifest, ingest: Ingest, name: str, digest: str
+) -> ImportSummary:
     with transaction.atomic():
         study = lock_study(study)
         _check_draft(study, "import cases")
@@ -329,8 +332,8 @@ def readiness(study: Study) -> Readiness:  # noqa: C901
         problems.append(f"at least 2 modalities needed, {n_modalities} configured")
     elif not study.modalities.filter(shows_dl=False).exists() or not study.modalities.filter(shows_dl=True).exists():
         warnings.append("no modality compares DL assistance (all or none show DL output)")
-    if study.design == Study.Design.SEQUENTIAL and study.modalities.order_by("order").first() is not None:
-        if study.modalities.order_by("order").first().shows_dl:
+    if study.design == Study.Design.SEQUENTIAL and (first := study.modalities.order_by("order").first()) is not None:
+        if first.shows_dl:
             problems.append("sequential design: the first modality must not show DL output (unaided first)")
     n_readers = study.memberships.filter(role=Membership.Role.READER).count()
     if n_readers < 1:
@@ -367,7 +370,7 @@ def mark_launched(study: Study, now: datetime) -> None:
     study.save(update_fields=["status", "launched_at"])
 
 
-def close_study(actor: Any, study: Study, *, now: datetime | None = None) -> Study:
+def close_study(actor: Actor, study: Study, *, now: datetime | None = None) -> Study:
     """Close a launched study: no more reads are accepted."""
     with transaction.atomic():
         study = lock_study(study)
