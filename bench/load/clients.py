@@ -141,7 +141,8 @@ class Reader:
             if r.status_code == 204:
                 break
             item = r.json()
-            if item["position"] != expected_position or item["read"] is not None:
+            # The server serves only unread items and never a rating: a "read" key would be a blinding leak.
+            if item["position"] != expected_position or "read" in item:
                 raise ReaderFailed(f"next item: position {item['position']}, expected {expected_position} unread")
             if run.args.think_ms > 0:
                 await asyncio.sleep(self.rng.expovariate(1000 / run.args.think_ms))
