@@ -109,6 +109,5 @@ def phantom_series(tmp_path_factory: pytest.TempPathFactory) -> PhantomSeries:
 @pytest.fixture(scope="session")
 def totalseg_example() -> Path:
     folder = TOTALSEG_EXAMPLE / "example_ct_dicom"
-    if not folder.is_dir():
-        pytest.skip(f"real CT example not found at {folder} (tests/data/totalseg_example is not in this checkout)")
+    assert folder.is_dir(), f"missing {folder}: tests/data is part of the repository (see its README)"
     return folder

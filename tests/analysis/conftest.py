@@ -14,8 +14,9 @@ REL = 1e-9  # agreement required with the peer programs
 
 @pytest.fixture(scope="session")
 def refdata() -> Path:
-    if not (REFDATA / "README.md").is_file():
-        pytest.skip(f"MRMC reference data not found at {REFDATA} (set MRMC_REFDATA to its folder)")
+    assert (REFDATA / "README.md").is_file(), (
+        f"missing {REFDATA}: tests/data is part of the repository (see its README); MRMC_REFDATA may name a copy"
+    )
     return REFDATA
 
 

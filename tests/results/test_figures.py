@@ -65,8 +65,7 @@ def test_curve_areas_equal_empirical_aucs(study):
 
 
 def test_curve_areas_vandyke():
-    if not VANDYKE.is_file():
-        pytest.skip(f"Van Dyke reference data not found at {VANDYKE}")
+    assert VANDYKE.is_file(), f"missing {VANDYKE}: tests/data is part of the repository (see its README)"
     curve_checks(pd.read_csv(VANDYKE))  # 5-point scale: heavy ties
 
 

@@ -71,8 +71,7 @@ def study():
 
 @pytest.fixture(scope="module")
 def vandyke():
-    if not VANDYKE.is_file():
-        pytest.skip(f"Van Dyke reference data not found at {VANDYKE}")
+    assert VANDYKE.is_file(), f"missing {VANDYKE}: tests/data is part of the repository (see its README)"
     return pd.read_csv(VANDYKE)
 
 
