@@ -19,6 +19,7 @@ def precompute_task(*, run_id: int) -> None:
     cases = list(Case.objects.filter(study=run.study).select_related("series", "study"))
     actions.precompute_progress(run, n_cases=len(cases))
     try:
+        actions.check_predictions_open(run.study)  # launched after the run was queued: frozen, say so
         segmenter, classifier = load_models(run.backend, run.device)
         summary = precompute(
             cases,

@@ -45,7 +45,7 @@ def _address(hop: str) -> str | None:
 def client_ip(request: HttpRequest) -> str | None:
     """The client's address: REMOTE_ADDR, or with trusted proxies the one the outermost proxy saw."""
     remote = request.META.get("REMOTE_ADDR") or None
-    count = int(getattr(settings, "TRUSTED_PROXY_COUNT", 0))
+    count = settings.TRUSTED_PROXY_COUNT
     if count <= 0:
         return remote
     hops = [h for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
@@ -58,15 +58,15 @@ def _keys(address: str | None) -> tuple[str, str]:
     return f"login-throttle:failures:{address}", f"login-throttle:until:{address}"
 
 
-def retry_after(request: HttpRequest) -> int:
-    """Seconds until this request's address may try to log in again (0: now)."""
-    until = cache.get(_keys(client_ip(request))[1])
+def retry_after(address: str | None) -> int:
+    """Seconds until ``address`` may try to log in again (0: now)."""
+    until = cache.get(_keys(address)[1])
     return max(0, math.ceil(until - time.time())) if until else 0
 
 
-def record_failure(request: HttpRequest) -> None:
-    """Count a failed login for the request's address; at the limit, hold the address back for a while."""
-    failures_key, until_key = _keys(client_ip(request))
+def record_failure(address: str | None) -> None:
+    """Count a failed login for ``address``; at the limit, hold the address back for a while."""
+    failures_key, until_key = _keys(address)
     window = int(settings.LOGIN_THROTTLE_WINDOW_SECONDS)
     cache.add(failures_key, 0, timeout=window)  # the window starts at the first failure
     try:
@@ -87,14 +87,15 @@ def throttle_logins(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.method != "POST":
             return view(request, *args, **kwargs)
-        wait = retry_after(request)
+        address = client_ip(request)
+        wait = retry_after(address)
         if wait:
             response = render(request, "registration/throttled.html", {"retry_after": wait}, status=429)
             response["Retry-After"] = str(wait)
             return response
         response = view(request, *args, **kwargs)
         if response.status_code == 200:  # the form again: wrong credentials (or an axes-locked user name)
-            record_failure(request)
+            record_failure(address)
         return response
 
     return wrapper

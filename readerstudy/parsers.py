@@ -51,7 +51,8 @@ class BoundedJSONParser(JSONParser):
             text = codecs.decode(raw, encoding)
         except (UnicodeDecodeError, LookupError) as exc:
             raise ParseError(f"request body is not {encoding} text") from exc
-        if json_depth(text) > MAX_DEPTH:
+        # Depth cannot exceed the number of brackets: the character scan runs only when the limit is reachable.
+        if text.count("[") + text.count("{") > MAX_DEPTH and json_depth(text) > MAX_DEPTH:
             raise ParseError(f"JSON nested deeper than {MAX_DEPTH} levels")
         try:
             return json.loads(text, parse_constant=strict_constant if self.strict else None)

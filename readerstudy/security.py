@@ -39,7 +39,7 @@ class ContentSecurityPolicyMiddleware:
 
 
 class SecretsReporterFilter(SafeExceptionReporterFilter):
-    """Django hides settings named like API|TOKEN|KEY|SECRET|PASS|SIGNATURE; the de-identification salt and the
-    database URL (which may carry a password) are secrets too."""
+    """Django's hidden settings (API, AUTH, TOKEN, KEY, SECRET, PASS, ...) plus the de-identification salt and the
+    database URL (which may carry a password)."""
 
-    hidden_settings = re.compile("API|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|SALT|DATABASE_URL", flags=re.I)
+    hidden_settings = re.compile(SafeExceptionReporterFilter.hidden_settings.pattern + "|SALT|DATABASE_URL", flags=re.I)

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -55,7 +54,7 @@ from contextlib import suppress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench.harness import ROOT, free_port, log_tail, package_version, write_json
+from bench.harness import ROOT, free_port, log_tail, machine_facts, package_version, write_json
 from bench.load.clients import MAX_RETRIES, Run
 from bench.load.pg import drop_db, ensure_pg, pg_cluster, pg_facts, recreate_db, with_db
 from bench.load.report import GOAL_P95_MS, KINDS, print_report, summary, verify
@@ -150,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         res = {
             "benchmark": "load",
             "machine": {
-                "cpu_count": os.cpu_count(),
+                **machine_facts(),
                 "cpu_affinity": len(os.sched_getaffinity(0)),
-                "platform": platform.platform(),
-                "python": platform.python_version(),
                 "loadavg_before": loadavg_before,
                 "loadavg_after": loadavg_after,
                 "postgresql": pg_facts(admin_url),

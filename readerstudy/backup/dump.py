@@ -101,10 +101,6 @@ def _relative_series_path(series: ImageSeries, root: str) -> str:
     return f"external/series-{series.pk}"  # not in the study's folder (older imports): give it one
 
 
-def _file_member(name: str, path: Path) -> Member:
-    return Member(name, opener=partial(path.open, "rb"), source=str(path))
-
-
 def _storage_member(name: str, stored: str) -> Member:
     return Member(name, opener=partial(default_storage.open, stored, "rb"), source=stored)
 

@@ -45,7 +45,7 @@ from readerstudy.studies.models import ImageSeries, Study
 from readerstudy.studies.storage import delete_files, parents, save_files, study_prefix
 
 # Columns that archives of format version 1 may hold and this schema no longer stores: skipped on restore.
-# cases.size_stratum: derived from diameter_mm and the study's bins since studies migration 0002.
+# cases.size_stratum: derived from diameter_mm and the study's bins since studies migration 0003.
 RETIRED_COLUMNS: dict[str, frozenset[str]] = {"cases": frozenset({"size_stratum"})}
 
 

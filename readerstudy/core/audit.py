@@ -42,9 +42,6 @@ def record(
     """Append the event of one action: ``verb`` must be a ``Verb`` (a free string is refused)."""
     if not isinstance(verb, Verb):
         raise TypeError(f"audit verb {verb!r}: expected a Verb member (add new verbs to core.models.Verb)")
-    # An event written outside the action's transaction could survive a rolled-back change (or vice versa).
-    if not transaction.get_connection().in_atomic_block:
-        raise RuntimeError("audit events must be written inside the action's transaction")
     event = AuditEvent(
         actor=actor if getattr(actor, "pk", None) else None,
         study=cast(Any, study),  # a studies.Study: core sits below studies and cannot name it

@@ -16,10 +16,10 @@ from django.utils import timezone
 
 from inference.actions import shown_prediction
 from readerstudy.core import audit
-from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotOpenYet, NotReady
+from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotReady
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
-from readerstudy.reading.access import check_session_open, dl_allowed
+from readerstudy.reading.access import check_session_open, check_session_readable, dl_allowed
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies import actions as study_actions
 from readerstudy.studies import design
@@ -152,6 +152,7 @@ def submit_read(
     with transaction.atomic():
         session = _own_session(actor, item.session_id, lock=True)
         item = SessionItem.objects.select_related("case", "modality").get(pk=item.pk)
+        item.session = session  # the locked row, its study loaded: dl_allowed() below reads it
         study = session.study
         value = _rating(rating, study)
 
@@ -161,9 +162,7 @@ def submit_read(
         if Read.objects.filter(reader=actor, idempotency_key=idempotency_key).exists():
             raise Conflict("idempotency_key was already used for another read")
 
-        check_session_open(session, now)
-        if session.started_at is None:
-            raise NotOpenYet(f"session {session.index} has not been started")
+        check_session_readable(session, now)
         next_item = SessionItem.objects.filter(session=session, read__isnull=True).order_by("position").first()
         assert next_item is not None  # ``item`` itself is in the session and unread
         if next_item.pk != item.pk:

@@ -22,11 +22,15 @@ from readerstudy.studies.models import Study
 NOT_FOUND = "no such study, export or analysis run"
 
 
-def _study_for(request: HttpRequest, study_id: int) -> Study:
+def _check_results(request: HttpRequest, study: Study | None) -> None:
     # Non-members get "not found" for existing and missing ids alike: a 403 would confirm that an id exists.
-    study = Study.objects.filter(pk=study_id).first()
     if study is None or not actions.may_see_results(request.user, study):
         raise Http404(NOT_FOUND)
+
+
+def _study_for(request: HttpRequest, study_id: int) -> Study:
+    study = Study.objects.filter(pk=study_id).first()
+    _check_results(request, study)
     return study
 
 
@@ -76,10 +80,8 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
 
 @login_required
 def download_export(request: HttpRequest, export_id: int) -> FileResponse:
-    export = Export.objects.filter(pk=export_id).first()
-    if export is None:
-        raise Http404(NOT_FOUND)
-    _study_for(request, export.study_id)
+    export = Export.objects.select_related("study").filter(pk=export_id).first()
+    _check_results(request, export.study if export else None)
     if export.status != Export.Status.DONE or not export.file:
         raise Http404("this export has no file (yet)")
     name = export.file.name.rsplit("/", 1)[-1].split("-", 1)[-1]
@@ -88,9 +90,7 @@ def download_export(request: HttpRequest, export_id: int) -> FileResponse:
 
 def _run_for(request: HttpRequest, run_id: int) -> AnalysisRun:
     run = AnalysisRun.objects.select_related("study", "created_by").filter(pk=run_id).first()
-    if run is None:
-        raise Http404(NOT_FOUND)
-    _study_for(request, run.study_id)
+    _check_results(request, run.study if run else None)
     return run
 
 

@@ -102,8 +102,15 @@ def parents(name: str, stop: str = "") -> list[str]:
 
 
 def series_readable(series: "ImageSeries") -> bool:
-    """Whether every slice file of the series is in storage."""
-    return bool(series.slice_files) and all(default_storage.exists(name) for name in series_names(series))
+    """Whether every slice file of the series is in storage (one listing of its folder, not a lookup per slice:
+    readiness runs on every Study admin page, and each lookup is a request on object storage)."""
+    if not series.slice_files:
+        return False
+    try:
+        _folders, files = default_storage.listdir(series.storage_prefix)
+    except (OSError, NotImplementedError):
+        return False
+    return set(series.slice_files) <= set(files)
 
 
 @contextmanager

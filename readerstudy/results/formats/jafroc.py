@@ -95,7 +95,7 @@ def write_jafroc(df: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def _sheet_rows(ws: object, sheet: str, n_cols: int) -> list[tuple[int, tuple]]:
+def _sheet_rows(ws: object, n_cols: int) -> list[tuple[int, tuple]]:
     """(Excel row number, first n_cols values) of each non-empty data row below the header."""
     rows = []
     for row_no, row in enumerate(ws.iter_rows(min_row=2, max_col=n_cols, values_only=True), start=2):
@@ -159,7 +159,7 @@ def read_jafroc(data: bytes, case_map: Mapping[int, str] | None = None) -> pd.Da
 
     truth_name, fp_name, tp_name = sheet("TRUTH"), sheet("FP", "NL"), sheet("TP", "LL")
     truth: dict[int, int] = {}
-    for row, (case_v, lesion_v, weight_v, *_rest) in _sheet_rows(wb[truth_name], truth_name, 3):
+    for row, (case_v, lesion_v, weight_v, *_rest) in _sheet_rows(wb[truth_name], 3):
         case = _cell_int(case_v, truth_name, row, "CaseID")
         lesion = _cell_int(lesion_v, truth_name, row, "LesionID")
         _cell_rating(weight_v, truth_name, row, "Weight")
@@ -192,7 +192,7 @@ def read_jafroc(data: bytes, case_map: Mapping[int, str] | None = None) -> pd.Da
     records = []
     seen: dict[tuple[str, str, int], tuple[str, int]] = {}
     for name, n_cols, diseased in ((fp_name, 4, 0), (tp_name, 5, 1)):
-        for row, values in _sheet_rows(wb[name], name, n_cols):
+        for row, values in _sheet_rows(wb[name], n_cols):
             reader = _cell_id(values[0], name, row, "ReaderID")
             modality = _cell_id(values[1], name, row, "ModalityID")
             case = _cell_int(values[2], name, row, "CaseID")
