@@ -28,6 +28,7 @@ class Verb(models.TextChoices):
     # reading
     START_SESSION = "start_session", "start_session"
     SUBMIT_READ = "submit_read", "submit_read"
+    ACKNOWLEDGE_INSTRUCTIONS = "acknowledge_instructions", "acknowledge_instructions"
     # inference
     RECORD_PREDICTION = "record_prediction", "record_prediction"
     DISCARD_PREDICTION = "discard_prediction", "discard_prediction"

@@ -46,6 +46,8 @@ class SessionItem(models.Model):
     # Denormalised from the session so the database itself guarantees each cell of the design appears once.
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="+")
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # Set once, when the API first serves this item as the current one: the start of Read.served_seconds.
+    first_served_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["session", "position"]
@@ -66,9 +68,15 @@ class Read(models.Model):
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reads")
     case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reads")
     modality = models.ForeignKey(Modality, on_delete=models.PROTECT, related_name="reads")
-    rating = models.PositiveSmallIntegerField()
+    rating = models.PositiveSmallIntegerField(null=True, blank=True, help_text="None only when not assessable.")
     submitted_at = models.DateTimeField()
     active_seconds = models.FloatField(help_text="Reading time measured by the client, paused while hidden.")
+    served_seconds = models.FloatField(
+        null=True, blank=True, help_text="Server seconds from the item's first serve to the submission."
+    )
+    not_assessable = models.BooleanField(default=False, help_text="The reader could not rate the lesion.")
+    not_assessable_reason = models.CharField(max_length=100, blank=True)
+    comment = models.TextField(blank=True, help_text="Free text of the reader (at most 2000 characters).")
     viewer_state = models.JSONField(default=dict, blank=True)
     idempotency_key = models.CharField(max_length=64)
     # The DL output this reader was shown (None: unaided, or no prediction): exports and analyses use this one.
@@ -84,6 +92,11 @@ class Read(models.Model):
             models.CheckConstraint(condition=Q(rating__lte=100), name="read_rating_at_most_100"),
             models.CheckConstraint(condition=Q(active_seconds__gte=0), name="read_active_seconds_non_negative"),
             models.CheckConstraint(condition=~Q(idempotency_key=""), name="read_idempotency_key_not_empty"),
+            models.CheckConstraint(
+                condition=Q(not_assessable=True, rating__isnull=True) & ~Q(not_assessable_reason="")
+                | Q(not_assessable=False, rating__isnull=False),
+                name="read_rating_xor_not_assessable",
+            ),
         ]
 
     def __str__(self) -> str:

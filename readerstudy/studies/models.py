@@ -26,6 +26,36 @@ def default_window_presets() -> list[dict]:
     ]
 
 
+DEFAULT_QUESTION = "How likely is the marked lesion a metastasis?"
+DEFAULT_INSTRUCTIONS = (
+    "Each item shows one target lesion in a portal-venous CT, marked in yellow. Rate how likely the marked lesion "
+    "is a colorectal liver metastasis (CRLM) rather than a hemangioma, from 0 (certainly hemangioma) to 100 "
+    "(certainly metastasis). Use the whole scale.\n\n"
+    "In aided items the deep-learning segmentation and the model's probability are shown; in unaided items they "
+    "are not. Rate every lesion on the images you are shown; scroll, window and measure as you would in clinical "
+    "reading.\n\n"
+    "If the marked lesion cannot be assessed (not visible, insufficient image quality), mark the item as not "
+    "assessable and give the reason instead of a rating. A submitted rating is final."
+)
+INSTRUCTIONS_MAX_CHARS = 20_000
+LABEL_LEGEND_MAX_ITEMS = 16
+LABEL_LEGEND_TEXT_MAX_CHARS = 200
+NOT_ASSESSABLE_REASONS_MAX = 10
+NOT_ASSESSABLE_REASON_MAX_CHARS = 100
+
+
+def default_label_legend() -> dict[str, str]:
+    return {}
+
+
+def default_overlay_hidden_labels() -> list[str]:
+    return ["liver"]
+
+
+def default_not_assessable_reasons() -> list[str]:
+    return ["Lesion not visible", "Image quality insufficient", "Other"]
+
+
 class Study(models.Model):
     class Design(models.TextChoices):
         CROSSOVER = "crossover", "Crossover with washout"
@@ -41,6 +71,16 @@ class Study(models.Model):
         ADJACENT = "adjacent", "Same block, read one after another"
         SPREAD = "spread", "Same block, spread apart in the session"
 
+    class HangingLayout(models.TextChoices):
+        ONE = "1x1", "One viewport"
+        ONE_BY_TWO = "1x2", "Two viewports side by side"
+        TWO_BY_TWO = "2x2", "Four viewports"
+
+    class OverlayMode(models.TextChoices):
+        FILL_OUTLINE = "fill_outline", "Filled with outline"
+        OUTLINE = "outline", "Outline only"
+        OFF = "off", "Off"
+
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     design = models.CharField(max_length=20, choices=Design.choices, default=Design.CROSSOVER)
@@ -55,6 +95,29 @@ class Study(models.Model):
         help_text="Increasing upper edges in mm; [10, 30] means <=10, 10-30, >30 (an edge belongs to the lower bin).",
     )
     window_presets = models.JSONField(default=default_window_presets, help_text="Viewer presets on keys 1-5.")
+    # What the reading page shows (frozen at launch like the rest of the set-up; validated in actions).
+    question = models.CharField(max_length=300, default=DEFAULT_QUESTION, help_text="Shown above the rating.")
+    scale_low_label = models.CharField(max_length=100, default="certainly hemangioma")
+    scale_high_label = models.CharField(max_length=100, default="certainly metastasis")
+    instructions = models.TextField(
+        default=DEFAULT_INSTRUCTIONS,
+        help_text=f"Plain text shown before a reader's first session (at most {INSTRUCTIONS_MAX_CHARS} characters).",
+    )
+    label_legend = models.JSONField(
+        default=default_label_legend,
+        blank=True,
+        help_text='Optional explanation per overlay label, e.g. {"target lesion": "the lesion to rate"}.',
+    )
+    default_preset = models.CharField(max_length=10, default="2", help_text="Key of the window preset shown first.")
+    hanging_layout = models.CharField(max_length=10, choices=HangingLayout.choices, default=HangingLayout.ONE)
+    overlay_mode = models.CharField(max_length=20, choices=OverlayMode.choices, default=OverlayMode.OUTLINE)
+    overlay_hidden_labels = models.JSONField(
+        default=default_overlay_hidden_labels, blank=True, help_text="Overlay labels hidden by default."
+    )
+    not_assessable_reasons = models.JSONField(
+        default=default_not_assessable_reasons,
+        help_text="Reasons a reader may give instead of a rating (at most 10, each at most 100 characters).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -74,6 +137,12 @@ class Study(models.Model):
             ),
             models.CheckConstraint(
                 condition=~Q(status="closed") | Q(closed_at__isnull=False), name="study_closed_has_date"
+            ),
+            models.CheckConstraint(
+                condition=Q(hanging_layout__in=["1x1", "1x2", "2x2"]), name="study_hanging_layout_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(overlay_mode__in=["fill_outline", "outline", "off"]), name="study_overlay_mode_valid"
             ),
         ]
 
@@ -113,6 +182,9 @@ class Membership(models.Model):
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)
+    instructions_acknowledged_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the reader acknowledged the study's instructions."
+    )
 
     class Meta:
         constraints = [
