@@ -21,15 +21,30 @@ import numpy as np
 from imaging.series import Volume, derived_uid
 from inference.pipeline.lesions import Lesion
 
-__all__ = ["LABELMAP_LABELS", "SegSummary", "make_dicom_seg", "make_labelmap", "read_seg"]
+__all__ = ["LABELMAP_LABELS", "SegSummary", "label_color", "make_dicom_seg", "make_labelmap", "read_seg", "with_colors"]
 
 LIVER, TARGET, OTHER = 1, 2, 3
+# The one home of the overlay palette: Okabe-Ito, distinguishable with the common colour-vision deficiencies.
+# The viewer's lesion marker is Okabe-Ito yellow (240, 228, 66), which no label uses.
 LABELMAP_LABELS: list[dict[str, object]] = [
-    {"value": LIVER, "name": "liver", "color": [60, 180, 75]},
-    {"value": TARGET, "name": "target lesion", "color": [230, 25, 75]},
-    {"value": OTHER, "name": "other lesion", "color": [255, 225, 25]},
+    {"value": LIVER, "name": "liver", "color": [0, 158, 115]},  # bluish green
+    {"value": TARGET, "name": "target lesion", "color": [230, 159, 0]},  # orange
+    {"value": OTHER, "name": "other lesion", "color": [86, 180, 233]},  # sky blue
 ]
+# A label value outside the palette (none today) still gets a colour: Okabe-Ito reddish purple.
+UNKNOWN_LABEL_COLOR = (204, 121, 167)
 _RGB: dict[object, list[int]] = {d["value"]: cast(list[int], d["color"]) for d in LABELMAP_LABELS}
+
+
+def label_color(value: object) -> list[int]:
+    """The current palette's RGB of a labelmap value."""
+    return list(_RGB.get(value, UNKNOWN_LABEL_COLOR))
+
+
+def with_colors(labels: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Labels as stored with a prediction, each with the current palette's colour (older predictions stored
+    other colours, or none): what is shown follows this module, not the day a prediction was computed."""
+    return [{**label, "color": label_color(label.get("value"))} for label in labels if isinstance(label, dict)]
 
 
 def make_labelmap(liver_mask: np.ndarray, instance_labels: np.ndarray, target_label: int | None) -> np.ndarray:

@@ -31,6 +31,12 @@ ACTIVE_SECONDS_MAX = 24 * 3600
 # viewer_state is the client's window/level, zoom and overlay state: small and flat by nature.
 VIEWER_STATE_MAX_DEPTH = 8
 VIEWER_STATE_MAX_BYTES = 16 * 1024
+COMMENT_MAX_CHARS = 2000
+# viewer_state.measurements: what the reader measured, exported with the read.
+MEASUREMENTS_MAX = 50
+MEASUREMENT_TOOLS = ("length", "ellipse", "probe")
+MEASUREMENT_NUMBER_MAX = 1e6
+SERIES_ROLE_MAX = 40
 
 
 def launch_study(actor: Actor, study: Study, *, now: datetime | None = None) -> int:
@@ -124,6 +130,22 @@ def start_session(actor: Actor, session: ReadingSession, *, now: datetime | None
     return session
 
 
+def mark_served(item: SessionItem, *, now: datetime | None = None) -> datetime:
+    """Record when the API first served ``item`` as the current one; returns that time (set once, never moved).
+
+    The one action without an audit event, on purpose: it runs on every item request and records a timestamp the
+    read's own submit_read event carries as served_seconds; an event per serve would be noise, not a trail. The
+    caller has already checked that ``item`` is the reader's current item (access.check_item_visible).
+    """
+    if item.first_served_at is not None:
+        return item.first_served_at
+    now = now or timezone.now()
+    # One conditional UPDATE: concurrent first requests cannot both set it, and a later one never moves it.
+    SessionItem.objects.filter(pk=item.pk, first_served_at__isnull=True).update(first_served_at=now)
+    item.first_served_at = SessionItem.objects.values_list("first_served_at", flat=True).get(pk=item.pk)
+    return cast(datetime, item.first_served_at)
+
+
 @dataclass(frozen=True)
 class SubmitResult:
     read: Read
@@ -138,27 +160,39 @@ def submit_read(
     idempotency_key: str,
     active_seconds: Any,
     viewer_state: Any = None,
+    not_assessable: Any = False,
+    not_assessable_reason: Any = "",
+    comment: Any = "",
     now: datetime | None = None,
 ) -> SubmitResult:
+    """Store one read: a rating on the study's scale, or (``not_assessable``) one of the study's reasons instead."""
     now = now or timezone.now()
     idempotency_key = str(idempotency_key or "").strip()
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
         raise InvalidInput(f"idempotency_key: expected 1 to {IDEMPOTENCY_KEY_MAX} characters")
     viewer_state = check_viewer_state({} if viewer_state is None else viewer_state)
+    if "measurements" in viewer_state:
+        check_measurements(viewer_state["measurements"])
     seconds = _number("active_seconds", active_seconds)
     if not 0 <= seconds <= ACTIVE_SECONDS_MAX:
         raise InvalidInput(f"active_seconds: {seconds:g} is outside 0 to {ACTIVE_SECONDS_MAX} (24 hours)")
+    if not isinstance(not_assessable, bool):
+        raise InvalidInput(f"not_assessable: expected true or false, got {not_assessable!r}")
+    comment = check_comment(comment)
 
     with transaction.atomic():
         session = _own_session(actor, item.session_id, lock=True)
         item = SessionItem.objects.select_related("case", "modality").get(pk=item.pk)
         item.session = session  # the locked row, its study loaded: dl_allowed() below reads it
         study = session.study
-        value = _rating(rating, study)
+        submitted = Submission(
+            *_assessment(study, rating, not_assessable, not_assessable_reason), not_assessable, comment
+        )
+        value = submitted.rating
 
         stored = Read.objects.filter(item=item).first()
         if stored is not None:
-            return SubmitResult(_replayed(session, item, stored, idempotency_key, value), created=False)
+            return SubmitResult(_replayed(session, item, stored, idempotency_key, submitted), created=False)
         if Read.objects.filter(reader=actor, idempotency_key=idempotency_key).exists():
             raise Conflict("idempotency_key was already used for another read")
 
@@ -172,6 +206,10 @@ def submit_read(
 
         # The DL output this reader is shown now (frozen since launch): stored with the read.
         prediction = shown_prediction(item.case) if dl_allowed(item) else None
+        # Server time from the item's first serve (None: never served through the API, e.g. a script's read).
+        # Both ends are this server's clock; max() only guards a ``now`` passed from the past.
+        served = item.first_served_at
+        served_seconds = max(0.0, (now - served).total_seconds()) if served is not None else None
         try:
             with transaction.atomic():
                 read = Read.objects.create(
@@ -183,6 +221,10 @@ def submit_read(
                     rating=value,
                     submitted_at=now,
                     active_seconds=seconds,
+                    served_seconds=served_seconds,
+                    not_assessable=not_assessable,
+                    not_assessable_reason=submitted.reason,
+                    comment=comment,
                     viewer_state=viewer_state,
                     idempotency_key=idempotency_key,
                     prediction=prediction,
@@ -190,7 +232,7 @@ def submit_read(
         except IntegrityError:
             # Only reachable without row locks (SQLite): another submission won the race.
             stored = Read.objects.get(item=item)
-            return SubmitResult(_replayed(session, item, stored, idempotency_key, value), created=False)
+            return SubmitResult(_replayed(session, item, stored, idempotency_key, submitted), created=False)
 
         finished = not SessionItem.objects.filter(session=session, read__isnull=True).exists()
         if finished:
@@ -206,7 +248,11 @@ def submit_read(
                 "session": session.index,
                 "position": item.position,
                 "rating": value,
+                "not_assessable": not_assessable,
+                "not_assessable_reason": submitted.reason,
+                "comment": comment,
                 "active_seconds": seconds,
+                "served_seconds": served_seconds,
                 "prediction": prediction.pk if prediction else None,
                 "session_finished": finished,
             },
@@ -214,22 +260,113 @@ def submit_read(
     return SubmitResult(read, created=True)
 
 
-def _replayed(session: ReadingSession, item: SessionItem, stored: Read, key: str, value: int) -> Read:
-    """A retry of the reader's latest submission with the same rating (same key, or a new key after a lost
-    acknowledgement) returns it; anything else is a conflict that names no stored value. Only the latest read
-    may be replayed: otherwise trying ratings on an older item would reveal the reader's earlier rating."""
+@dataclass(frozen=True)
+class Submission:
+    """What a submission asks to store, as compared with a stored read on a retry."""
+
+    rating: int | None
+    reason: str
+    not_assessable: bool
+    comment: str
+
+    def matches(self, read: Read) -> bool:
+        return (read.rating, read.not_assessable_reason, read.not_assessable, read.comment) == (
+            self.rating,
+            self.reason,
+            self.not_assessable,
+            self.comment,
+        )
+
+
+def _replayed(session: ReadingSession, item: SessionItem, stored: Read, key: str, submitted: Submission) -> Read:
+    """A retry of the reader's latest submission with the same answer (rating or not-assessable reason, and
+    comment; same key, or a new key after a lost acknowledgement) returns it; anything else is a conflict that
+    names no stored value. Only the latest read may be replayed: otherwise trying ratings on an older item would
+    reveal the reader's earlier rating."""
     latest = Read.objects.filter(item__session=session).order_by("-submitted_at", "-id").first()
-    if stored.rating == value and latest is not None and latest.pk == stored.pk:
+    if submitted.matches(stored) and latest is not None and latest.pk == stored.pk:
         return stored
     if stored.idempotency_key == key:
         raise Conflict(
             f"item {item.position + 1} of session {session.index} was already submitted with this idempotency key "
-            "and a different rating; your rating was not stored (a submitted read cannot be changed)"
+            "and a different answer; your answer was not stored (a submitted read cannot be changed)"
         )
     raise Conflict(
-        f"item {item.position + 1} of session {session.index} was already submitted; your rating was not stored "
+        f"item {item.position + 1} of session {session.index} was already submitted; your answer was not stored "
         "(a submitted read cannot be changed)"
     )
+
+
+def _assessment(study: Study, rating: Any, not_assessable: bool, reason: Any) -> tuple[int | None, str]:
+    """(rating, reason): a rating on the scale and no reason, or no rating and one of the study's reasons."""
+    if not not_assessable:
+        if reason not in (None, ""):
+            raise InvalidInput("not_assessable_reason: give a reason only when the item is not assessable")
+        if rating is None:
+            raise InvalidInput("rating: required (or mark the item not assessable and give a reason)")
+        return _rating(rating, study), ""
+    if rating is not None:
+        raise InvalidInput("rating: must be empty when the item is marked not assessable")
+    reasons = list(study.not_assessable_reasons)
+    if not isinstance(reason, str) or reason not in reasons:
+        raise InvalidInput(f"not_assessable_reason: {str(reason)[:100]!r} is not one of: {'; '.join(reasons)}")
+    return None, reason
+
+
+def check_comment(comment: Any) -> str:
+    """Free text of at most COMMENT_MAX_CHARS characters; no control characters but newline and tab."""
+    if comment is None:
+        return ""
+    if not isinstance(comment, str):
+        raise InvalidInput("comment: expected text")
+    if len(comment) > COMMENT_MAX_CHARS:
+        raise InvalidInput(f"comment: {len(comment)} characters; at most {COMMENT_MAX_CHARS}")
+    if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in comment):
+        raise InvalidInput("comment: control characters are not allowed (newline and tab are)")
+    return comment.strip()
+
+
+def check_measurements(measurements: Any) -> list:  # noqa: C901
+    """viewer_state.measurements: the reader's measurements at submit, a short list of small flat records.
+
+    Each is ``{"tool": "length" | "ellipse" | "probe", "series_role": str, "slice_index": int >= 0, ...}``;
+    every other field is a finite number with |x| <= 1e6, or a list of such numbers, or a list of such lists
+    (points). The errors name the measurement's index and field."""
+    if not isinstance(measurements, list):
+        raise InvalidInput("viewer_state.measurements: expected a list")
+    if len(measurements) > MEASUREMENTS_MAX:
+        raise InvalidInput(f"viewer_state.measurements: {len(measurements)} measurements; at most {MEASUREMENTS_MAX}")
+    for i, m in enumerate(measurements):
+        where = f"viewer_state.measurements[{i}]"
+        if not isinstance(m, dict):
+            raise InvalidInput(f"{where}: expected an object")
+        if m.get("tool") not in MEASUREMENT_TOOLS:
+            raise InvalidInput(f"{where}.tool: expected one of {', '.join(MEASUREMENT_TOOLS)}")
+        role = m.get("series_role")
+        if not isinstance(role, str) or not 1 <= len(role) <= SERIES_ROLE_MAX:
+            raise InvalidInput(f"{where}.series_role: expected 1 to {SERIES_ROLE_MAX} characters")
+        index = m.get("slice_index")
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise InvalidInput(f"{where}.slice_index: expected a whole number >= 0")
+        for field, value in m.items():
+            if field in ("tool", "series_role", "slice_index"):
+                continue
+            if len(field) > SERIES_ROLE_MAX:
+                raise InvalidInput(f"{where}: field name longer than {SERIES_ROLE_MAX} characters")
+            if not _bounded_numbers(value, depth=2):
+                raise InvalidInput(
+                    f"{where}.{field}: expected a finite number with |x| <= {MEASUREMENT_NUMBER_MAX:g} "
+                    "(or a list of them, or a list of such lists)"
+                )
+    return measurements
+
+
+def _bounded_numbers(value: Any, depth: int) -> bool:
+    if isinstance(value, list):
+        return depth > 0 and all(_bounded_numbers(v, depth - 1) for v in value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and abs(value) <= MEASUREMENT_NUMBER_MAX
 
 
 def check_viewer_state(state: Any) -> dict:

@@ -3,6 +3,7 @@
 Views, admin actions and management commands call these functions and never write the models themselves.
 """
 
+import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,15 +16,42 @@ from django.utils import timezone
 from readerstudy.analysis.errors import AnalysisInputError
 from readerstudy.analysis.strata import check_size_bins
 from readerstudy.core import audit
-from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed
+from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
 from readerstudy.studies import storage
 from readerstudy.studies.ingest import Ingest, ingest_series
 from readerstudy.studies.manifest import Manifest, read_manifest
-from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
+from readerstudy.studies.models import (
+    INSTRUCTIONS_MAX_CHARS,
+    LABEL_LEGEND_MAX_ITEMS,
+    LABEL_LEGEND_TEXT_MAX_CHARS,
+    NOT_ASSESSABLE_REASON_MAX_CHARS,
+    NOT_ASSESSABLE_REASONS_MAX,
+    Case,
+    ImageSeries,
+    Membership,
+    Modality,
+    Patient,
+    Study,
+    Truth,
+)
 
-EDITABLE_FIELDS = ("description", "design", "washout_days", "patient_grouping", "size_bins_mm")
+# What the reading page shows: set up in draft, frozen at launch like the rest.
+READING_CONFIG_FIELDS = (
+    "question",
+    "scale_low_label",
+    "scale_high_label",
+    "instructions",
+    "label_legend",
+    "default_preset",
+    "hanging_layout",
+    "overlay_mode",
+    "overlay_hidden_labels",
+    "not_assessable_reasons",
+)
+EDITABLE_FIELDS = ("description", "design", "washout_days", "patient_grouping", "size_bins_mm", *READING_CONFIG_FIELDS)
+LABEL_NAME_MAX_CHARS = 64
 
 
 # --- permissions -----------------------------------------------------------------------------------------------
@@ -60,6 +88,80 @@ def _check_size_bins(bins: Any) -> list[float]:
         raise InvalidInput(str(exc)) from None
 
 
+def _check_text(field: str, value: Any, max_chars: int, *, multiline: bool = False, required: bool = True) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{field}: expected text")
+    value = value.strip()
+    if required and not value:
+        raise InvalidInput(f"{field}: must not be empty")
+    if len(value) > max_chars:
+        raise InvalidInput(f"{field}: {len(value)} characters; at most {max_chars}")
+    allowed = "\n\t\r" if multiline else ""
+    if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in value):
+        raise InvalidInput(f"{field}: control characters are not allowed")
+    return value
+
+
+def _check_label_names(field: str, value: Any, max_items: int, max_chars: int) -> list[str]:
+    if not isinstance(value, list):
+        raise InvalidInput(f"{field}: expected a list of texts")
+    if len(value) > max_items:
+        raise InvalidInput(f"{field}: {len(value)} entries; at most {max_items}")
+    names = [_check_text(f"{field}[{i}]", v, max_chars) for i, v in enumerate(value)]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"{field}: entries must be distinct")
+    return names
+
+
+def check_reading_config(changes: dict[str, Any], study: Study) -> dict[str, Any]:  # noqa: C901
+    """The reading-page fields among ``changes``, validated (every value is hostile: types, lengths, choices)."""
+    out: dict[str, Any] = {}
+    for field in ("question", "scale_low_label", "scale_high_label"):
+        if field in changes:
+            out[field] = _check_text(field, changes[field], Study._meta.get_field(field).max_length or 100)
+    if "instructions" in changes:
+        out["instructions"] = _check_text(
+            "instructions", changes["instructions"], INSTRUCTIONS_MAX_CHARS, multiline=True
+        )
+    if "label_legend" in changes:
+        legend = changes["label_legend"]
+        if not isinstance(legend, dict):
+            raise InvalidInput("label_legend: expected an object of label name -> explanation")
+        if len(legend) > LABEL_LEGEND_MAX_ITEMS:
+            raise InvalidInput(f"label_legend: {len(legend)} labels; at most {LABEL_LEGEND_MAX_ITEMS}")
+        out["label_legend"] = {
+            _check_text("label_legend name", k, LABEL_NAME_MAX_CHARS): _check_text(
+                f"label_legend[{k!r}]", v, LABEL_LEGEND_TEXT_MAX_CHARS
+            )
+            for k, v in legend.items()
+        }
+    if "default_preset" in changes:
+        keys = [str(p.get("key")) for p in study.window_presets if isinstance(p, dict)]
+        if not isinstance(changes["default_preset"], str) or changes["default_preset"] not in keys:
+            raise InvalidInput(f"default_preset {changes['default_preset']!r}: expected one of {', '.join(keys)}")
+        out["default_preset"] = changes["default_preset"]
+    for field, choices in (("hanging_layout", Study.HangingLayout), ("overlay_mode", Study.OverlayMode)):
+        if field in changes:
+            if changes[field] not in choices.values:
+                raise InvalidInput(f"{field} {changes[field]!r}: expected one of {', '.join(choices.values)}")
+            out[field] = str(changes[field])
+    if "overlay_hidden_labels" in changes:
+        out["overlay_hidden_labels"] = _check_label_names(
+            "overlay_hidden_labels", changes["overlay_hidden_labels"], LABEL_LEGEND_MAX_ITEMS, LABEL_NAME_MAX_CHARS
+        )
+    if "not_assessable_reasons" in changes:
+        reasons = _check_label_names(
+            "not_assessable_reasons",
+            changes["not_assessable_reasons"],
+            NOT_ASSESSABLE_REASONS_MAX,
+            NOT_ASSESSABLE_REASON_MAX_CHARS,
+        )
+        if not reasons:
+            raise InvalidInput("not_assessable_reasons: at least one reason is needed")
+        out["not_assessable_reasons"] = reasons
+    return out
+
+
 def study_state(study: Study) -> dict:
     """What audit events of study-level actions store as before/after."""
     return {
@@ -70,6 +172,9 @@ def study_state(study: Study) -> dict:
         "seed": study.seed,
         "status": study.status,
         "size_bins_mm": study.size_bins_mm,
+        # The instructions by digest: up to 20 000 characters need not be copied into every study event.
+        **{field: getattr(study, field) for field in READING_CONFIG_FIELDS if field != "instructions"},
+        "instructions_sha256": hashlib.sha256(study.instructions.encode()).hexdigest(),
     }
 
 
@@ -86,7 +191,12 @@ def create_study(
     patient_grouping: str = Study.PatientGrouping.NONE,
     seed: int | None = None,
     size_bins_mm: list[float] | None = None,
+    **reading_config: Any,
 ) -> Study:
+    """Create a draft study; ``reading_config`` takes any of READING_CONFIG_FIELDS (defaults otherwise)."""
+    unknown = set(reading_config) - set(READING_CONFIG_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown study field(s): {', '.join(sorted(unknown))}")
     if not (getattr(actor, "is_staff", False) or getattr(actor, "is_superuser", False)):
         raise NotAllowed(f"{actor} may not create studies (staff only)")
     name = name.strip()
@@ -99,6 +209,7 @@ def create_study(
     if washout_days < 0:
         raise InvalidInput("washout_days must be >= 0")
     bins = _check_size_bins(size_bins_mm if size_bins_mm is not None else [10.0, 30.0])
+    config = check_reading_config(reading_config, Study())  # the default window presets
     with transaction.atomic():
         if Study.objects.filter(name=name).exists():
             raise InvalidInput(f"a study named {name!r} exists already")
@@ -110,6 +221,7 @@ def create_study(
             patient_grouping=patient_grouping,
             seed=seed if seed is not None else secrets.randbits(62),
             size_bins_mm=bins,
+            **config,
         )
         Membership.objects.create(study=study, user=actor, role=Membership.Role.ADMIN)
         # The creator becomes the study's admin: part of the same action, so one event says both.
@@ -132,6 +244,7 @@ def update_study(actor: Actor, study: Study, **changes: Any) -> Study:
         study = lock_study(study)
         check_study_admin(actor, study)
         _check_draft(study, "change the study")
+        changes.update(check_reading_config(changes, study))
         before = study_state(study)
         for key, value in changes.items():
             setattr(study, key, value)
@@ -383,3 +496,35 @@ def close_study(actor: Actor, study: Study, *, now: datetime | None = None) -> S
         study.save(update_fields=["status", "closed_at"])
         audit.record(actor, Verb.CLOSE_STUDY, study, study=study, before=before, after=study_state(study))
     return study
+
+
+# --- readers -------------------------------------------------------------------------------------------------------
+
+
+def acknowledge_instructions(actor: Actor, study: Study, *, now: datetime | None = None) -> Membership:
+    """A reader confirms having read the study's instructions (idempotent: the first acknowledgement stays)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Locks the membership row: two clicks at once record one acknowledgement and one event.
+        membership = (
+            Membership.objects.select_for_update()
+            .filter(study=study, user_id=getattr(actor, "pk", None), role=Membership.Role.READER)
+            .first()
+        )
+        if membership is None or study.status == Study.Status.DRAFT:
+            raise NotFound("no such study")  # a non-reader learns nothing; a draft's instructions may still change
+        if membership.instructions_acknowledged_at is not None:
+            return membership
+        membership.instructions_acknowledged_at = now
+        membership.save(update_fields=["instructions_acknowledged_at"])
+        audit.record(
+            actor,
+            Verb.ACKNOWLEDGE_INSTRUCTIONS,
+            membership,
+            study=study,
+            after={
+                "acknowledged_at": now.isoformat(),
+                "instructions_sha256": hashlib.sha256(study.instructions.encode()).hexdigest(),
+            },
+        )
+    return membership

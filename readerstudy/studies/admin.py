@@ -77,7 +77,15 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
         )
 
     def get_fields(self, request: HttpRequest, obj: Study | None = None) -> list[str]:
-        fields = ["name", "description", "design", "washout_days", "patient_grouping", "size_bins_mm"]
+        fields = [
+            "name",
+            "description",
+            "design",
+            "washout_days",
+            "patient_grouping",
+            "size_bins_mm",
+            *actions.READING_CONFIG_FIELDS,
+        ]
         if obj is not None:
             fields = ["readiness_checklist", *fields, "seed", "status", "launched_at", "closed_at"]
         return fields
@@ -87,7 +95,9 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
             return []
         locked = ["readiness_checklist", "name", "seed", "status", "launched_at", "closed_at"]
         if obj.status != Study.Status.DRAFT:
+            # Frozen at launch: every reader reads under the same set-up.
             locked += ["description", "design", "washout_days", "patient_grouping", "size_bins_mm"]
+            locked += list(actions.READING_CONFIG_FIELDS)
         return locked
 
     @admin.display(description="cases")
