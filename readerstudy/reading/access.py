@@ -11,6 +11,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from readerstudy.core.dates import format_when
 from readerstudy.core.errors import NotFound, NotOpenYet
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Study
@@ -65,7 +66,7 @@ def check_session_open(session: ReadingSession, now: datetime) -> None:
         )
     if session.available_from > now:
         raise NotOpenYet(
-            f"session {session.index} opens on {session.available_from:%Y-%m-%d %H:%M} UTC "
+            f"session {session.index} opens on {format_when(session.available_from)} "
             f"(washout of {study.washout_days} days)"
         )
 

@@ -289,10 +289,10 @@ def _replayed(session: ReadingSession, item: SessionItem, stored: Read, key: str
     if stored.idempotency_key == key:
         raise Conflict(
             f"item {item.position + 1} of session {session.index} was already submitted with this idempotency key "
-            "and a different answer; your answer was not stored (a submitted read cannot be changed)"
+            "and a different rating; your rating was not stored (a submitted read cannot be changed)"
         )
     raise Conflict(
-        f"item {item.position + 1} of session {session.index} was already submitted; your answer was not stored "
+        f"item {item.position + 1} of session {session.index} was already submitted; your rating was not stored "
         "(a submitted read cannot be changed)"
     )
 

@@ -1,7 +1,9 @@
 """Reading API (DRF, session auth + CSRF). Views parse input, check access, and call one action."""
 
+import math
 from typing import Any
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
@@ -14,13 +16,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.actions import shown_prediction
+from inference.pipeline.seg import with_colors
 from readerstudy.core.errors import ActionError
 from readerstudy.reading import access, actions
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
-from readerstudy.studies.models import Study
+from readerstudy.studies.models import Case, Membership, Study
 from readerstudy.studies.storage import slice_name
 
-RATING_LEGEND = {"low": "certainly hemangioma", "high": "certainly metastasis"}
+# The lesion marker's ticks start this far outside the lesion's reference radius...
+MARKER_CLEARANCE_MM = 3.0
+# ...rounded up to this step, so that the payload does not disclose the exact reference diameter.
+MARKER_GAP_STEP_MM = 5.0
 
 
 def error_response(exc: ActionError) -> Response:
@@ -53,9 +59,20 @@ def session_payload(session: ReadingSession, now: Any) -> dict:
         state = "open"
     else:
         state = "in_progress"
+    following = (
+        ReadingSession.objects.filter(study=study, reader=session.reader, index=session.index + 1)
+        .values("index", "available_from")
+        .first()
+    )
+    acknowledged = (
+        Membership.objects.filter(study=study, user=session.reader)
+        .values_list("instructions_acknowledged_at", flat=True)
+        .first()
+    )
     return {
         "id": session.pk,
         "study": study.name,
+        "study_id": study.pk,
         "index": session.index,
         "n_sessions": ReadingSession.objects.filter(study=study, reader=session.reader).count(),
         "state": state,
@@ -66,7 +83,19 @@ def session_payload(session: ReadingSession, now: Any) -> dict:
         "n_items": n_items,
         "n_read": n_read,
         "url": reverse("reading:session", args=[session.pk]),
+        "instructions_url": reverse("reading:instructions", args=[study.pk]),
+        "instructions_acknowledged": acknowledged is not None,
+        "next_session": following,  # {"index", "available_from"}; None after the reader's last session
+        "time_zone": settings.TIME_ZONE,  # the zone every date on the page is shown in
     }
+
+
+def marker_gap_mm(case: Case) -> float:
+    """Radius (mm) at which the lesion marker's ticks start, so they clear the lesion: the reference radius plus
+    MARKER_CLEARANCE_MM, rounded UP to a multiple of MARKER_GAP_STEP_MM. Readers must not be told the reference
+    diameter (it is part of what they judge, and the size stratum is derived from it); a 5 mm step leaves only a
+    coarse bound a reader could anyway see on the image."""
+    return math.ceil((case.diameter_mm / 2 + MARKER_CLEARANCE_MM) / MARKER_GAP_STEP_MM) * MARKER_GAP_STEP_MM
 
 
 def item_payload(item: SessionItem) -> dict:
@@ -91,7 +120,21 @@ def item_payload(item: SessionItem) -> dict:
             "z_mm": case.lesion_z_mm,
         },
         "window_presets": study.window_presets,
-        "rating_scale": {"min": study.rating_min, "max": study.rating_max, **RATING_LEGEND},
+        "default_preset": study.default_preset,
+        "layout": study.hanging_layout,
+        "question": study.question,
+        "rating_scale": {
+            "min": study.rating_min,
+            "max": study.rating_max,
+            "low": study.scale_low_label,
+            "high": study.scale_high_label,
+        },
+        "not_assessable_reasons": list(study.not_assessable_reasons),
+        # Study set-up, the same in every modality: not DL output (the overlay itself is only in "dl").
+        "overlay_defaults": {"mode": study.overlay_mode, "hidden_labels": list(study.overlay_hidden_labels)},
+        "label_legend": dict(study.label_legend),
+        "served_at": item.first_served_at,
+            "marker_gap_mm": marker_gap_mm(case),  # never diameter_mm itself
     }
     if access.dl_allowed(item):
         prediction = shown_prediction(case)
@@ -101,7 +144,7 @@ def item_payload(item: SessionItem) -> dict:
                 "model": f"{prediction.model_name} {prediction.model_version}",
                 "overlay_url": reverse("reading-api:overlay", args=[item.pk]) if prediction.overlay else None,
                 "overlay_shape": prediction.overlay_shape,
-                "labels": prediction.overlay_labels,
+                "labels": with_colors(prediction.overlay_labels),  # today's palette, whatever was stored
             }
     following = (
         SessionItem.objects.filter(session=session, position=item.position + 1).select_related("case__series").first()
@@ -127,8 +170,17 @@ ItemSchema = inline_serializer(
         "images": serializers.ListField(child=serializers.CharField()),
         "lesion": serializers.DictField(),
         "window_presets": serializers.ListField(child=serializers.DictField()),
-        "rating_scale": serializers.DictField(),
-        "dl": serializers.DictField(required=False),
+        "default_preset": serializers.CharField(),
+        "layout": serializers.ChoiceField(["1x1", "1x2", "2x2"]),
+        "question": serializers.CharField(),
+        "rating_scale": serializers.DictField(help_text="{min, max, low, high}"),
+        "not_assessable_reasons": serializers.ListField(child=serializers.CharField()),
+        "overlay_defaults": serializers.DictField(
+            help_text='{"mode": "fill_outline"|"outline"|"off", "hidden_labels"}'
+        ),
+        "label_legend": serializers.DictField(child=serializers.CharField()),
+        "served_at": serializers.DateTimeField(help_text="When this item was first served (the server's clock)."),
+        "dl": serializers.DictField(required=False, help_text="Only where the blinding rules allow DL output."),
         "next_images": serializers.ListField(child=serializers.CharField(), required=False),
     },
 )
@@ -148,6 +200,11 @@ SESSION_FIELDS = {
 }
 SessionSchema = inline_serializer("Session", SESSION_FIELDS)
 SessionListSchema = inline_serializer("SessionList", SESSION_FIELDS, many=True)
+    "study_id": serializers.IntegerField(),
+    "instructions_url": serializers.CharField(),
+    "instructions_acknowledged": serializers.BooleanField(),
+    "next_session": serializers.DictField(allow_null=True, help_text='{"index": n, "available_from": iso or null}'),
+    "time_zone": serializers.CharField(),
 ErrorSchema = inline_serializer(
     "Error", {"detail": serializers.CharField(), "errors": serializers.ListField(child=serializers.CharField())}
 )
@@ -196,19 +253,31 @@ class NextItemView(ActionAPIView):
         return Response(item_payload(item))
 
 
+        actions.mark_served(item)
 class ItemView(ActionAPIView):
     @extend_schema(responses={200: ItemSchema, 404: ErrorSchema, 409: ErrorSchema})
     def get(self, request: Request, item_id: int) -> Response:
         item = access.own_item(request.user, item_id)
-        access.check_item_visible(item, timezone.now())
+        access.check_item_visible(item, timezone.now())  # the current item only: never a preloaded one
+        actions.mark_served(item)
         return Response(item_payload(item))
 
 
 class SubmitReadSerializer(serializers.Serializer):
-    rating = serializers.JSONField(help_text="Whole number on the study's scale (0-100).")
+    # Types and bounds are checked by actions.submit_read (strictly: "true" is not a boolean, "50" not a rating).
+    rating = serializers.JSONField(
+        required=False, allow_null=True, help_text="Whole number on the study's scale (0-100); null iff not assessable."
+    )
     idempotency_key = serializers.CharField(max_length=64)
     active_seconds = serializers.JSONField(help_text="Active reading time measured by the client.")
-    viewer_state = serializers.JSONField(required=False, help_text="Window/level, zoom, overlay state at submit.")
+    viewer_state = serializers.JSONField(
+        required=False, help_text="Window/level, zoom, overlay state and measurements (a list) at submit."
+    )
+    not_assessable = serializers.JSONField(required=False, help_text="true: no rating, give a reason instead.")
+    not_assessable_reason = serializers.JSONField(
+        required=False, allow_null=True, help_text="One of the item's not_assessable_reasons, iff not assessable."
+    )
+    comment = serializers.JSONField(required=False, allow_null=True, help_text="Free text, at most 2000 characters.")
 
 
 ReadSchema = inline_serializer(
@@ -216,7 +285,10 @@ ReadSchema = inline_serializer(
     {
         "id": serializers.IntegerField(),
         "item": serializers.IntegerField(),
-        "rating": serializers.IntegerField(),
+        "rating": serializers.IntegerField(allow_null=True),
+        "not_assessable": serializers.BooleanField(),
+        "not_assessable_reason": serializers.CharField(),
+        "comment": serializers.CharField(),
         "submitted_at": serializers.DateTimeField(),
         "active_seconds": serializers.FloatField(),
         "created": serializers.BooleanField(),
@@ -238,13 +310,16 @@ class SubmitReadView(ActionAPIView):
         result = actions.submit_read(
             request.user,
             item,
-            rating=body.validated_data["rating"],
+            rating=body.validated_data.get("rating"),
             idempotency_key=body.validated_data["idempotency_key"],
             active_seconds=body.validated_data["active_seconds"],
             viewer_state=body.validated_data.get("viewer_state"),
         )
         read = result.read
         return Response(
+            not_assessable=body.validated_data.get("not_assessable", False),
+            not_assessable_reason=body.validated_data.get("not_assessable_reason", ""),
+            comment=body.validated_data.get("comment", ""),
             {
                 "id": read.pk,
                 "item": item.pk,
@@ -252,6 +327,9 @@ class SubmitReadView(ActionAPIView):
                 "submitted_at": read.submitted_at,
                 "active_seconds": read.active_seconds,
                 "created": result.created,
+                "not_assessable": read.not_assessable,
+                "not_assessable_reason": read.not_assessable_reason,
+                "comment": read.comment,
             },
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )

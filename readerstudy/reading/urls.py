@@ -9,6 +9,7 @@ app_name = "reading"
 urlpatterns = [
     path("", views.worklist, name="worklist"),
     path("session/<id:session_id>/", views.reading_page, name="session"),
+    path("study/<id:study_id>/instructions/", views.instructions, name="instructions"),
 ]
 
 api_patterns = (

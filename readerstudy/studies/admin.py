@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.utils.html import format_html, format_html_join
 
 from readerstudy.core.admin import ReadOnlyAdminMixin, SizeStratumFilter, StudyScopedAdminMixin
+from readerstudy.core.dates import format_when
 from readerstudy.core.errors import ActionError
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, Membership, Modality, Study
@@ -111,7 +112,7 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
     @admin.display(description="readiness checklist")
     def readiness_checklist(self, study: Study) -> str:
         if study.status != Study.Status.DRAFT:
-            return f"{study.get_status_display()} on {study.launched_at:%Y-%m-%d %H:%M} UTC"
+            return f"{study.get_status_display()} on {format_when(study.launched_at)}" if study.launched_at else ""
         check = actions.readiness(study)
         rows = [("✗", p) for p in check.problems] + [("!", w) for w in check.warnings]
         if check.ready:

@@ -69,6 +69,9 @@ def test_reader_reads_a_full_session_with_overlay_only_in_aided_items(page, live
     rows = page.get_by_test_id("worklist-session")
     assert rows.count() == 2
     page.get_by_role("link", name="Start").click()
+    # Before the first session: the study's instructions, acknowledged once.
+    assert "metastasis" in page.get_by_test_id("instructions").inner_text()
+    page.get_by_test_id("instructions-ack").click()
 
     seen = set()
 

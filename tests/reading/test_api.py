@@ -276,3 +276,208 @@ def test_openapi_schema_lists_the_reading_endpoints(crossover):
     schema = client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
     for path in ("/api/worklist/", "/api/sessions/{session_id}/next/", "/api/items/{item_id}/read/"):
         assert path in schema["paths"]
+
+
+# --- the reading workstation's payload -----------------------------------------------------------------------------
+
+
+def test_item_payload_carries_the_study_reading_config(crossover):
+    from readerstudy.studies.models import Study
+
+    Study.objects.filter(pk=crossover.pk).update(  # set-up is frozen after launch: written as a draft would have
+        question="Metastasis?",
+        scale_low_label="benign",
+        scale_high_label="malignant",
+        label_legend={"target lesion": "the lesion to rate"},
+        default_preset="3",
+        hanging_layout="1x2",
+        overlay_mode="fill_outline",
+        overlay_hidden_labels=["liver", "other lesion"],
+        not_assessable_reasons=["Not visible", "Other"],
+    )
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    assert item["question"] == "Metastasis?"
+    assert item["rating_scale"] == {"min": 0, "max": 100, "low": "benign", "high": "malignant"}
+    assert (item["default_preset"], item["layout"]) == ("3", "1x2")
+    assert item["overlay_defaults"] == {"mode": "fill_outline", "hidden_labels": ["liver", "other lesion"]}
+    assert item["not_assessable_reasons"] == ["Not visible", "Other"]
+    assert item["label_legend"] == {"target lesion": "the lesion to rate"}
+    assert item["served_at"]
+
+
+@pytest.mark.parametrize(("diameter", "gap"), [(4.0, 5.0), (10.0, 10.0), (14.0, 10.0), (14.2, 15.0), (40.0, 25.0)])
+def test_marker_gap_clears_the_lesion_in_5_mm_steps(diameter, gap):
+    from readerstudy.reading.api import marker_gap_mm
+    from readerstudy.studies.models import Case
+
+    assert marker_gap_mm(Case(diameter_mm=diameter)) == gap
+
+
+def test_the_lesion_carries_a_marker_gap_and_never_the_reference_diameter(crossover):
+    import math
+
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    response = client.get(f"/api/sessions/{session.pk}/next/")
+    item = response.json()
+    diameter = session.items.get(pk=item["id"]).case.diameter_mm
+    assert item["lesion"]["marker_gap_mm"] == math.ceil((diameter / 2 + 3) / 5) * 5
+    assert item["lesion"]["marker_gap_mm"] >= diameter / 2 + 3
+    assert "diameter" not in response.content.decode()
+    assert str(diameter) not in json_values(item["lesion"])
+
+
+def json_values(obj) -> list[str]:
+    return [str(v) for v in obj.values()]
+
+
+def test_unaided_items_carry_nothing_derived_from_dl(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    unaided = 0
+    for _ in range(session.items.count()):
+        item = client.get(f"/api/sessions/{session.pk}/next/").json()
+        if not item["modality"]["shows_dl"]:
+            unaided += 1
+            assert "dl" not in item
+            text = str({k: v for k, v in item.items() if k != "modality"})
+            for leak in ("probability", "overlay_url", "overlay_shape", "'labels'", "test-model"):
+                assert leak not in text, leak
+        assert submit(client, item["id"]).status_code == 201
+    assert unaided == session.items.filter(modality__shows_dl=False).count() > 0
+
+
+def test_overlay_labels_take_todays_palette_whatever_was_stored(crossover):
+    from inference.models import Prediction
+    from inference.pipeline.seg import LABELMAP_LABELS, label_color
+
+    assert [d["color"] for d in LABELMAP_LABELS] == [[0, 158, 115], [230, 159, 0], [86, 180, 233]]
+    assert label_color(1) == [0, 158, 115] and label_color(2) == [230, 159, 0] and label_color(3) == [86, 180, 233]
+    assert label_color(9) == [204, 121, 167]  # outside the palette: still a colour, never the marker's yellow
+    assert [240, 228, 66] not in [d["color"] for d in LABELMAP_LABELS]
+    old = [
+        {"value": 1, "name": "liver", "color": [60, 180, 75]},
+        {"value": 2, "name": "target lesion", "color": [230, 25, 75]},
+        {"value": 3, "name": "other lesion"},
+    ]
+    Prediction.objects.filter(case__study=crossover).update(overlay_labels=old)
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    for _ in range(session.items.count()):
+        item = client.get(f"/api/sessions/{session.pk}/next/").json()
+        if item["modality"]["shows_dl"]:
+            assert item["dl"]["labels"] == [
+                {"value": 1, "name": "liver", "color": [0, 158, 115]},
+                {"value": 2, "name": "target lesion", "color": [230, 159, 0]},
+                {"value": 3, "name": "other lesion", "color": [86, 180, 233]},
+            ]
+            return
+        assert submit(client, item["id"]).status_code == 201
+    raise AssertionError("no aided item")
+
+
+def test_first_serve_is_recorded_once_and_submit_stores_served_seconds(crossover):
+    from datetime import UTC, datetime
+
+    from readerstudy.reading.models import SessionItem
+
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    before = timezone.now()
+    first = client.get(f"/api/sessions/{session.pk}/next/").json()
+    row = SessionItem.objects.get(pk=first["id"])
+    assert row.first_served_at is not None and before <= row.first_served_at <= timezone.now()
+    again = client.get(f"/api/items/{first['id']}/").json()
+    assert again["served_at"] == first["served_at"]
+    assert SessionItem.objects.get(pk=first["id"]).first_served_at == row.first_served_at
+    # Preloading the next item's images does not count as serving it.
+    following = session.items.get(position=row.position + 1)
+    assert client.get(f"/api/items/{following.pk}/images/0").status_code == 200
+    assert SessionItem.objects.get(pk=following.pk).first_served_at is None
+    # An explicit first-serve time: served_seconds is the server's clock from it to the submission.
+    long_ago = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    SessionItem.objects.filter(pk=first["id"]).update(first_served_at=long_ago)
+    assert submit(client, first["id"]).status_code == 201
+    read = Read.objects.get(item_id=first["id"])
+    assert read.served_seconds == (read.submitted_at - long_ago).total_seconds()
+
+
+def not_assessable_body(**fields):
+    return {"idempotency_key": "na", "active_seconds": 3, "not_assessable": True} | fields
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (not_assessable_body(rating=40, not_assessable_reason="Other"), "rating: must be empty"),
+        (not_assessable_body(not_assessable_reason="Bored"), "is not one of"),
+        (not_assessable_body(), "not_assessable_reason"),
+        (not_assessable_body(not_assessable="yes", not_assessable_reason="Other"), "expected true or false"),
+        ({"idempotency_key": "k", "active_seconds": 3}, "rating: required"),
+        ({"idempotency_key": "k", "active_seconds": 3, "rating": None}, "rating: required"),
+        ({"idempotency_key": "k", "active_seconds": 3, "rating": 5, "not_assessable_reason": "Other"}, "only when"),
+        ({"idempotency_key": "k", "active_seconds": 3, "rating": 5, "comment": "x" * 2001}, "at most 2000"),
+        ({"idempotency_key": "k", "active_seconds": 3, "rating": 5, "comment": "\u0000"}, "control characters"),
+        (
+            {"idempotency_key": "k", "active_seconds": 3, "rating": 5, "viewer_state": {"measurements": [{}]}},
+            "viewer_state.measurements[0].tool",
+        ),
+    ],
+)
+def test_not_assessable_and_comment_are_checked_with_400(crossover, body, message):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    response = post(client, f"/api/items/{item['id']}/read/", body)
+    assert response.status_code == 400, response.content
+    assert message in response.json()["detail"]
+    assert Read.objects.count() == 0
+
+
+def test_a_not_assessable_read_is_accepted_and_replayed(crossover):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    started(client, session)
+    item = client.get(f"/api/sessions/{session.pk}/next/").json()
+    assert item["not_assessable_reasons"] == ["Lesion not visible", "Image quality insufficient", "Other"]
+    body = not_assessable_body(not_assessable_reason="Lesion not visible", comment="not seen", rating=None)
+    response = post(client, f"/api/items/{item['id']}/read/", body)
+    assert response.status_code == 201, response.content
+    answer = response.json()
+    assert (answer["rating"], answer["not_assessable"], answer["not_assessable_reason"], answer["comment"]) == (
+        None,
+        True,
+        "Lesion not visible",
+        "not seen",
+    )
+    assert post(client, f"/api/items/{item['id']}/read/", body).status_code == 200
+    changed = post(client, f"/api/items/{item['id']}/read/", body | {"comment": "seen after all"})
+    assert changed.status_code == 409 and "not seen" not in changed.content.decode()
+    read = Read.objects.get()
+    assert read.rating is None and read.not_assessable_reason == "Lesion not visible"
+
+
+def test_session_payload_names_the_next_session_the_time_zone_and_the_instructions(crossover, settings):
+    client = client_for("reader1")
+    session = session_of(crossover, "reader1")
+    body = client.get(f"/api/sessions/{session.pk}/").json()
+    assert body["next_session"] == {"index": 2, "available_from": None}
+    assert body["instructions_acknowledged"] is False and body["time_zone"] == "UTC"
+    assert body["instructions_url"] == f"/reading/study/{crossover.pk}/instructions/"
+    study_actions.acknowledge_instructions(make_user("reader1"), crossover)
+    last = client.get(f"/api/sessions/{session_of(crossover, 'reader1', 2).pk}/").json()
+    assert last["next_session"] is None and last["instructions_acknowledged"] is True
+    opens = timezone.now() + timedelta(days=3)
+    ReadingSession.objects.filter(pk=session_of(crossover, "reader1", 2).pk).update(available_from=opens)
+    body = client.get(f"/api/sessions/{session.pk}/").json()
+    assert body["next_session"]["index"] == 2
+    assert body["next_session"]["available_from"].startswith(opens.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert client_for("reader2").get("/api/worklist/").json()[0]["instructions_acknowledged"] is False

@@ -37,6 +37,7 @@ def world(tmp_path, monkeypatch):
     actions.add_member(superuser, study, coordinator, "admin")
     actions.add_member(superuser, study, make_user("stat"), "statistician")
     reader = make_user("reader1")
+    actions.acknowledge_instructions(reader, study)  # the reading page comes after the instructions
     session = ReadingSession.objects.get(study=study, reader=reader, index=1)
     reading_actions.start_session(reader, session)
     items = list(session.items.select_related("modality").order_by("position"))
@@ -73,6 +74,8 @@ MATRIX = [
     ("schema", "get", "/api/schema/", [API_ANON, OK, OK, OK, OK, OK]),
     ("worklist page", "get", "/reading/", [LOGIN, OK, OK, OK, OK, OK]),
     ("reading page", "get", "/reading/session/{session}/", [LOGIN, OK, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
+    ("instructions", "get", "/reading/study/{study}/instructions/", [LOGIN, OK] + [NOT_FOUND] * 4),
+    ("other's instructions", "get", "/reading/study/{other}/instructions/", [LOGIN] + [NOT_FOUND] * 5),
     # Results: non-members get "not found" for existing ids, as for missing ones (a 403 would confirm the id).
     ("results study", "get", "/results/study/{study}/", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
     ("request export", "post", "/results/study/{study}/", [LOGIN, NOT_FOUND, NOT_FOUND, 302, 302, 302]),

@@ -186,3 +186,97 @@ def test_sequential_launch_needs_unaided_first(tmp_path, admin):
     actions.add_modality(admin, study, "aided", "Aided", shows_dl=True, order=0)
     actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False, order=1)
     assert any("unaided first" in p for p in actions.readiness(study).problems)
+
+
+def test_a_new_study_has_the_reading_config_defaults_of_todays_study(admin):
+    study = actions.create_study(admin, "Defaults", seed=1)
+    assert study.question == "How likely is the marked lesion a metastasis?"
+    assert (study.scale_low_label, study.scale_high_label) == ("certainly hemangioma", "certainly metastasis")
+    assert (study.default_preset, study.hanging_layout, study.overlay_mode) == ("2", "1x1", "outline")
+    assert study.overlay_hidden_labels == ["liver"] and study.label_legend == {}
+    assert study.not_assessable_reasons == ["Lesion not visible", "Image quality insufficient", "Other"]
+    assert "metastasis" in study.instructions and len(study.instructions) <= 20_000
+    preset = next(p for p in study.window_presets if p["key"] == study.default_preset)
+    assert preset["name"] == "Liver"
+
+
+def test_reading_config_is_set_at_creation_and_updated_in_draft_with_one_event(admin):
+    study = actions.create_study(
+        admin, "Configured", seed=1, question="  Metastasis?  ", hanging_layout="2x2", label_legend={"liver": "x"}
+    )
+    assert (study.question, study.hanging_layout, study.label_legend) == ("Metastasis?", "2x2", {"liver": "x"})
+    before = events("update_study")
+    actions.update_study(admin, study, overlay_mode="off", not_assessable_reasons=["Motion", "Other"])
+    study.refresh_from_db()
+    assert study.overlay_mode == "off" and study.not_assessable_reasons == ["Motion", "Other"]
+    assert events("update_study") == before + 1
+    with pytest.raises(InvalidInput, match="unknown study field"):
+        actions.create_study(admin, "Bad", seed=1, rating_max=5)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"question": ""}, "question: must not be empty"),
+        ({"question": "x" * 301}, "question: 301 characters; at most 300"),
+        ({"question": 5}, "question: expected text"),
+        ({"scale_low_label": "low\x00"}, "control characters"),
+        ({"instructions": "x" * 20_001}, "instructions: 20001 characters; at most 20000"),
+        ({"label_legend": ["liver"]}, "label_legend: expected an object"),
+        ({"label_legend": {f"l{i}": "x" for i in range(17)}}, "17 labels; at most 16"),
+        ({"label_legend": {"liver": "x" * 201}}, "201 characters; at most 200"),
+        ({"label_legend": {"liver": 3}}, "expected text"),
+        ({"default_preset": "6"}, "default_preset '6': expected one of 1, 2, 3, 4, 5"),
+        ({"default_preset": 2}, "default_preset 2"),
+        ({"hanging_layout": "3x3"}, "hanging_layout '3x3': expected one of 1x1, 1x2, 2x2"),
+        ({"overlay_mode": "fill"}, "overlay_mode 'fill'"),
+        ({"overlay_hidden_labels": "liver"}, "overlay_hidden_labels: expected a list"),
+        ({"not_assessable_reasons": []}, "at least one reason"),
+        ({"not_assessable_reasons": [f"r{i}" for i in range(11)]}, "11 entries; at most 10"),
+        ({"not_assessable_reasons": ["Other", "Other"]}, "must be distinct"),
+        ({"not_assessable_reasons": ["x" * 101]}, "101 characters; at most 100"),
+    ],
+)
+def test_bad_reading_config_is_refused_and_nothing_changes(admin, changes, message):
+    study = actions.create_study(admin, "Strict", seed=1)
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(")):
+        actions.update_study(admin, study, **changes)
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(")):
+        actions.create_study(admin, "Strict 2", seed=1, **changes)
+    study.refresh_from_db()
+    assert study.question.startswith("How likely") and study.default_preset == "2"
+    assert not Study.objects.filter(name="Strict 2").exists()
+
+
+def test_the_database_refuses_a_layout_or_overlay_mode_outside_the_choices(admin):
+    from django.db import IntegrityError, transaction
+
+    study = actions.create_study(admin, "Constrained", seed=1)
+    for field, value in (("hanging_layout", "3x3"), ("overlay_mode", "blink")):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Study.objects.filter(pk=study.pk).update(**{field: value})
+
+
+def test_a_reader_acknowledges_the_instructions_once_with_one_event(tmp_path, admin):
+    from datetime import UTC, datetime
+
+    from readerstudy.core.errors import NotFound
+
+    study = build_study(tmp_path, readers=2)
+    reader = make_user("reader1")
+    when = datetime(2026, 12, 3, 14, 0, tzinfo=UTC)
+    membership = actions.acknowledge_instructions(reader, study, now=when)
+    assert membership.instructions_acknowledged_at == when
+    again = actions.acknowledge_instructions(reader, study, now=datetime(2026, 12, 4, tzinfo=UTC))
+    assert again.instructions_acknowledged_at == when  # the first acknowledgement stays
+    event = AuditEvent.objects.get(verb="acknowledge_instructions")
+    assert (event.actor, event.study_id, event.object_id) == (reader, study.pk, str(membership.pk))
+    assert event.after["acknowledged_at"] == when.isoformat() and len(event.after["instructions_sha256"]) == 64
+    assert Membership.objects.get(study=study, user=make_user("reader2")).instructions_acknowledged_at is None
+    for outsider in (admin, make_user("stranger")):  # the study's admin is no reader of it
+        with pytest.raises(NotFound):
+            actions.acknowledge_instructions(outsider, study)
+    draft = build_study(tmp_path / "draft", readers=1, name="Draft", launch=False)
+    with pytest.raises(NotFound):
+        actions.acknowledge_instructions(reader, draft)
+    assert AuditEvent.objects.filter(verb="acknowledge_instructions").count() == 1

@@ -47,6 +47,21 @@ def test_case_list_shows_and_filters_the_derived_stratum_under_each_studys_bins(
     assert {ten.pk, twenty.pk} == set(Case.objects.values_list("study_id", flat=True))
 
 
+# The reading-page fields as the add form posts them (prefilled with the defaults; here a few changed).
+READING_CONFIG_FORM = {
+    "question": "Metastasis?",
+    "scale_low_label": "certainly hemangioma",
+    "scale_high_label": "certainly metastasis",
+    "instructions": "Read carefully.\r\nRate every lesion.",
+    "label_legend": '{"target lesion": "the lesion to rate"}',
+    "default_preset": "1",
+    "hanging_layout": "1x2",
+    "overlay_mode": "fill_outline",
+    "overlay_hidden_labels": '["liver"]',
+    "not_assessable_reasons": '["Lesion not visible", "Other"]',
+}
+
+
 def test_admin_creates_a_study_with_inline_modalities_through_actions(logged_in, admin_user):
     reader = make_user("reader1")
     data = {
@@ -56,6 +71,7 @@ def test_admin_creates_a_study_with_inline_modalities_through_actions(logged_in,
         "washout_days": "21",
         "patient_grouping": "spread",
         "size_bins_mm": "[10, 30]",
+        **READING_CONFIG_FORM,
         "modalities-TOTAL_FORMS": "2",
         "modalities-INITIAL_FORMS": "0",
         "modalities-0-key": "unaided",
@@ -76,6 +92,14 @@ def test_admin_creates_a_study_with_inline_modalities_through_actions(logged_in,
     assert response.status_code == 302, response.content.decode()[:2000]
     study = Study.objects.get(name="From the admin")
     assert study.washout_days == 21 and study.patient_grouping == "spread"
+    assert (study.question, study.default_preset, study.hanging_layout, study.overlay_mode) == (
+        "Metastasis?",
+        "1",
+        "1x2",
+        "fill_outline",
+    )
+    assert study.label_legend == {"target lesion": "the lesion to rate"}
+    assert study.not_assessable_reasons == ["Lesion not visible", "Other"]
     assert list(Modality.objects.filter(study=study).values_list("key", "shows_dl")) == [
         ("unaided", False),
         ("aided", True),
@@ -131,3 +155,44 @@ def test_non_superuser_admin_sees_only_their_studies(tmp_path, client, admin_use
     client.force_login(coordinator)
     html = client.get(reverse("admin:studies_study_changelist")).content.decode()
     assert "Mine" in html and "Other" not in html
+
+
+def _change_form(study: Study, **changes: str) -> dict:
+    data = {
+        "description": study.description,
+        "design": study.design,
+        "washout_days": str(study.washout_days),
+        "patient_grouping": study.patient_grouping,
+        "size_bins_mm": "[10, 30]",
+        **READING_CONFIG_FORM,
+        **changes,
+    }
+    for prefix in ("modalities", "memberships", "cases"):
+        data |= {f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"}
+    return data
+
+
+def test_admin_edits_the_reading_config_of_a_draft_through_the_action_and_refuses_bad_values(logged_in, admin_user):
+    study = actions.create_study(admin_user, "Config study", seed=1)
+    url = reverse("admin:studies_study_change", args=[study.pk])
+    response = logged_in.post(url, _change_form(study, default_preset="9"), follow=True)
+    assert "default_preset &#x27;9&#x27;: expected one of 1, 2, 3, 4, 5" in response.content.decode().lower()
+    study.refresh_from_db()
+    assert study.default_preset == "2" and study.question.startswith("How likely")
+    response = logged_in.post(url, _change_form(study, question="Metastasis?"))
+    assert response.status_code == 302
+    study.refresh_from_db()
+    assert study.question == "Metastasis?" and study.hanging_layout == "1x2"
+    event = AuditEvent.objects.filter(study=study, verb="update_study").get()
+    assert event.before["question"].startswith("How likely") and event.after["question"] == "Metastasis?"
+    assert len(event.after["instructions_sha256"]) == 64 and "instructions" not in event.after
+
+
+def test_reading_config_is_read_only_in_the_admin_once_launched(tmp_path, logged_in, admin_user):
+    study = build_study(tmp_path, readers=2)
+    page = logged_in.get(reverse("admin:studies_study_change", args=[study.pk]))
+    form_fields = page.context["adminform"].form.fields
+    for field in actions.READING_CONFIG_FIELDS:
+        assert field not in form_fields, field  # shown read-only: the set-up is frozen at launch
+    with pytest.raises(Exception, match="set-up is only possible in draft"):
+        actions.update_study(admin_user, study, question="Changed?")
