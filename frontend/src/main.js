@@ -1,6 +1,6 @@
 // Entry of the reading page bundle (loaded as <script type="module"> in <head>).
 import './style.css';
-import { ReadingApp } from './app.js';
+import { ReadingApp } from './session.js';
 
 function boot() {
   const root = document.getElementById('reading-app');

@@ -1,48 +1,37 @@
-// Cornerstone3D stack viewer: one stack viewport, the mouse tools, a DL labelmap overlay and a lesion marker.
-// Cornerstone is initialised once per page; items are swapped with setStack().
+// Cornerstone3D set-up and one series viewport (a cell of the hanging layout): the stack, its corner texts
+// (slice, position and thickness, window, orientation letters, HU under the cursor), the lesion marker and the DL
+// overlay canvas. Cornerstone is initialised once per page; items swap stacks with setStack().
 
 import {
-  RenderingEngine,
   Enums as csEnums,
-  init as csInit,
-  imageLoader,
+  RenderingEngine,
   cache,
-  utilities as csUtils,
-  getShouldUseCPURendering,
   getRenderingCapabilities,
+  getShouldUseCPURendering,
+  imageLoader,
+  init as csInit,
+  metaData,
+  utilities as csUtils,
 } from '@cornerstonejs/core';
 import * as csTools from '@cornerstonejs/tools';
 import { init as dicomLoaderInit } from '@cornerstonejs/dicom-image-loader';
 
-const {
-  ToolGroupManager,
-  WindowLevelTool,
-  ZoomTool,
-  PanTool,
-  StackScrollTool,
-  segmentation,
-  Enums: toolEnums,
-} = csTools;
-const { MouseBindings, KeyboardBindings, SegmentationRepresentations } = toolEnums;
+import { h } from './dom.js';
+import { MARKER_COLOR } from './legend.js';
+import { edgeLabels } from './orientation.js';
 
-const ENGINE_ID = 'reading-engine';
-const VIEWPORT_ID = 'reading-stack';
-const TOOL_GROUP_ID = 'reading-tools';
+const { ToolGroupManager, WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, EllipticalROITool } =
+  csTools;
+const { CrosshairsTool } = csTools;
+const { MouseBindings, KeyboardBindings } = csTools.Enums;
+
+export const ENGINE_ID = 'reading-engine';
+export const STACK_TOOLS = 'reading-stack-tools';
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
-// Colours per label value [r, g, b, a]; value 0 is background. Unknown values get the fallback palette.
-const LABEL_COLORS = { liver: [46, 204, 113, 255], lesion: [255, 64, 32, 255] };
-const FALLBACK_COLORS = [
-  [255, 200, 0, 255],
-  [0, 160, 255, 255],
-  [200, 0, 255, 255],
-  [0, 255, 220, 255],
-];
-
 let initialised = null;
-const lutIndexes = new Map(); // colour LUT (as JSON) -> index registered with the tools, reused across items
 
-/** Initialise Cornerstone core, tools and the DICOM loader once. Resolves to {cpu, renderer}. */
+/** Initialise Cornerstone core, tools and the DICOM loader once. Resolves to {cpu, renderer, engine}. */
 export function initCornerstone() {
   if (!initialised) {
     initialised = (async () => {
@@ -50,171 +39,204 @@ export function initCornerstone() {
       csTools.init();
       const cores = navigator.hardwareConcurrency || 2;
       dicomLoaderInit({ maxWebWorkers: Math.max(1, Math.min(4, Math.floor(cores / 2))) });
-      csTools.addTool(WindowLevelTool);
-      csTools.addTool(ZoomTool);
-      csTools.addTool(PanTool);
-      csTools.addTool(StackScrollTool);
+      for (const tool of [WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, EllipticalROITool, CrosshairsTool]) {
+        csTools.addTool(tool);
+      }
+      const group = ToolGroupManager.createToolGroup(STACK_TOOLS);
+      for (const tool of [WindowLevelTool, ZoomTool, PanTool, StackScrollTool, LengthTool, EllipticalROITool]) {
+        group.addTool(tool.toolName);
+      }
+      group.setToolActive(PanTool.toolName, {
+        bindings: [
+          { mouseButton: MouseBindings.Auxiliary },
+          { mouseButton: MouseBindings.Primary, modifierKey: KeyboardBindings.Shift },
+        ],
+      });
+      group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
+      group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
+      setPrimaryTool(group, WindowLevelTool.toolName);
       const caps = getRenderingCapabilities();
-      return { cpu: getShouldUseCPURendering(), renderer: caps.renderer || '', webgl2: !!caps.webgl2 };
+      const engine = new RenderingEngine(ENGINE_ID);
+      return { cpu: getShouldUseCPURendering(), renderer: caps.renderer || '', engine, group };
     })();
   }
   return initialised;
+}
+
+const PRIMARY_TOOLS = { wl: WindowLevelTool.toolName, length: LengthTool.toolName, ellipse: EllipticalROITool.toolName };
+
+/** Bind the left mouse button to one tool (W/L or a measuring tool); the others keep drawing their annotations. */
+export function setPrimaryTool(group, toolName) {
+  for (const name of Object.values(PRIMARY_TOOLS)) {
+    if (name === toolName) continue;
+    if (name === WindowLevelTool.toolName) group.setToolDisabled(name);
+    else group.setToolPassive(name);
+  }
+  group.setToolActive(toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
+}
+
+export function primaryToolName(key) {
+  return PRIMARY_TOOLS[key];
 }
 
 export function toImageId(url) {
   return `wadouri:${new URL(url, window.location.href).href}`;
 }
 
-export class StackViewer {
-  /**
-   * @param {HTMLElement} element  the element the viewport renders into (gets the canvas)
-   * @param {HTMLElement} wrap     positioned parent: the marker SVG is laid over the element in it
-   * @param {object} hooks         {onSlice(index, n), onVoi({width, level}), onCamera()}
-   */
-  constructor(element, wrap, hooks = {}) {
-    this.element = element;
-    this.wrap = wrap;
+export function loadImages(imageIds, onProgress) {
+  let done = 0;
+  onProgress?.(0, imageIds.length);
+  return Promise.all(
+    imageIds.map((id) =>
+      imageLoader.loadAndCacheImage(id).then((image) => {
+        done += 1;
+        onProgress?.(done, imageIds.length);
+        return image;
+      }),
+    ),
+  );
+}
+
+export function uncache(imageId) {
+  try {
+    cache.removeImageLoadObject(imageId, { force: true });
+  } catch {
+    // not cached
+  }
+}
+
+function sub(a, b) {
+  return [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+}
+function dot(a, b) {
+  return a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+}
+function cross(a, b) {
+  return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+}
+function round(value, digits) {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/** Geometry of a loaded stack from its DICOM headers: the slice normal and each slice's position along it. */
+export function stackGeometry(imageIds) {
+  const planes = imageIds.map((id) => metaData.get('imagePlaneModule', id) || {});
+  const first = planes[0] || {};
+  const row = first.rowCosines || [1, 0, 0];
+  const col = first.columnCosines || [0, 1, 0];
+  const normal = cross(row, col);
+  const positions = planes.map((p) => (p.imagePositionPatient ? dot(p.imagePositionPatient, normal) : NaN));
+  return { normal, positions, planes, frameOfReference: first.frameOfReferenceUID || null };
+}
+
+export class SeriesViewport {
+  constructor(engine, viewportId, hooks = {}) {
+    this.engine = engine;
+    this.viewportId = viewportId;
     this.hooks = hooks;
-    this.engine = null;
-    this.viewport = null;
     this.imageIds = [];
+    this.geometry = null;
+    this.role = '';
     this.lesion = null;
     this.markerVisible = true;
-    this.segmentationId = null;
-    this.labelmapImageIds = [];
-    this.overlayVisible = false;
-    this.overlayOpacity = 0.5;
+    this.overlay = null;
     this.initialVoi = null;
-    this.prefetchToken = 0;
-  }
-
-  async setup() {
-    this.engine = new RenderingEngine(ENGINE_ID);
-    this.engine.enableElement({
-      viewportId: VIEWPORT_ID,
-      type: csEnums.ViewportType.STACK,
-      element: this.element,
-      defaultOptions: { background: [0, 0, 0] },
-    });
-    this.viewport = this.engine.getViewport(VIEWPORT_ID);
-
-    const group = ToolGroupManager.createToolGroup(TOOL_GROUP_ID);
-    group.addTool(WindowLevelTool.toolName);
-    group.addTool(ZoomTool.toolName);
-    group.addTool(PanTool.toolName);
-    group.addTool(StackScrollTool.toolName);
-    group.addViewport(VIEWPORT_ID, ENGINE_ID);
-    group.setToolActive(WindowLevelTool.toolName, { bindings: [{ mouseButton: MouseBindings.Primary }] });
-    group.setToolActive(PanTool.toolName, {
-      bindings: [
-        { mouseButton: MouseBindings.Auxiliary },
-        { mouseButton: MouseBindings.Primary, modifierKey: KeyboardBindings.Shift },
-      ],
-    });
-    group.setToolActive(ZoomTool.toolName, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
-    group.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
-    this.element.addEventListener('contextmenu', (e) => e.preventDefault());
-
-    // The marker: an SVG laid over the canvas, redrawn after every render.
+    this.el = h('div', { class: 'ra-viewport', dataset: { testid: 'viewport' }, tabindex: '0', 'aria-label': 'Image viewer' });
+    this.overlayCanvas = h('canvas', { class: 'ra-overlay', dataset: { testid: 'overlay-canvas' }, 'aria-hidden': 'true' });
     this.svg = document.createElementNS(SVG_NS, 'svg');
     this.svg.setAttribute('class', 'ra-marker');
     this.svg.setAttribute('aria-hidden', 'true');
-    this.wrap.appendChild(this.svg);
-
-    const E = csEnums.Events;
-    this.element.addEventListener(E.IMAGE_RENDERED, () => {
-      this.drawMarker();
-      this.hooks.onRender?.();
+    this.sliceEl = h('div', { dataset: { testid: 'slice-indicator' } });
+    this.positionEl = h('div', { dataset: { testid: 'slice-position' } });
+    this.wlEl = h('div', { dataset: { testid: 'window-level' } });
+    this.presetEl = h('div', { class: 'ra-preset-name' });
+    this.roleEl = h('div', { class: 'ra-role' });
+    this.huEl = h('div', { dataset: { testid: 'hu-readout' } }, 'HU –');
+    this.sides = {};
+    const markers = ['top', 'bottom', 'left', 'right'].map((side) => {
+      this.sides[side] = h('div', { class: `ra-orient ra-orient-${side}`, dataset: { testid: 'orientation-marker', side } });
+      return this.sides[side];
     });
-    this.element.addEventListener(E.STACK_NEW_IMAGE, () => this.hooks.onSlice?.(this.sliceIndex(), this.imageIds.length));
-    this.element.addEventListener(E.VOI_MODIFIED, () => this.hooks.onVoi?.(this.voi()));
-    this.element.addEventListener(E.CAMERA_MODIFIED, () => this.hooks.onCamera?.());
-
-    this.resizeObserver = new ResizeObserver(() => {
-      if (!this.engine) return;
-      this.engine.resize(true, true);
-      this.drawMarker();
-    });
-    this.resizeObserver.observe(this.element);
-  }
-
-  // --- loading -------------------------------------------------------------------------------------------------
-
-  /** Load (decode and cache) every image of a stack; onProgress(done, total). Rejects on the first failure. */
-  async loadAll(imageIds, onProgress) {
-    let done = 0;
-    onProgress?.(0, imageIds.length);
-    await Promise.all(
-      imageIds.map((id) =>
-        imageLoader.loadAndCacheImage(id).then((image) => {
-          done += 1;
-          onProgress?.(done, imageIds.length);
-          return image;
-        }),
-      ),
+    this.cell = h(
+      'div',
+      { class: 'ra-cell' },
+      this.el,
+      this.overlayCanvas,
+      this.svg,
+      h('div', { class: 'ra-corner ra-tl' }, this.sliceEl, this.positionEl),
+      h('div', { class: 'ra-corner ra-tr' }, this.roleEl, this.huEl),
+      h('div', { class: 'ra-corner ra-bl' }, this.wlEl),
+      h('div', { class: 'ra-corner ra-br' }, this.presetEl),
+      markers,
     );
   }
 
-  /** Prefetch another stack into the image cache in the background, two at a time; cancelled by the next call. */
-  prefetch(imageIds) {
-    const token = ++this.prefetchToken;
-    const queue = [...imageIds];
-    const worker = async () => {
-      while (queue.length && token === this.prefetchToken) {
-        const id = queue.shift();
-        try {
-          await imageLoader.loadAndCacheImage(id);
-        } catch {
-          // a prefetch failure only costs time later
-        }
-      }
-    };
-    return Promise.all([worker(), worker()]);
+  /** Enable the Cornerstone viewport (the cell must be in the document). */
+  enable(group) {
+    this.engine.enableElement({
+      viewportId: this.viewportId,
+      type: csEnums.ViewportType.STACK,
+      element: this.el,
+      defaultOptions: { background: [0, 0, 0] },
+    });
+    this.viewport = this.engine.getViewport(this.viewportId);
+    group.addViewport(this.viewportId, ENGINE_ID);
+    this.group = group;
+    this.el.addEventListener('contextmenu', (e) => e.preventDefault());
+    const E = csEnums.Events;
+    this.el.addEventListener(E.IMAGE_RENDERED, () => this.afterRender());
+    this.el.addEventListener(E.STACK_NEW_IMAGE, () => this.hooks.onSlice?.(this));
+    this.el.addEventListener(E.VOI_MODIFIED, () => this.hooks.onVoi?.(this));
+    this.el.addEventListener('mousemove', (e) => this.showHu(e));
+    this.el.addEventListener('mouseleave', () => (this.huEl.textContent = 'HU –'));
+    this.el.addEventListener('pointerdown', () => this.hooks.onActivate?.(this));
   }
 
-  cancelPrefetch() {
-    this.prefetchToken += 1;
+  disable() {
+    this.stopCine?.();
+    try {
+      this.group?.removeViewports(ENGINE_ID, this.viewportId);
+      this.engine.disableElement(this.viewportId);
+    } catch {
+      // already gone
+    }
+    this.cell.remove();
   }
 
-  /** Show a loaded stack: initial slice and window; the lesion for the marker and the `j` key. */
-  async show(imageIds, { sliceIndex, voi, lesion }) {
-    const previous = this.imageIds;
+  async show(imageIds, { role, sliceIndex, voi, lesion }) {
     this.imageIds = imageIds;
+    this.role = role;
+    this.el.dataset.seriesRole = role;
+    this.roleEl.textContent = role;
     this.lesion = lesion || null;
-    const index = Math.min(Math.max(0, sliceIndex ?? 0), imageIds.length - 1);
+    this.geometry = stackGeometry(imageIds);
+    const index = Math.min(Math.max(0, sliceIndex ?? Math.floor(imageIds.length / 2)), imageIds.length - 1);
     await this.viewport.setStack(imageIds, index);
     this.initialVoi = voi;
     this.viewport.resetCamera();
     if (voi) this.setVoi(voi.width, voi.level);
     this.viewport.render();
-    // The previous item's images are no longer needed (the next item's prefetched ones are kept).
-    const keep = new Set(imageIds);
-    for (const id of previous) {
-      if (!keep.has(id)) this.uncache(id);
-    }
   }
-
-  uncache(imageId) {
-    try {
-      cache.removeImageLoadObject(imageId, { force: true });
-    } catch {
-      // not cached
-    }
-  }
-
-  cacheBytes() {
-    return cache.getCacheSize();
-  }
-
-  imageSize() {
-    const image = cache.getImage(this.imageIds[0]);
-    return image ? { rows: image.rows, columns: image.columns } : null;
-  }
-
-  // --- state ---------------------------------------------------------------------------------------------------
 
   sliceIndex() {
     return this.viewport ? this.viewport.getCurrentImageIdIndex() : 0;
+  }
+
+  /** Position (mm along the series' normal) of the current slice. */
+  positionMm() {
+    return this.geometry ? this.geometry.positions[this.sliceIndex()] : NaN;
+  }
+
+  async scrollTo(index) {
+    const n = this.imageIds.length;
+    if (!n) return;
+    const target = Math.min(Math.max(0, index < 0 ? n + index : index), n - 1);
+    if (target !== this.sliceIndex()) await this.viewport.setImageIdIndex(target);
+  }
+
+  scrollBy(delta) {
+    return this.scrollTo(this.sliceIndex() + delta);
   }
 
   voi() {
@@ -224,41 +246,8 @@ export class StackViewer {
     return { width: windowWidth, level: windowCenter };
   }
 
-  state() {
-    const voi = this.voi();
-    let zoom = null;
-    let pan = null;
-    try {
-      zoom = this.viewport.getZoom();
-      pan = Array.from(this.viewport.getPan());
-    } catch {
-      // camera not ready
-    }
-    return {
-      window_width: voi ? round(voi.width, 2) : null,
-      window_level: voi ? round(voi.level, 2) : null,
-      zoom: zoom === null ? null : round(zoom, 4),
-      pan: pan ? pan.map((v) => round(v, 3)) : null,
-      slice_index: this.sliceIndex(),
-    };
-  }
-
-  // --- navigation ----------------------------------------------------------------------------------------------
-
-  async scrollTo(index) {
-    const n = this.imageIds.length;
-    if (!n) return;
-    const target = Math.min(Math.max(0, index), n - 1);
-    if (target !== this.sliceIndex()) await this.viewport.setImageIdIndex(target);
-  }
-
-  scrollBy(delta) {
-    return this.scrollTo(this.sliceIndex() + delta);
-  }
-
   setVoi(width, level) {
-    const range = csUtils.windowLevel.toLowHighRange(width, level);
-    this.viewport.setProperties({ voiRange: range });
+    this.viewport.setProperties({ voiRange: csUtils.windowLevel.toLowHighRange(width, level) });
     this.viewport.render();
   }
 
@@ -273,6 +262,26 @@ export class StackViewer {
     this.viewport.render();
   }
 
+  state() {
+    const voi = this.voi();
+    let zoom = null;
+    let pan = null;
+    try {
+      zoom = this.viewport.getZoom();
+      pan = Array.from(this.viewport.getPan());
+    } catch {
+      // camera not ready
+    }
+    return {
+      series_role: this.role,
+      window_width: voi ? round(voi.width, 2) : null,
+      window_level: voi ? round(voi.level, 2) : null,
+      zoom: zoom === null ? null : round(zoom, 4),
+      pan: pan ? pan.map((v) => round(v, 3)) : null,
+      slice_index: this.sliceIndex(),
+    };
+  }
+
   /** Go to the lesion's slice and pan so that its centre is in the middle of the viewport. */
   async jumpToLesion() {
     if (!this.lesion) return;
@@ -281,13 +290,111 @@ export class StackViewer {
     const target = [this.lesion.x_mm, this.lesion.y_mm, this.lesion.z_mm];
     const n = camera.viewPlaneNormal;
     const d = target.map((v, i) => v - camera.focalPoint[i]);
-    const along = d[0] * n[0] + d[1] * n[1] + d[2] * n[2];
+    const along = dot(d, n);
     const inPlane = d.map((v, i) => v - along * n[i]);
     this.viewport.setCamera({
       focalPoint: camera.focalPoint.map((v, i) => v + inPlane[i]),
       position: camera.position.map((v, i) => v + inPlane[i]),
     });
     this.viewport.render();
+  }
+
+  // --- chrome --------------------------------------------------------------------------------------------------
+
+  afterRender() {
+    this.drawOverlay();
+    this.drawMarker();
+    this.updateChrome();
+    this.hooks.onRender?.(this);
+  }
+
+  updateChrome() {
+    const k = this.sliceIndex();
+    const n = this.imageIds.length;
+    if (!n) return;
+    const onLesion = this.lesion && k === this.lesion.slice_index;
+    this.sliceEl.textContent = `slice ${k + 1}/${n}${onLesion ? ' · lesion' : ''}`;
+    const plane = this.geometry?.planes[k] || {};
+    const pos = this.geometry?.positions[k];
+    const thickness = Number(plane.sliceThickness);
+    this.positionEl.textContent =
+      `Pos ${Number.isFinite(pos) ? pos.toFixed(1) : '?'} mm` +
+      (Number.isFinite(thickness) && thickness > 0 ? ` · Thk ${thickness.toFixed(1)} mm` : '');
+    const voi = this.voi();
+    if (voi) this.wlEl.textContent = `W ${Math.round(voi.width)} / L ${Math.round(voi.level)}`;
+    const labels = this.edgeLabels();
+    if (labels) for (const side of Object.keys(this.sides)) this.sides[side].textContent = labels[side];
+  }
+
+  /** R/L/A/P/S/I letters at the edges, from the camera: where one canvas pixel to the right and down points. */
+  edgeLabels() {
+    try {
+      const cx = this.el.clientWidth / 2;
+      const cy = this.el.clientHeight / 2;
+      const o = this.viewport.canvasToWorld([cx, cy]);
+      const right = sub(this.viewport.canvasToWorld([cx + 1, cy]), o);
+      const down = sub(this.viewport.canvasToWorld([cx, cy + 1]), o);
+      return edgeLabels(right, down);
+    } catch {
+      return null;
+    }
+  }
+
+  /** HU under the cursor: the stored value through the rescale (already applied where the loader pre-scaled). */
+  showHu(event) {
+    const imageId = this.imageIds[this.sliceIndex()];
+    const image = imageId && cache.getImage(imageId);
+    if (!image) return;
+    const rect = this.el.getBoundingClientRect();
+    try {
+      const world = this.viewport.canvasToWorld([event.clientX - rect.left, event.clientY - rect.top]);
+      const [i, j] = csUtils.worldToImageCoords(imageId, world).map(Math.round);
+      if (i < 0 || j < 0 || i >= image.columns || j >= image.rows) {
+        this.huEl.textContent = 'HU –';
+        return;
+      }
+      const raw = image.getPixelData()[j * image.columns + i];
+      const scaled = image.preScale && image.preScale.scaled;
+      const hu = scaled ? raw : raw * (image.slope ?? 1) + (image.intercept ?? 0);
+      this.huEl.textContent = `HU ${Math.round(hu)} (${i}, ${j})`;
+      this.lastHu = Math.round(hu);
+    } catch {
+      // cursor outside the image
+    }
+  }
+
+  /** Affine map image pixel (i, j) -> canvas CSS pixels, [a, b, c, d, e, f], for the current slice. */
+  imageToCanvasTransform() {
+    const imageId = this.imageIds[this.sliceIndex()];
+    if (!imageId) return null;
+    const p = (x, y) => this.viewport.worldToCanvas(csUtils.imageToWorldCoords(imageId, [x, y]));
+    const o = p(0, 0);
+    const u = p(1, 0);
+    const v = p(0, 1);
+    return [u[0] - o[0], u[1] - o[1], v[0] - o[0], v[1] - o[1], o[0], o[1]];
+  }
+
+  // --- DL overlay ----------------------------------------------------------------------------------------------
+
+  setOverlay(overlay) {
+    this.overlay?.clear();
+    this.overlay = overlay;
+    this.drawOverlay();
+  }
+
+  drawOverlay() {
+    if (!this.overlay) {
+      const ctx = this.overlayCanvas.getContext('2d');
+      ctx.clearRect(0, 0, this.overlayCanvas.width, this.overlayCanvas.height);
+      return;
+    }
+    let transform;
+    try {
+      transform = this.imageToCanvasTransform();
+    } catch {
+      transform = null; // camera not ready: nothing is drawn
+    }
+    this.overlay.draw(this.sliceIndex(), transform);
   }
 
   // --- lesion marker -------------------------------------------------------------------------------------------
@@ -297,163 +404,55 @@ export class StackViewer {
     this.drawMarker();
   }
 
+  /** Canvas position of the lesion centre and the scale, for the marker (and the tests). */
+  lesionOnCanvas() {
+    const lesion = this.lesion;
+    if (!lesion) return null;
+    const world = [lesion.x_mm, lesion.y_mm, lesion.z_mm];
+    const centre = this.viewport.worldToCanvas(world);
+    const up = this.viewport.getCamera().viewUp;
+    const other = this.viewport.worldToCanvas(world.map((v, i) => v + 10 * up[i]));
+    const pxPerMm = Math.hypot(other[0] - centre[0], other[1] - centre[1]) / 10 || 1;
+    return { x: centre[0], y: centre[1], pxPerMm };
+  }
+
   drawMarker() {
     const svg = this.svg;
-    if (!svg) return;
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     const lesion = this.lesion;
     if (!lesion || !this.markerVisible || !this.imageIds.length) return;
     const distance = Math.abs(this.sliceIndex() - lesion.slice_index);
     if (distance > 2) return;
-    let centre;
-    let pxPerMm = 1;
+    let at;
     try {
-      const world = [lesion.x_mm, lesion.y_mm, lesion.z_mm];
-      centre = this.viewport.worldToCanvas(world);
-      const up = this.viewport.getCamera().viewUp;
-      const other = this.viewport.worldToCanvas(world.map((v, i) => v + 10 * up[i]));
-      pxPerMm = Math.hypot(other[0] - centre[0], other[1] - centre[1]) / 10 || 1;
+      at = this.lesionOnCanvas();
     } catch {
       return;
     }
-    if (!centre.every(Number.isFinite)) return;
-    // Four ticks around the centre, leaving the lesion itself free; faded and dashed on the neighbouring slices.
-    const gap = Math.max(12, 9 * pxPerMm);
+    if (!at || !Number.isFinite(at.x) || !Number.isFinite(at.y)) return;
+    // Ticks start outside the lesion: the server's gap (rounded up from the reference radius) or 12 px at least.
+    const gap = Math.max(12, Number(lesion.marker_gap_mm || 9) * at.pxPerMm);
     const len = 14;
     const g = document.createElementNS(SVG_NS, 'g');
     g.setAttribute('class', distance === 0 ? 'on-slice' : 'near-slice');
     g.setAttribute('data-testid', 'lesion-marker');
-    const [cx, cy] = centre;
-    for (const [dx, dy] of [[1, 0], [-1, 0], [0, 1], [0, -1]]) {
+    g.setAttribute('data-color', MARKER_COLOR.join(','));
+    g.setAttribute('data-gap-px', String(Math.round(gap)));
+    g.style.stroke = `rgb(${MARKER_COLOR.join(',')})`;
+    for (const [dx, dy] of [
+      [1, 0],
+      [-1, 0],
+      [0, 1],
+      [0, -1],
+    ]) {
       const line = document.createElementNS(SVG_NS, 'line');
-      line.setAttribute('x1', cx + dx * gap);
-      line.setAttribute('y1', cy + dy * gap);
-      line.setAttribute('x2', cx + dx * (gap + len));
-      line.setAttribute('y2', cy + dy * (gap + len));
+      line.setAttribute('x1', at.x + dx * gap);
+      line.setAttribute('y1', at.y + dy * gap);
+      line.setAttribute('x2', at.x + dx * (gap + len));
+      line.setAttribute('y2', at.y + dy * (gap + len));
       g.appendChild(line);
     }
     svg.appendChild(g);
-  }
-
-  // --- DL overlay ----------------------------------------------------------------------------------------------
-
-  /**
-   * Add a labelmap segmentation from raw uint8 voxels [slice][row][column], slices in stack order.
-   * Call only after all the stack's images are loaded (the labelmap images copy their geometry).
-   */
-  addOverlay(itemId, voxels, shape, labels, { visible = true, opacity = 0.5 } = {}) {
-    this.removeOverlay();
-    const [nSlices, rows, cols] = shape;
-    const size = this.imageSize();
-    if (nSlices !== this.imageIds.length || !size || size.rows !== rows || size.columns !== cols) {
-      throw new Error(
-        `overlay shape ${shape.join('x')} does not match the series ` +
-          `(${this.imageIds.length}x${size ? size.rows : '?'}x${size ? size.columns : '?'})`,
-      );
-    }
-    if (voxels.length !== nSlices * rows * cols) {
-      throw new Error(`overlay has ${voxels.length} voxels, expected ${nSlices * rows * cols}`);
-    }
-    const segmentationId = `dl-overlay-${itemId}`;
-    const labelmaps = imageLoader.createAndCacheDerivedLabelmapImages(this.imageIds);
-    const frame = rows * cols;
-    labelmaps.forEach((image, k) => {
-      const data = image.voxelManager.getScalarData();
-      data.set(voxels.subarray(k * frame, (k + 1) * frame));
-    });
-    this.labelmapImageIds = labelmaps.map((image) => image.imageId);
-
-    // Every label value is declared as a segment: undeclared ones are not toggled with the rest.
-    const values = new Set((labels || []).map((l) => Number(l.value)).filter((v) => v > 0 && v < 256));
-    for (let i = 0; i < voxels.length; i += 1) {
-      if (voxels[i]) values.add(voxels[i]);
-    }
-    const names = new Map((labels || []).map((l) => [Number(l.value), String(l.name || `label ${l.value}`)]));
-    const maxValue = Math.max(0, ...values);
-    const colorLUT = [[0, 0, 0, 0]];
-    let fallback = 0;
-    for (let v = 1; v <= maxValue; v += 1) {
-      const known = LABEL_COLORS[(names.get(v) || '').toLowerCase()];
-      colorLUT.push(known || FALLBACK_COLORS[fallback++ % FALLBACK_COLORS.length]);
-    }
-    const segments = {};
-    for (const v of [...values].sort((a, b) => a - b)) {
-      segments[v] = { segmentIndex: v, label: names.get(v) || `label ${v}`, locked: true, active: false, cachedStats: {} };
-    }
-    segmentation.addSegmentations([
-      {
-        segmentationId,
-        representation: {
-          type: SegmentationRepresentations.Labelmap,
-          data: { imageIds: this.labelmapImageIds },
-        },
-        config: { label: 'DL segmentation', segments },
-      },
-    ]);
-    const lutKey = JSON.stringify(colorLUT);
-    if (!lutIndexes.has(lutKey)) lutIndexes.set(lutKey, segmentation.config.color.addColorLUT(colorLUT));
-    const colorLUTIndex = lutIndexes.get(lutKey);
-    segmentation.addLabelmapRepresentationToViewport(VIEWPORT_ID, [
-      { segmentationId, config: { colorLUTOrIndex: colorLUTIndex } },
-    ]);
-    this.segmentationId = segmentationId;
-    this.colorLUTIndex = colorLUTIndex;
-    this.setOverlayOpacity(opacity);
-    this.setOverlayVisible(visible);
-    return [...values];
-  }
-
-  setOverlayVisible(visible) {
-    this.overlayVisible = !!visible && !!this.segmentationId;
-    if (!this.segmentationId) return;
-    segmentation.config.visibility.setSegmentationRepresentationVisibility(
-      VIEWPORT_ID,
-      { segmentationId: this.segmentationId, type: SegmentationRepresentations.Labelmap },
-      this.overlayVisible,
-    );
-    this.viewport.render();
-  }
-
-  setOverlayOpacity(opacity) {
-    this.overlayOpacity = opacity;
-    if (!this.segmentationId) return;
-    const style = {
-      renderFill: true,
-      renderOutline: true,
-      fillAlpha: opacity * 0.6,
-      outlineOpacity: Math.min(1, opacity * 1.6),
-      outlineWidth: 2,
-      renderFillInactive: true,
-      renderOutlineInactive: true,
-      fillAlphaInactive: opacity * 0.6,
-      outlineOpacityInactive: Math.min(1, opacity * 1.6),
-      outlineWidthInactive: 2,
-    };
-    segmentation.config.style.setStyle(
-      { type: SegmentationRepresentations.Labelmap, viewportId: VIEWPORT_ID, segmentationId: this.segmentationId },
-      style,
-    );
-    this.viewport.render();
-  }
-
-  removeOverlay() {
-    if (this.segmentationId) {
-      try {
-        segmentation.removeSegmentationRepresentations(VIEWPORT_ID, { segmentationId: this.segmentationId }, true);
-      } catch {
-        // already gone
-      }
-      try {
-        segmentation.removeSegmentation(this.segmentationId);
-      } catch {
-        // already gone
-      }
-    }
-    for (const id of this.labelmapImageIds) this.uncache(id);
-    this.labelmapImageIds = [];
-    this.segmentationId = null;
-    this.colorLUTIndex = undefined;
-    this.overlayVisible = false;
   }
 
   /** Resolve after the next IMAGE_RENDERED (or after timeoutMs). */
@@ -462,17 +461,12 @@ export class StackViewer {
       const E = csEnums.Events.IMAGE_RENDERED;
       const done = () => {
         clearTimeout(timer);
-        this.element.removeEventListener(E, done);
+        this.el.removeEventListener(E, done);
         resolve();
       };
       const timer = setTimeout(done, timeoutMs);
-      this.element.addEventListener(E, done);
+      this.el.addEventListener(E, done);
       this.viewport.render();
     });
   }
-}
-
-function round(value, digits) {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
 }

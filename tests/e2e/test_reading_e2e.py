@@ -27,6 +27,29 @@ def canvas_pixels(page) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32)
 
 
+OVERLAY_PIXELS_JS = """
+() => {
+  const canvas = document.querySelector('[data-testid=viewport][data-series-role] ~ canvas[data-testid=overlay-canvas]')
+    || document.querySelector('canvas[data-testid=overlay-canvas]');
+  const {width, height} = canvas;
+  if (!width || !height) return {opaque: 0, translucent: 0, colors: []};
+  const data = canvas.getContext('2d').getImageData(0, 0, width, height).data;
+  let opaque = 0, translucent = 0;
+  const colors = new Set();
+  for (let i = 0; i < data.length; i += 4) {
+    if (data[i + 3] === 255) { opaque += 1; colors.add(`${data[i]},${data[i + 1]},${data[i + 2]}`); }
+    else if (data[i + 3] > 0) translucent += 1;
+  }
+  return {opaque, translucent, colors: [...colors].sort()};
+}
+"""
+
+
+def overlay_pixels(page) -> dict:
+    """Pixels the page drew on the DL overlay canvas: opaque ones (outlines, by colour) and translucent (fill)."""
+    return page.evaluate(OVERLAY_PIXELS_JS)
+
+
 def build_study(tmp_path) -> Study:
     built = phantom_crossover_study(
         tmp_path / "data", name="E2E", password=PASSWORD, phantom_seed=99, n_patients=3, n_lesions=6
@@ -85,12 +108,15 @@ def test_reader_reads_a_full_session_with_overlay_only_in_aided_items(page, live
             probability = Prediction.objects.get(case=item.case).probability
             shown = math.floor(probability * 100 + 0.5)  # JavaScript Math.round
             assert f"DL: {shown}% metastasis" == page.get_by_test_id("dl-probability").inner_text().strip()
-            before = canvas_pixels(page)
+            # Every label shown, filled: the overlay canvas carries label pixels; the toggle clears them.
+            page.get_by_test_id("overlay-mode").select_option("fill_outline")
+            for box in page.get_by_test_id("overlay-label-toggle").all():
+                box.check()
+            page.wait_for_function("() => window.readingApp.overlayVisible === true")
+            assert overlay_pixels(page)["opaque"] + overlay_pixels(page)["translucent"] > 0
             page.get_by_test_id("overlay-toggle").click()
             page.wait_for_function("() => window.readingApp.overlayVisible === false")
-            page.wait_for_timeout(300)
-            after = canvas_pixels(page)
-            assert np.abs(before - after).mean() > 0.5, "toggling the overlay changed nothing on screen"
+            assert overlay_pixels(page) == {"opaque": 0, "translucent": 0, "colors": []}
         else:
             assert page.get_by_test_id("dl-probability").count() == 0
             assert page.get_by_test_id("overlay-toggle").count() == 0
