@@ -55,8 +55,9 @@ test-sqlite: setup
 test-postgres: setup
 	DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest
 
-# ruff check (with the complexity limit and the pure cores' banned imports), ruff format, the type checker.
+# ruff check (with the complexity limit and the pure cores' banned imports), ruff format, the type checker, ESLint.
 lint: setup
+	cd frontend && npx --no-install eslint .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	DEBUG=1 $(VENV)/bin/mypy
