@@ -417,7 +417,9 @@ def _method_codes() -> DicomSequence:
     return DicomSequence(items)
 
 
-def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: str) -> DeidReport:  # noqa: C901
+def deidentify_series(  # noqa: C901
+    src_folder: Path, dst_folder: Path, pseudonym: str, salt: str, *, modalities: tuple[str, ...] = ("CT",)
+) -> DeidReport:
     """De-identify the series in ``src_folder`` into ``dst_folder``: a new or empty folder, never a link.
 
     Only files ``dst_folder/0001.dcm``... are written, each created exclusively (an existing file or a symbolic
@@ -425,7 +427,8 @@ def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: 
     folder (if this call created it) are removed again.
 
     Args:
-        src_folder: one series (validated like :func:`imaging.series.scan_series`).
+        src_folder: one series (validated like :func:`imaging.series.scan_series`), every file of one of
+            ``modalities``.
         dst_folder: output folder (created if missing; must be empty if it exists); files ``0001.dcm``... in
             slice order.
         pseudonym: the new PatientName and PatientID (e.g. ``"P001"``).
@@ -444,7 +447,7 @@ def deidentify_series(src_folder: Path, dst_folder: Path, pseudonym: str, salt: 
     if "\\" in pseudonym or not pseudonym.isprintable():
         # LO: a backslash would split PatientID into several values; control characters are not allowed.
         raise DeidError(f"pseudonym {pseudonym!r} contains a backslash or control character (PatientID is LO)")
-    headers, _affine, _spacing, notes = scan_series(Path(src_folder))
+    headers, _affine, _spacing, notes = scan_series(Path(src_folder), modalities=modalities)
     for h in headers:
         if str(h.ds.get("BurnedInAnnotation", "")).upper() == "YES":
             raise DeidError(f"{h.path}: BurnedInAnnotation is YES; burned-in text cannot be removed here")
@@ -484,6 +487,7 @@ def _written_info(headers: list[SliceHeader], files: list[Path], series_instance
         normal=(float(normal[0]), float(normal[1]), float(normal[2])),
         positions_mm=[float(h.position) for h in headers],
         files=[p.name for p in files],
+        modality=str(ds.get("Modality", "")).upper(),
     )
 
 

@@ -21,6 +21,7 @@ class SeriesInfo:
     normal: tuple[float, float, float]
     positions_mm: list[float]  # along the slice normal, ascending
     files: list[str]  # file names in the same order
+    modality: str = "CT"  # DICOM Modality shared by every file
 
     def nearest_slice(self, point_mm: tuple[float, float, float]) -> tuple[int, float]:
         """Index of the slice nearest a point, and the point's distance from that slice plane in mm."""
@@ -36,8 +37,10 @@ class SeriesInfo:
         return float(np.median(np.diff(self.positions_mm)))
 
 
-def probe_series(folder: Path) -> SeriesInfo:
-    """Read the headers of every file in ``folder``; raise SeriesError naming the first problem found."""
+def probe_series(folder: Path, modalities: tuple[str, ...] = ("CT",)) -> SeriesInfo:
+    """Read the headers of every file in ``folder``; raise SeriesError naming the first problem found.
+
+    Every file must have one of ``modalities`` (the same one throughout)."""
     if not folder.is_dir():
         raise SeriesError(f"series folder {folder} does not exist")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
@@ -54,15 +57,18 @@ def probe_series(folder: Path) -> SeriesInfo:
         except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
             raise SeriesError(f"{path.name} in {folder} is not a readable DICOM file ({exc})") from None
         headers.append((path, ds))
-    return _geometry(folder, headers)
+    return _geometry(folder, headers, modalities)
 
 
-def _geometry(folder: Path, headers: list) -> SeriesInfo:
+def _geometry(folder: Path, headers: list, allowed: tuple[str, ...]) -> SeriesInfo:
     modalities = {str(getattr(ds, "Modality", "")) for _, ds in headers}
-    if modalities != {"CT"}:
-        odd = next(path.name for path, ds in headers if str(getattr(ds, "Modality", "")) != "CT")
+    if len(modalities) != 1 or not modalities <= set(allowed):
+        found = [(path.name, str(getattr(ds, "Modality", ""))) for path, ds in headers]
+        odd = next((name for name, m in found if m not in allowed), None)
+        odd = odd or next(name for name, m in found if m != found[0][1])  # mixed allowed modalities
+        expected = f"{allowed[0]} only" if len(allowed) == 1 else f"one of {', '.join(allowed)} throughout"
         raise SeriesError(
-            f"series folder {folder} holds modality {sorted(modalities)}, expected CT only "
+            f"series folder {folder} holds modality {sorted(modalities)}, expected {expected} "
             f"(first other file: {odd}; a truncated file has no Modality)"
         )
     uids = {str(getattr(ds, "SeriesInstanceUID", "")) for _, ds in headers}
@@ -93,4 +99,5 @@ def _geometry(folder: Path, headers: list) -> SeriesInfo:
         normal=(float(normal[0]), float(normal[1]), float(normal[2])),
         positions_mm=[float(v) for v in along],
         files=[headers[i][0].name for i in order],
+        modality=modalities.pop(),
     )

@@ -44,9 +44,11 @@ def build_study(
     launch: bool = True,
     predict: "float | Callable[[Case], float] | None" = None,
     seg: bool = False,
+    extra_series_roles: tuple[str, ...] = (),
 ) -> Study:
     """A study set up entirely through the actions, optionally with predictions (``predict``: the probability,
-    recorded before launch, which freezes them) and launched."""
+    recorded before launch, which freezes them) and launched; ``extra_series_roles`` gives every case one more
+    tiny series per role (fixtures.manifests.balanced_rows)."""
     admin = admin or make_user("admin", superuser=True)
     study = actions.create_study(
         admin, name, design=design, washout_days=washout_days, patient_grouping=grouping, seed=1234
@@ -55,7 +57,8 @@ def build_study(
     actions.add_modality(admin, study, "aided", "DL-assisted", shows_dl=True)
     for i in range(1, readers + 1):
         actions.add_member(admin, study, make_user(f"reader{i}"), "reader")
-    manifest = write_manifest(tmp_path / "import", balanced_rows(n_patients, lesions_per_patient))
+    rows = balanced_rows(n_patients, lesions_per_patient, extra_series_roles=extra_series_roles)
+    manifest = write_manifest(tmp_path / "import", rows)
     actions.import_cases(admin, study, manifest)
     if predict is not None:
         predict_all(study, predict, seg=seg)

@@ -1,6 +1,7 @@
 """The backup archive format: members, manifest, checksums, versions. Pure: no Django (tarfile, json, hashlib).
 
-Format "readerstudy-backup", version 1::
+Format "readerstudy-backup", version 2 (version 1 had no ``tables/case_series.jsonl``: every case had one series,
+restored as its primary series; this software reads both)::
 
     manifest.json                         first member: format, versions, study, row counts, sha256 of every member
     tables/<table>.jsonl                  one JSON object per row, original primary keys, users by username
@@ -27,7 +28,8 @@ from tqdm import tqdm
 from readerstudy.core.errors import InvalidInput
 
 FORMAT = "readerstudy-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
 
@@ -39,6 +41,7 @@ TABLE_NAMES = (
     "patients",
     "series",
     "cases",
+    "case_series",  # since version 2: the series of each case by role and position
     "truth",
     "predictions",  # before reads: a read names the prediction its reader was shown
     "sessions",
@@ -47,6 +50,13 @@ TABLE_NAMES = (
     "audit_events",
 )
 ALL_TABLES = ("users", *TABLE_NAMES)
+# Tables an archive of an older version does not have: restored empty (restore.py derives what they held).
+ADDED_IN: dict[str, int] = {"case_series": 2}
+
+
+def tables_of(version: int) -> tuple[str, ...]:
+    """The tables an archive of ``version`` holds."""
+    return tuple(t for t in ALL_TABLES if ADDED_IN.get(t, 1) <= version)
 
 
 class BackupError(InvalidInput):
@@ -220,9 +230,10 @@ def check_manifest(manifest: Any) -> dict:
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise BackupError(f"manifest.json: format_version {version!r} is not a number")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = "newer than this software reads" if version > FORMAT_VERSION else "not supported"
-        raise BackupError(f"archive format version {version} is {newer} (this software reads version {FORMAT_VERSION})")
+        readable = " and ".join(str(v) for v in READABLE_VERSIONS)
+        raise BackupError(f"archive format version {version} is {newer} (this software reads versions {readable})")
     members = manifest.get("members")
     if not isinstance(members, dict) or not all(
         isinstance(v, dict) and isinstance(v.get("sha256"), str) and isinstance(v.get("size"), int)
@@ -231,7 +242,7 @@ def check_manifest(manifest: Any) -> dict:
         raise BackupError("manifest.json: members must map each member name to its sha256 and size")
     for name in members:
         safe_member(name)
-    for table in ALL_TABLES:
+    for table in tables_of(version):
         if f"tables/{table}.jsonl" not in members:
             raise BackupError(f"manifest.json lists no member tables/{table}.jsonl")
     if not isinstance(manifest.get("counts"), dict) or not isinstance(manifest.get("study"), dict):
@@ -303,7 +314,11 @@ def _verify_members(tar: tarfile.TarFile, staging: Path, progress: bool) -> Veri
     if missing:
         raise BackupError(f"archive members missing: {', '.join(missing[:10])}" + (" ..." if len(missing) > 10 else ""))
     verified = Verified(manifest, staging, "")
+    present = tables_of(manifest["format_version"])
     for table in ALL_TABLES:
+        if table not in present:
+            verified.tables[table] = []
+            continue
         name = f"tables/{table}.jsonl"
         try:
             lines = (staging / name).read_text(encoding="utf-8").splitlines()

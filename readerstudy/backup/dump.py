@@ -21,7 +21,7 @@ from readerstudy.backup import archive
 from readerstudy.backup.archive import BackupError, Member
 from readerstudy.core.models import AuditEvent
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
-from readerstudy.studies.models import Case, ImageSeries, Membership, Modality, Patient, Study, Truth
+from readerstudy.studies.models import Case, CaseSeries, ImageSeries, Membership, Modality, Patient, Study, Truth
 from readerstudy.studies.storage import series_readable, study_prefix
 
 # Table name -> model, in archive.TABLE_NAMES order (every foreign key points to an earlier table).
@@ -32,6 +32,7 @@ TABLES: dict[str, type[models.Model]] = {
     "patients": Patient,
     "series": ImageSeries,
     "cases": Case,
+    "case_series": CaseSeries,
     "truth": Truth,
     "predictions": Prediction,
     "sessions": ReadingSession,
@@ -67,6 +68,7 @@ def _querysets(study: Study) -> dict[str, models.QuerySet]:
         "patients": Patient.objects.filter(study=study),
         "series": ImageSeries.objects.filter(patient__study=study),
         "cases": Case.objects.filter(study=study),
+        "case_series": CaseSeries.objects.filter(case__study=study),
         "truth": Truth.objects.filter(case__study=study),
         "predictions": Prediction.objects.filter(case__study=study),
         "sessions": ReadingSession.objects.filter(study=study),

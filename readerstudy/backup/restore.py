@@ -41,7 +41,8 @@ from readerstudy.core import audit
 from readerstudy.core.errors import Conflict
 from readerstudy.core.models import AuditEvent
 from readerstudy.reading.models import Read
-from readerstudy.studies.models import ImageSeries, Study
+from readerstudy.studies.models import Case, CaseSeries, ImageSeries, Study
+from readerstudy.studies.roles import DEFAULT_SERIES_ROLE
 from readerstudy.studies.storage import delete_files, parents, save_files, study_prefix
 
 # Columns that archives of format version 1 may hold and this schema no longer stores: skipped on restore.
@@ -170,7 +171,20 @@ class Restorer:
             if table == "study":
                 self.study = objs[0]
                 self.place_series_folder()
+            if table == "case_series" and "case_series" not in archive.tables_of(self.v.manifest["format_version"]):
+                self.derive_primary_series()
         return self.study
+
+    def derive_primary_series(self) -> None:
+        """Archives of version 1 predate CaseSeries: each case had its one series, which becomes its primary
+        series under the role migration 0005 gave existing cases."""
+        cases = Case.objects.filter(pk__in=self.maps[Case].values()).values_list("pk", "series_id")
+        CaseSeries.objects.bulk_create(
+            [
+                CaseSeries(case_id=pk, series_id=series_id, role=DEFAULT_SERIES_ROLE, position=0)
+                for pk, series_id in cases
+            ]
+        )
 
     def prepare_study(self, objs: list[Study], rows: list[dict]) -> None:
         objs[0].name = self.study_name

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from inference.actions import shown_prediction
 from inference.pipeline.seg import with_colors
 from readerstudy.core.errors import ActionError
-from readerstudy.reading import access, actions
+from readerstudy.reading import access, actions, case_series
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Case, Membership, Study
 from readerstudy.studies.storage import slice_name
@@ -103,6 +103,7 @@ def item_payload(item: SessionItem) -> dict:
     them; no rating is ever part of it (only unread items are served)."""
     session, case, study = item.session, item.case, item.session.study
     series = case.series
+    shown_series = case_series.of_case(case)
     # One query for both counts: this runs on every case a reader opens.
     progress = SessionItem.objects.filter(session=session).aggregate(n_items=Count("id"), n_read=Count("read"))
     payload = {
@@ -113,11 +114,14 @@ def item_payload(item: SessionItem) -> dict:
         "n_read": progress["n_read"],
         "modality": {"key": item.modality.key, "label": item.modality.label, "shows_dl": item.modality.shows_dl},
         "images": [reverse("reading-api:image", args=[item.pk, i]) for i in range(series.n_slices)],
+        # Every series of the case by position, the primary one (what "images" and "lesion" refer to) first.
+        "series": case_series.payload(item, shown_series),
         "lesion": {
             "slice_index": case.slice_index,
             "x_mm": case.lesion_x_mm,
             "y_mm": case.lesion_y_mm,
             "z_mm": case.lesion_z_mm,
+            "marker_gap_mm": marker_gap_mm(case),  # never diameter_mm itself
         },
         "window_presets": study.window_presets,
         "default_preset": study.default_preset,
@@ -134,13 +138,13 @@ def item_payload(item: SessionItem) -> dict:
         "overlay_defaults": {"mode": study.overlay_mode, "hidden_labels": list(study.overlay_hidden_labels)},
         "label_legend": dict(study.label_legend),
         "served_at": item.first_served_at,
-            "marker_gap_mm": marker_gap_mm(case),  # never diameter_mm itself
     }
     if access.dl_allowed(item):
         prediction = shown_prediction(case)
         if prediction is not None:
             payload["dl"] = {
                 "probability": prediction.probability,
+                "series_role": shown_series[0].role,  # the overlay lies on the primary series, computed there
                 "model": f"{prediction.model_name} {prediction.model_version}",
                 "overlay_url": reverse("reading-api:overlay", args=[item.pk]) if prediction.overlay else None,
                 "overlay_shape": prediction.overlay_shape,
@@ -150,9 +154,7 @@ def item_payload(item: SessionItem) -> dict:
         SessionItem.objects.filter(session=session, position=item.position + 1).select_related("case__series").first()
     )
     if following is not None:
-        payload["next_images"] = [
-            reverse("reading-api:image", args=[following.pk, i]) for i in range(following.case.series.n_slices)
-        ]
+        payload["next_images"] = case_series.all_image_urls(following)  # every series of the next case
     return payload
 
 
@@ -168,6 +170,7 @@ ItemSchema = inline_serializer(
         "n_read": serializers.IntegerField(),
         "modality": serializers.DictField(),
         "images": serializers.ListField(child=serializers.CharField()),
+        "series": serializers.ListField(child=serializers.DictField()),
         "lesion": serializers.DictField(),
         "window_presets": serializers.ListField(child=serializers.DictField()),
         "default_preset": serializers.CharField(),
@@ -197,14 +200,14 @@ SESSION_FIELDS = {
     "n_items": serializers.IntegerField(),
     "n_read": serializers.IntegerField(),
     "url": serializers.CharField(),
-}
-SessionSchema = inline_serializer("Session", SESSION_FIELDS)
-SessionListSchema = inline_serializer("SessionList", SESSION_FIELDS, many=True)
     "study_id": serializers.IntegerField(),
     "instructions_url": serializers.CharField(),
     "instructions_acknowledged": serializers.BooleanField(),
     "next_session": serializers.DictField(allow_null=True, help_text='{"index": n, "available_from": iso or null}'),
     "time_zone": serializers.CharField(),
+}
+SessionSchema = inline_serializer("Session", SESSION_FIELDS)
+SessionListSchema = inline_serializer("SessionList", SESSION_FIELDS, many=True)
 ErrorSchema = inline_serializer(
     "Error", {"detail": serializers.CharField(), "errors": serializers.ListField(child=serializers.CharField())}
 )
@@ -250,10 +253,10 @@ class NextItemView(ActionAPIView):
         )
         if item is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
+        actions.mark_served(item)
         return Response(item_payload(item))
 
 
-        actions.mark_served(item)
 class ItemView(ActionAPIView):
     @extend_schema(responses={200: ItemSchema, 404: ErrorSchema, 409: ErrorSchema})
     def get(self, request: Request, item_id: int) -> Response:
@@ -314,22 +317,22 @@ class SubmitReadView(ActionAPIView):
             idempotency_key=body.validated_data["idempotency_key"],
             active_seconds=body.validated_data["active_seconds"],
             viewer_state=body.validated_data.get("viewer_state"),
-        )
-        read = result.read
-        return Response(
             not_assessable=body.validated_data.get("not_assessable", False),
             not_assessable_reason=body.validated_data.get("not_assessable_reason", ""),
             comment=body.validated_data.get("comment", ""),
+        )
+        read = result.read
+        return Response(
             {
                 "id": read.pk,
                 "item": item.pk,
                 "rating": read.rating,
-                "submitted_at": read.submitted_at,
-                "active_seconds": read.active_seconds,
-                "created": result.created,
                 "not_assessable": read.not_assessable,
                 "not_assessable_reason": read.not_assessable_reason,
                 "comment": read.comment,
+                "submitted_at": read.submitted_at,
+                "active_seconds": read.active_seconds,
+                "created": result.created,
             },
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
@@ -346,6 +349,23 @@ class ImageView(ActionAPIView):
         # Through the storage API: the slice may live on a file system or in an object store.
         response = FileResponse(default_storage.open(slice_name(series, index), "rb"), content_type="application/dicom")
         # Private: only this reader may see it; immutable for the session, so scrolling back costs nothing.
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+
+class SeriesImageView(ActionAPIView):
+    """A slice of any series of the item's case (position 0 is the primary series), under ImageView's rules."""
+
+    @extend_schema(responses={(200, "application/dicom"): OpenApiResponse(description="one DICOM slice")})
+    def get(self, request: Request, item_id: int, position: int, index: int) -> HttpResponse:
+        item = access.own_item(request.user, item_id)
+        access.check_item_visible(item, timezone.now(), ahead=access.PRELOAD_AHEAD)
+        shown = case_series.shown_series(item, position)
+        if shown is None or not 0 <= index < shown.series.n_slices:
+            raise Http404("no such series or slice")
+        response = FileResponse(
+            default_storage.open(slice_name(shown.series, index), "rb"), content_type="application/dicom"
+        )
         response["Cache-Control"] = "private, max-age=3600"
         return response
 

@@ -21,6 +21,11 @@ api_patterns = (
         path("items/<id:item_id>/", api.ItemView.as_view(), name="item"),
         path("items/<id:item_id>/read/", api.SubmitReadView.as_view(), name="submit"),
         path("items/<id:item_id>/images/<id:index>", api.ImageView.as_view(), name="image"),
+        path(
+            "items/<id:item_id>/series/<id:position>/images/<id:index>",
+            api.SeriesImageView.as_view(),
+            name="series-image",
+        ),
         path("items/<id:item_id>/overlay", api.OverlayView.as_view(), name="overlay"),
         # Anything else under /api/ (e.g. a malformed id) answers JSON, like every API error.
         re_path(r"^(?!schema/).*$", api.not_found, name="not-found"),

@@ -29,6 +29,7 @@ from readerstudy.studies.models import (
     NOT_ASSESSABLE_REASON_MAX_CHARS,
     NOT_ASSESSABLE_REASONS_MAX,
     Case,
+    CaseSeries,
     ImageSeries,
     Membership,
     Modality,
@@ -372,27 +373,12 @@ def _write_cases(
             if patient is None:
                 patient, _ = Patient.objects.get_or_create(study=study, pseudonym=row.patient_id)
                 patients[row.patient_id] = patient
-            image_series = series.get(row.series_dir)
-            if image_series is None:
-                stored = ingest.series[row.series_dir]
-                info = stored.info
-                image_series, _ = ImageSeries.objects.get_or_create(
-                    patient=patient,
-                    storage_prefix=stored.prefix,
-                    defaults={
-                        "series_instance_uid": info.series_instance_uid,
-                        "n_slices": info.n_slices,
-                        "rows": info.rows,
-                        "columns": info.columns,
-                        "slice_positions_mm": info.positions_mm,
-                        "slice_files": info.files,
-                    },
-                )
-                series[row.series_dir] = image_series
+            # Every series of the case, stored once per folder: cases of one patient share their series rows.
+            case_series = [(role, _image_series(series, folder, patient, ingest)) for role, folder in row.all_series]
             case = Case.objects.create(
                 study=study,
                 patient=patient,
-                series=image_series,
+                series=case_series[0][1],  # the primary series: the lesion centre and the DL prediction's
                 case_id=row.case_id,
                 lesion_x_mm=row.lesion_mm[0],
                 lesion_y_mm=row.lesion_mm[1],
@@ -401,6 +387,10 @@ def _write_cases(
                 diameter_mm=row.diameter_mm,
             )
             Truth.objects.create(case=case, label=row.truth, source=row.truth_source)
+            CaseSeries.objects.bulk_create(
+                CaseSeries(case=case, series=s, role=role, position=position)
+                for position, (role, s) in enumerate(case_series)
+            )
         summary = ImportSummary(len(manifest.rows), len(patients), len(series), digest)
         audit.record(
             actor,
@@ -418,6 +408,29 @@ def _write_cases(
             },
         )
     return summary
+
+
+def _image_series(series: dict[Path, ImageSeries], folder: Path, patient: Patient, ingest: Ingest) -> ImageSeries:
+    """The ImageSeries row of an imported folder, created on its first mention (``series`` caches them)."""
+    image_series = series.get(folder)
+    if image_series is None:
+        stored = ingest.series[folder]
+        info = stored.info
+        image_series, _ = ImageSeries.objects.get_or_create(
+            patient=patient,
+            storage_prefix=stored.prefix,
+            defaults={
+                "series_instance_uid": info.series_instance_uid,
+                "modality_code": info.modality,
+                "n_slices": info.n_slices,
+                "rows": info.rows,
+                "columns": info.columns,
+                "slice_positions_mm": info.positions_mm,
+                "slice_files": info.files,
+            },
+        )
+        series[folder] = image_series
+    return image_series
 
 
 # --- readiness, launch status, close -------------------------------------------------------------------------------
@@ -463,7 +476,8 @@ def readiness(study: Study) -> Readiness:  # noqa: C901
     labels = set(Truth.objects.filter(case__study=study).values_list("label", flat=True))
     if n_cases and len(labels) < 2:
         problems.append(f"truth has one class only ({', '.join(sorted(labels)) or 'none'}); AUC needs both")
-    for image_series in ImageSeries.objects.filter(cases__study=study).distinct():
+    # Every series of every case (the primary ones and the extra ones alike) must be readable.
+    for image_series in ImageSeries.objects.filter(case_series__case__study=study).distinct().order_by("pk"):
         if not storage.series_readable(image_series):  # through the storage API: no machine path assumed
             problems.append(f"series of patient {image_series.patient} is not readable: {image_series.storage_prefix}")
     if study.modalities.filter(shows_dl=True).exists() and n_cases:

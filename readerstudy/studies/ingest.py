@@ -19,7 +19,7 @@ from pydicom.errors import InvalidDicomError
 
 from imaging.headers import SeriesError, SeriesInfo
 from readerstudy.studies import storage
-from readerstudy.studies.manifest import Manifest
+from readerstudy.studies.manifest import SERIES_MODALITIES, Manifest
 from readerstudy.studies.models import Study
 from readerstudy.studies.storage import StorageError
 
@@ -69,9 +69,13 @@ def ingest_series(study: Study, manifest: Manifest) -> Ingest:
     from imaging import deid  # pydicom-heavy; only imports need it (and tests replace deidentify_series)
     from imaging.series import DicomSeriesError
 
-    owners: dict[Path, tuple[str, list[int]]] = {}
+    # Every series of every case, the primary and the extra ones, once per folder (a folder belongs to one patient:
+    # the manifest check refused anything else), with the row and column of each mention for error messages.
+    owners: dict[Path, tuple[str, list[tuple[int, str]]]] = {}
     for row in manifest.rows:
-        owners.setdefault(row.series_dir, (row.patient_id, []))[1].append(row.row)
+        for position, (_role, folder) in enumerate(row.all_series):
+            column = "series_path" if position == 0 else "extra_series"
+            owners.setdefault(folder, (row.patient_id, []))[1].append((row.row, column))
     ingest = _new_import(study)
     try:
         for index, (source, (patient, rows)) in enumerate(sorted(owners.items()), start=1):
@@ -79,12 +83,15 @@ def ingest_series(study: Study, manifest: Manifest) -> Ingest:
             with tempfile.TemporaryDirectory(prefix="deid-") as tmp:
                 target = Path(tmp) / f"series-{index}"
                 try:
-                    report = deid.deidentify_series(source, target, pseudonym=patient, salt=deid_salt(study))
+                    report = deid.deidentify_series(
+                        source, target, pseudonym=patient, salt=deid_salt(study), modalities=SERIES_MODALITIES
+                    )
                     info = _checked_info(report.series, manifest.series.get(source))
                     storage.save_files(((f"{prefix}/{name}", target / name) for name in info.files), ingest.saved)
                 except (DicomSeriesError, SeriesError, InvalidDicomError, OSError, ValueError, EOFError) as exc:
                     ingest.errors += [
-                        f"{manifest.path.name} row {r} column series_path: cannot de-identify: {exc}" for r in rows
+                        f"{manifest.path.name} row {r} column {column}: cannot de-identify: {exc}"
+                        for r, column in rows
                     ]
                     continue
             ingest.series[source] = IngestedSeries(prefix, info, list(report.notes), dict(report.removed))
@@ -100,6 +107,7 @@ def _checked_info(written: SeriesInfo | None, checked: SeriesInfo | None) -> Ser
         raise SeriesError("the de-identification reported no series geometry")
     if checked is not None and (
         written.n_slices != checked.n_slices
+        or written.modality != checked.modality
         or max(abs(a - b) for a, b in zip(written.positions_mm, checked.positions_mm, strict=True)) > 1e-3
     ):
         raise SeriesError("the series changed since the manifest was checked; check the manifest again")

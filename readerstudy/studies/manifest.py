@@ -13,13 +13,15 @@ import io
 import math
 import string
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imaging.headers import SeriesError, SeriesInfo, probe_series
+from readerstudy.studies.roles import DEFAULT_SERIES_ROLE, MAX_SERIES_PER_CASE, ROLE_RULE, SERIES_ROLE_MAX, role_problem
 
-COLUMNS = [
+REQUIRED_COLUMNS = [
     "patient_id",
     "case_id",
     "series_path",
@@ -30,6 +32,14 @@ COLUMNS = [
     "truth",
     "truth_source",
 ]
+# Optional, in any order after or among the required ones: series_role (the role of the series in series_path,
+# default DEFAULT_SERIES_ROLE) and extra_series (more series of the case: "role=folder;role=folder", may be empty).
+OPTIONAL_COLUMNS = ["series_role", "extra_series"]
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS  # every known column, in the order the fixtures write them
+# The primary series is what the lesion centre and the DL prediction refer to: CT (Hounsfield units). Further
+# series may be CT phases or MR sequences.
+PRIMARY_MODALITIES = ("CT",)
+SERIES_MODALITIES = ("CT", "MR")
 TRUTH_LABELS = ("crlm", "hemangioma")
 TRUTH_SOURCES = ("histology", "follow-up", "imaging")
 ID_MAX = 64
@@ -39,6 +49,7 @@ MAX_ROWS = 10_000
 MAX_ERRORS = 500
 FIELD_MAX = 64  # numbers and labels
 SERIES_PATH_MAX = 1024
+EXTRA_SERIES_MAX = (MAX_SERIES_PER_CASE - 1) * (SERIES_ROLE_MAX + SERIES_PATH_MAX + 2)
 NAME_MAX_BYTES = 255  # one path component (Linux NAME_MAX)
 
 # Ids become DICOM PatientID (LO), file and folder names elsewhere, and cells in CSV exports: a conservative
@@ -96,13 +107,20 @@ class ManifestRow:
     diameter_mm: float
     truth: str
     truth_source: str
+    series_role: str = DEFAULT_SERIES_ROLE
+    extra_series: tuple[tuple[str, Path], ...] = ()  # (role, folder) in manifest order: positions 1, 2, ...
+
+    @property
+    def all_series(self) -> list[tuple[str, Path]]:
+        """(role, folder) of every series of the case, the primary first (position 0)."""
+        return [(self.series_role, self.series_dir), *self.extra_series]
 
 
 @dataclass
 class Manifest:
     path: Path
     rows: list[ManifestRow] = field(default_factory=list)
-    series: dict[Path, SeriesInfo] = field(default_factory=dict)
+    series: dict[Path, SeriesInfo] = field(default_factory=dict)  # every folder a valid row names
     slice_index: dict[str, int] = field(default_factory=dict)  # case_id -> nearest slice
     errors: list[str] = field(default_factory=list)
     sha256: str = ""  # of the bytes that were checked (not of whatever the file holds later)
@@ -171,34 +189,23 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
         error(None, None, f"not UTF-8 text (byte {exc.start}); save the manifest as UTF-8 CSV")
         return
     if not text.strip():
-        error(None, None, "the file is empty; expected a header line " + ",".join(COLUMNS))
+        error(None, None, f"the file is empty; expected a header line {EXPECTED_HEADER}")
         return
 
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader)]
     except csv.Error as exc:
-        error(1, None, f"cannot parse the header ({exc}); expected {','.join(COLUMNS)}")
+        error(1, None, f"cannot parse the header ({exc}); expected {EXPECTED_HEADER}")
         return
-    if header != COLUMNS:
+    problem = _header_problem(header)
+    if problem is not None:
         hint = " (the file seems to use ';' as separator; use ',')" if len(header) == 1 and ";" in header[0] else ""
-        missing = [c for c in COLUMNS if c not in header]
-        unknown = [c for c in header if c not in COLUMNS]
-        detail = []
-        if missing:
-            detail.append("missing " + ", ".join(missing))
-        if unknown:
-            shown = ", ".join(c if c.isprintable() and len(c) <= 40 else show(c) for c in unknown[:5])
-            detail.append("unknown " + shown + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
-        if not detail:
-            detail.append("columns out of order")
-        error(1, None, f"wrong header ({'; '.join(detail)}){hint}; expected {','.join(COLUMNS)}")
+        error(1, None, f"wrong header ({problem}){hint}; expected {EXPECTED_HEADER}")
         return
 
-    root = path.parent.resolve()
+    series = _SeriesCheck(manifest, path.parent.resolve(), error)
     seen_cases: dict[str, int] = {}
-    series_patient: dict[Path, str] = {}
-    series_errors: dict[Path, str] = {}
     n_rows = 0
     for line_no, values in _records(reader, error):
         if not any(v.strip() for v in values):
@@ -207,14 +214,17 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
         if n_rows > MAX_ROWS:
             error(line_no, None, f"more than {MAX_ROWS} case rows; split the manifest into smaller files")
             return
-        if len(values) != len(COLUMNS):
-            error(line_no, None, f"{len(values)} fields, expected {len(COLUMNS)}")
+        if len(values) != len(header):
+            error(line_no, None, f"{len(values)} fields, expected {len(header)}")
             continue
         # Ids keep every character but plain spaces, so that a tab or other oddity is refused, not hidden.
-        rec = {
-            c: (v.strip(" ") if c in ("patient_id", "case_id") else v.strip())
-            for c, v in zip(COLUMNS, values, strict=True)
-        }
+        rec = dict.fromkeys(OPTIONAL_COLUMNS, "")
+        rec.update(
+            {
+                c: (v.strip(" ") if c in ("patient_id", "case_id") else v.strip())
+                for c, v in zip(header, values, strict=True)
+            }
+        )
         n_errors = len(manifest.errors)
 
         for column in ("patient_id", "case_id"):
@@ -256,25 +266,16 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
                 f"unknown source {show(rec['truth_source'])}; expected one of {', '.join(TRUTH_SOURCES)}",
             )
 
-        series_dir, problem = _series_dir(root, rec["series_path"])
-        if series_dir is None:
-            error(line_no, "series_path", problem)
-        else:
-            if series_dir not in manifest.series and series_dir not in series_errors:
-                try:
-                    manifest.series[series_dir] = probe_series(series_dir)
-                except SeriesError as exc:
-                    series_errors[series_dir] = str(exc)
-                except OSError as exc:  # e.g. a folder we may not list
-                    series_errors[series_dir] = f"cannot read the series folder {series_dir} ({exc.strerror or exc})"
-            if series_dir in series_errors:
-                error(line_no, "series_path", series_errors[series_dir])
-            owner = series_patient.setdefault(series_dir, rec["patient_id"])
-            if owner != rec["patient_id"]:
-                error(line_no, "series_path", f"series already belongs to patient {show(owner)}")
+        series_dir = series.check(line_no, rec["patient_id"], "series_path", "", rec["series_path"], primary=True)
+        series_role = rec["series_role"] or DEFAULT_SERIES_ROLE
+        problem = role_problem(series_role)
+        if problem is not None:
+            error(line_no, "series_role", f"{show(series_role)} {problem}; expected {ROLE_RULE}")
+        extra = series.extra(line_no, rec["patient_id"], rec["extra_series"], series_role, series_dir)
 
         if len(manifest.errors) > n_errors:
             continue
+        assert series_dir is not None  # no new errors on this row: its folder was checked
         lesion = (numbers["lesion_x_mm"], numbers["lesion_y_mm"], numbers["lesion_z_mm"])
         info = manifest.series[series_dir]
         index, distance = info.nearest_slice(lesion)
@@ -294,6 +295,8 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
                 patient_id=rec["patient_id"],
                 case_id=case_id,
                 series_dir=series_dir,
+                series_role=series_role,
+                extra_series=extra,
                 lesion_mm=lesion,
                 diameter_mm=numbers["diameter_mm"],
                 truth=rec["truth"],
@@ -302,6 +305,114 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
         )
     if not manifest.rows and not manifest.errors:
         error(None, None, "no case rows after the header")
+
+
+EXPECTED_HEADER = ",".join(REQUIRED_COLUMNS) + f" (optional: {', '.join(OPTIONAL_COLUMNS)})"
+
+
+def _header_problem(header: list[str]) -> str | None:
+    """What is wrong with the header (every required column once, optional ones at most once, nothing else)."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    unknown = [c for c in header if c not in COLUMNS]
+    twice = sorted(c for c, n in Counter(header).items() if n > 1 and c in COLUMNS)
+    detail = []
+    if missing:
+        detail.append("missing " + ", ".join(missing))
+    if unknown:
+        shown = ", ".join(c if c.isprintable() and len(c) <= 40 else show(c) for c in unknown[:5])
+        detail.append("unknown " + shown + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+    if twice:
+        detail.append("more than once: " + ", ".join(twice))
+    return "; ".join(detail) or None
+
+
+class _SeriesCheck:
+    """The series folders of a manifest: each resolved by the same path rules and probed once, each of one patient.
+
+    The primary series (``series_path``) and every further one (``extra_series``) go through :meth:`check`, so the
+    rules (no escape from the manifest's folder, no absolute path, one readable series) have one code path.
+    """
+
+    def __init__(self, manifest: Manifest, root: Path, error: ErrorSink) -> None:
+        self.manifest, self.root, self.error = manifest, root, error
+        self.problems: dict[Path, str] = {}  # folders that are not one readable series
+        self.patient: dict[Path, str] = {}  # folder -> the patient of the first row naming it
+
+    def check(self, row: int, patient: str, column: str, where: str, text: str, *, primary: bool) -> Path | None:
+        """The resolved folder of ``text`` if it is a usable series, else None after reporting why on the row."""
+        folder, problem = _series_dir(self.root, text)
+        if folder is None:
+            self.error(row, column, where + problem)
+            return None
+        if folder not in self.manifest.series and folder not in self.problems:
+            try:
+                self.manifest.series[folder] = probe_series(folder, SERIES_MODALITIES)
+            except SeriesError as exc:
+                self.problems[folder] = str(exc)
+            except OSError as exc:  # e.g. a folder we may not list
+                self.problems[folder] = f"cannot read the series folder {folder} ({exc.strerror or exc})"
+        usable = True
+        if folder in self.problems:
+            self.error(row, column, where + self.problems[folder])
+            usable = False
+        elif primary and (modality := self.manifest.series[folder].modality) not in PRIMARY_MODALITIES:
+            self.error(
+                row,
+                column,
+                f"{where}series folder {folder} holds modality {[modality]}, expected {PRIMARY_MODALITIES[0]} only "
+                "(the primary series: the lesion centre and the DL prediction refer to it)",
+            )
+            usable = False
+        owner = self.patient.setdefault(folder, patient)
+        if owner != patient:
+            self.error(row, column, f"{where}series already belongs to patient {show(owner)}")
+            usable = False
+        return folder if usable else None
+
+    def extra(
+        self, row: int, patient: str, text: str, primary_role: str, primary: Path | None
+    ) -> tuple[tuple[str, Path], ...]:
+        """The (role, folder) pairs of ``extra_series`` ("role=folder;role=folder"), every problem a row error."""
+        column = "extra_series"
+        if not text:
+            return ()
+        if len(text) > EXTRA_SERIES_MAX:
+            self.error(row, column, f"{show(text)} is longer than {EXTRA_SERIES_MAX} characters")
+            return ()
+        entries = text.split(";")
+        if len(entries) + 1 > MAX_SERIES_PER_CASE:
+            self.error(
+                row,
+                column,
+                f"{len(entries) + 1} series for this case (series_path and {len(entries)} more); "
+                f"at most {MAX_SERIES_PER_CASE} per case",
+            )
+            return ()
+        roles = {primary_role: "series_role"}
+        folders = {} if primary is None else {primary: primary_role}
+        out: list[tuple[str, Path]] = []
+        for n, entry in enumerate(entries, start=1):
+            role, sep, path_text = (part.strip() for part in entry.partition("="))
+            if not sep:
+                self.error(row, column, f"entry {n} {show(entry)} is not role=folder (e.g. arterial=P001/arterial)")
+                continue
+            problem = role_problem(role)
+            if problem is not None:
+                self.error(row, column, f"entry {n}: role {show(role)} {problem}; expected {ROLE_RULE}")
+                continue
+            if role in roles:
+                self.error(row, column, f"entry {n}: role {role!r} twice in this case (also in {roles[role]})")
+                continue
+            roles[role] = f"entry {n}"
+            folder = self.check(row, patient, column, f"entry {n} ({role}): ", path_text, primary=False)
+            if folder is None:
+                continue
+            if folder in folders:
+                self.error(row, column, f"entry {n} ({role}): the same folder as role {folders[folder]!r}")
+                continue
+            folders[folder] = role
+            out.append((role, folder))
+        return tuple(out)
 
 
 def _series_dir(root: Path, series_path: str) -> tuple[Path | None, str]:

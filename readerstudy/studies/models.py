@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from readerstudy.analysis.strata import DEFAULT_SIZE_BINS_MM, size_stratum
+from readerstudy.studies.roles import MAX_SERIES_PER_CASE, SERIES_ROLE_MAX, role_label
 
 
 def default_size_bins() -> list[float]:
@@ -221,6 +222,9 @@ class ImageSeries(models.Model):
         max_length=500, help_text="Storage name of the series' folder, e.g. studies/1/import-<uuid>/series-1."
     )
     series_instance_uid = models.CharField(max_length=64, blank=True)
+    modality_code = models.CharField(
+        max_length=16, default="CT", help_text="DICOM Modality of the series' files (CT, MR), read at import."
+    )
     n_slices = models.PositiveIntegerField()
     rows = models.PositiveIntegerField()
     columns = models.PositiveIntegerField()
@@ -265,6 +269,44 @@ class Case(models.Model):
     def size_stratum(self) -> str:
         """The lesion-size stratum under the study's current bins (derived, never stored; select_related study)."""
         return size_stratum(self.diameter_mm, self.study.size_bins_mm)
+
+
+class CaseSeries(models.Model):
+    """One series shown with a case, under a role, at a position (0 = the primary series, ``Case.series``).
+
+    The primary series is the one the lesion coordinates, ``slice_index`` and the DL prediction refer to; every
+    case has it as its position-0 row (written by the import in the same transaction as the case).
+    """
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="case_series")
+    series = models.ForeignKey(ImageSeries, on_delete=models.PROTECT, related_name="case_series")
+    role = models.CharField(
+        max_length=SERIES_ROLE_MAX, help_text="e.g. portal-venous, arterial, delayed, t2 (roles.ROLE_RULE)"
+    )
+    position = models.PositiveSmallIntegerField(help_text="Order in the viewer; 0 is the primary series.")
+
+    class Meta:
+        ordering = ["case", "position"]
+        verbose_name_plural = "case series"
+        constraints = [
+            models.UniqueConstraint(fields=["case", "role"], name="case_series_role_unique"),
+            models.UniqueConstraint(fields=["case", "position"], name="case_series_position_unique"),
+            models.UniqueConstraint(fields=["case", "series"], name="case_series_series_unique"),
+            # The role's characters are checked by the manifest (a regex CHECK would need REGEXP in SQLite).
+            models.CheckConstraint(condition=Q(position__lt=MAX_SERIES_PER_CASE), name="case_series_position_max"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.case} {self.role}"
+
+    @property
+    def label(self) -> str:
+        """The role for people: dashes as spaces, capitalised ("portal-venous" -> "Portal venous")."""
+        return role_label(self.role)
+
+    @property
+    def primary(self) -> bool:
+        return self.position == 0
 
 
 class Truth(models.Model):

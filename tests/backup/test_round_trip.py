@@ -18,7 +18,7 @@ from inference.models import Prediction
 from readerstudy.backup import actions
 from readerstudy.core.models import AuditEvent
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
-from readerstudy.studies.models import Study
+from readerstudy.studies.models import CaseSeries, Study
 from readerstudy.studies.storage import series_names, study_prefix
 from tests.factories import build_study
 
@@ -35,7 +35,7 @@ def sha(path: Path) -> str:
 def study(tmp_path):
     study = build_study(
         tmp_path, readers=2, n_patients=3, lesions_per_patient=2, name="Source",
-        predict=lambda case: 0.25 + 0.1 * (case.pk % 5), seg=True,
+        predict=lambda case: 0.25 + 0.1 * (case.pk % 5), seg=True, extra_series_roles=("arterial",),
     )  # fmt: skip
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "5")
     study.refresh_from_db()
@@ -101,17 +101,19 @@ def truth_of(study):
 
 
 def images_of(study):
-    """Per patient: the series' storage prefix relative to the study's and each file's sha256."""
+    """Per case and series (role, position): the storage prefix relative to the study's and each file's sha256."""
     root = study_prefix(study) + "/"
     out = {}
-    for case in study.cases.select_related("series", "patient"):
-        prefix = case.series.storage_prefix
+    for row in CaseSeries.objects.filter(case__study=study).select_related("series", "case"):
+        prefix = row.series.storage_prefix
         assert prefix.startswith(root)
         files = sorted(
             (PurePosixPath(name).name, hashlib.sha256(default_storage.open(name).read()).hexdigest())
-            for name in series_names(case.series)
+            for name in series_names(row.series)
         )
-        out[case.patient.pseudonym] = (prefix[len(root) :], case.series.slice_files, files)
+        primary = row.case.series_id == row.series_id
+        key = (row.case.case_id, row.role, row.position)
+        out[key] = (prefix[len(root) :], row.series.modality_code, row.series.slice_positions_mm, files, primary)
     return out
 
 
@@ -156,6 +158,8 @@ def repack(archive: Path, out: Path, change) -> Path:
     with tarfile.open(archive, "r:gz") as src, tarfile.open(out, "w:gz") as dst:
         for info in src.getmembers():
             data = change(info.name, src.extractfile(info).read())
+            if data is None:
+                continue  # the member is left out
             info.size = len(data)
             dst.addfile(info, io.BytesIO(data))
     return out
@@ -172,14 +176,17 @@ def test_archive_has_a_versioned_manifest_with_every_members_sha256(study, archi
         for name in names[1:]:
             assert manifest["members"][name]["sha256"] == hashlib.sha256(tar.extractfile(name).read()).hexdigest()
     assert sorted(manifest["members"]) == sorted(names[1:])
-    assert manifest["format"] == "readerstudy-backup" and manifest["format_version"] == 1
+    assert manifest["format"] == "readerstudy-backup" and manifest["format_version"] == 2
     assert manifest["software_version"].startswith("readerstudy ")
     assert manifest["study"] == {"id": study.pk, "name": "Source"} and manifest["images"] is True
     assert manifest["counts"]["reads"] == 24 and manifest["counts"]["cases"] == 6
     # Every event of the study but the backup's own, which is written once the archive is.
     assert manifest["counts"]["audit_events"] == AuditEvent.objects.filter(study=study).count() - 1
-    prefixes = set(study.cases.values_list("series__storage_prefix", flat=True))
+    prefixes = set(CaseSeries.objects.filter(case__study=study).values_list("series__storage_prefix", flat=True))
+    assert len(prefixes) == 2 * 3  # a portal-venous and an arterial series per patient, each stored once
     n_dicom = sum(len(default_storage.listdir(s)[1]) for s in prefixes)
+    assert n_dicom == 3 * (5 + 3)
+    assert manifest["counts"]["case_series"] == 2 * 6
     assert sum(n.startswith("series/") for n in names) == n_dicom == manifest["counts"]["files"] - 2 * 6
     series = [json.loads(line) for line in tar_member(archive, "tables/series.jsonl").splitlines()]
     assert all(not s["path"].startswith("/") and s["path"].startswith("import-") for s in series)
@@ -210,7 +217,8 @@ def test_round_trip_keeps_every_read_audit_event_order_truth_and_file(study, arc
     assert reads_of(copy) == before["reads"] and len(before["reads"]) == 24
     assert orders_of(copy) == before["orders"]
     assert truth_of(copy) == before["truth"]
-    assert images_of(copy) == before["images"]
+    assert images_of(copy) == before["images"] and len(before["images"]) == 2 * 6
+    assert {k[1:] for k in before["images"]} == {("portal-venous", 0), ("arterial", 1)}
     assert predictions_of(copy) == before["predictions"]
     assert study_fields(copy) == before["study"]
     # The source is untouched; no user was created: all usernames exist here already.
@@ -312,8 +320,8 @@ def test_wrong_format_version_or_format_is_refused(study, archive, tmp_path):
         return change
 
     before = row_counts()
-    newer = repack(archive, tmp_path / "v2.tar.gz", manifest(format_version=2))
-    with pytest.raises(CommandError, match="format version 2 is newer than this software reads"):
+    newer = repack(archive, tmp_path / "v3.tar.gz", manifest(format_version=3))
+    with pytest.raises(CommandError, match="format version 3 is newer than this software reads"):
         call_command("restore_study", str(newer), "--rename", "Copy", "--as", "admin", "--no-progress")
     other = repack(archive, tmp_path / "other.tar.gz", manifest(format="something-else"))
     with pytest.raises(CommandError, match="not a readerstudy-backup archive"):
@@ -384,3 +392,84 @@ def test_a_version_1_archive_with_stored_strata_still_restores(study, archive, t
     older = repack(archive, tmp_path / "v1-stored-strata.tar.gz", change)
     call_command("restore_study", str(older), "--rename", "Old", "--as", "admin", "--no-progress", stdout=io.StringIO())
     assert truth_of(Study.objects.get(name="Old")) == truth_of(study)  # strata derived anew from the diameters
+
+
+def test_a_version_1_archive_without_case_series_restores_each_cases_primary_series(tmp_path):
+    # Written before multi-series cases: no tables/case_series.jsonl, series rows without modality_code.
+    single = build_study(tmp_path, readers=1, n_patients=2, lesions_per_patient=2, name="Single")
+    out = tmp_path / "single.tar.gz"
+    call_command("backup_study", single.name, str(out), "--as", "admin", "--no-progress", stdout=io.StringIO())
+    series = [json.loads(line) for line in tar_member(out, "tables/series.jsonl").splitlines()]
+    old_series = b"".join(
+        json.dumps({k: v for k, v in s.items() if k != "modality_code"}, sort_keys=True).encode() + b"\n"
+        for s in series
+    )
+
+    def change(name, data):
+        if name == "tables/case_series.jsonl":
+            return None
+        if name == "tables/series.jsonl":
+            return old_series
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            manifest["format_version"] = 1
+            del manifest["members"]["tables/case_series.jsonl"], manifest["counts"]["case_series"]
+            manifest["members"]["tables/series.jsonl"] = {
+                "sha256": hashlib.sha256(old_series).hexdigest(),
+                "size": len(old_series),
+            }
+            return json.dumps(manifest).encode()
+        return data
+
+    older = repack(out, tmp_path / "v1.tar.gz", change)
+    call_command("restore_study", str(older), "--rename", "Old", "--as", "admin", "--no-progress", stdout=io.StringIO())
+    old = Study.objects.get(name="Old")
+    rows = CaseSeries.objects.filter(case__study=old).select_related("case", "series")
+    assert sorted((r.case.case_id, r.role, r.position, r.series_id == r.case.series_id) for r in rows) == [
+        (case_id, "portal-venous", 0, True) for case_id in ("P001-L1", "P001-L2", "P002-L1", "P002-L2")
+    ]
+    assert {r.series.modality_code for r in rows} == {"CT"}
+    assert images_of(old) == images_of(single)
+
+
+def test_round_trip_keeps_the_reading_config_acknowledgements_timing_and_not_assessable_reads(study, tmp_path):
+    from datetime import UTC, datetime
+
+    from readerstudy.studies import actions as study_actions
+    from readerstudy.studies.models import Membership
+
+    config = {
+        "question": "Q?", "scale_low_label": "lo", "scale_high_label": "hi", "instructions": "Read.\nRate.",
+        "label_legend": {"liver": "the organ"}, "default_preset": "1", "hanging_layout": "2x2",
+        "overlay_mode": "off", "overlay_hidden_labels": [], "not_assessable_reasons": ["Other"],
+    }  # fmt: skip
+    Study.objects.filter(pk=study.pk).update(**config)
+    study_actions.acknowledge_instructions(User.objects.get(username="reader1"), study)
+    read = Read.objects.filter(study=study).order_by("pk").first()
+    Read.objects.filter(pk=read.pk).update(
+        rating=None, not_assessable=True, not_assessable_reason="Other", comment="faint\nrim", served_seconds=42.25
+    )
+    served = datetime(2026, 12, 3, 14, 0, 0, 123456, tzinfo=UTC)
+    SessionItem.objects.filter(pk=read.item_id).update(first_served_at=served)
+
+    def state(s):
+        reads = Read.objects.filter(study=s).select_related("reader", "case", "modality", "item")
+        return (
+            {f: getattr(s, f) for f in config},
+            sorted(Membership.objects.filter(study=s).values_list("user__username", "instructions_acknowledged_at")),
+            sorted(
+                (r.reader.username, r.case.case_id, r.modality.key, r.rating, r.not_assessable,
+                 r.not_assessable_reason, r.comment, r.served_seconds, r.item.first_served_at)
+                for r in reads
+            ),  # fmt: skip
+        )
+
+    before = state(Study.objects.get(pk=study.pk))
+    assert sum(1 for m in before[1] if m[1] is not None) == 1
+    assert sum(1 for r in before[2] if r[4]) == 1 and served in [r[8] for r in before[2]]
+    archive = tmp_path / "workstation.tar.gz"
+    call_command("backup_study", study.name, str(archive), "--as", "admin", "--no-progress", stdout=io.StringIO())
+    call_command(
+        "restore_study", str(archive), "--rename", "Copy", "--as", "admin", "--no-progress", stdout=io.StringIO()
+    )
+    assert state(Study.objects.get(name="Copy")) == before

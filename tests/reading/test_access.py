@@ -22,6 +22,8 @@ def endpoints(item: SessionItem) -> dict[str, str]:
     return {
         "item": f"/api/items/{item.pk}/",
         "image": f"/api/items/{item.pk}/images/0",
+        # The case's second series (arterial): the same rule as the primary series' images.
+        "series_image": f"/api/items/{item.pk}/series/1/images/0",
         "overlay": f"/api/items/{item.pk}/overlay",
     }
 
@@ -44,12 +46,28 @@ def read_session_through_api(client, session: ReadingSession) -> None:
 
 @pytest.fixture
 def crossover(tmp_path):
-    return build_study(tmp_path, readers=1, n_patients=3, lesions_per_patient=1, washout_days=28, predict=0.9)
+    return build_study(
+        tmp_path,
+        readers=1,
+        n_patients=3,
+        lesions_per_patient=1,
+        washout_days=28,
+        predict=0.9,
+        extra_series_roles=("arterial",),
+    )
 
 
 @pytest.fixture
 def sequential(tmp_path):
-    return build_study(tmp_path, readers=1, design="sequential", n_patients=3, lesions_per_patient=1, predict=0.9)
+    return build_study(
+        tmp_path,
+        readers=1,
+        design="sequential",
+        n_patients=3,
+        lesions_per_patient=1,
+        predict=0.9,
+        extra_series_roles=("arterial",),
+    )
 
 
 def test_crossover_session_two_never_reaches_session_one(crossover):
@@ -62,7 +80,7 @@ def test_crossover_session_two_never_reaches_session_one(crossover):
 
     # A finished session serves nothing again: no item, no image, no DL overlay, no next item.
     for item in first.items.all():
-        assert statuses(client, item) == {"item": 404, "image": 404, "overlay": 404}, item.position
+        assert statuses(client, item) == {"item": 404, "image": 404, "series_image": 404, "overlay": 404}, item.position
     assert client.get(f"/api/sessions/{first.pk}/next/").status_code == 204
     assert submit(client, first.items.first().pk, rating=EARLIER_RATING).status_code == 409
 
@@ -75,16 +93,21 @@ def test_crossover_session_two_never_reaches_session_one(crossover):
         assert_no_rating(client.get(f"/api/items/{item.pk}/").content.decode())
         # The same case's session-1 item (the other modality, with its DL output and the earlier rating).
         earlier = first.items.get(case=item.case)
-        assert statuses(client, earlier) == {"item": 404, "image": 404, "overlay": 404}
+        assert statuses(client, earlier) == {"item": 404, "image": 404, "series_image": 404, "overlay": 404}
         if not item.modality.shows_dl:
             assert "dl" not in response.json() and client.get(endpoints(item)["overlay"]).status_code == 404
         # The next item: its images for preloading, never its payload or DL output; later ones: nothing.
         if position + 1 < len(items):
-            assert statuses(client, items[position + 1]) == {"item": 409, "image": 200, "overlay": 409}
+            assert statuses(client, items[position + 1]) == {
+                "item": 409,
+                "image": 200,
+                "series_image": 200,
+                "overlay": 409,
+            }
         for later in items[position + 2 :]:
-            assert statuses(client, later) == {"item": 409, "image": 409, "overlay": 409}
+            assert statuses(client, later) == {"item": 409, "image": 409, "series_image": 409, "overlay": 409}
         for done in items[:position]:
-            assert statuses(client, done) == {"item": 404, "image": 404, "overlay": 404}
+            assert statuses(client, done) == {"item": 404, "image": 404, "series_image": 404, "overlay": 404}
         assert submit(client, item.pk, rating=EARLIER_RATING - 1).status_code == 201
     # Session and worklist payloads carry counts, never ratings.
     for url in (f"/api/sessions/{second.pk}/", "/api/worklist/", "/reading/", f"/reading/session/{second.pk}/"):
@@ -99,32 +122,32 @@ def test_sequential_unaided_rating_is_not_shown_with_the_dl_output(sequential):
     items = list(session.items.select_related("modality").order_by("position"))
     assert [i.modality.key for i in items[:2]] == ["unaided", "aided"] and items[0].case_id == items[1].case_id
     # Before the unaided read: the aided item of the case is not served, not even its overlay.
-    assert statuses(client, items[1]) == {"item": 409, "image": 200, "overlay": 409}
+    assert statuses(client, items[1]) == {"item": 409, "image": 200, "series_image": 200, "overlay": 409}
     assert submit(client, items[0].pk, rating=EARLIER_RATING).status_code == 201
     aided = client.get(f"/api/sessions/{session.pk}/next/")
     assert aided.json()["id"] == items[1].pk and aided.json()["dl"]["probability"] == 0.9
     assert_no_rating(aided.content.decode())
     # The locked unaided item of the same case is gone: neither its payload nor its rating.
-    assert statuses(client, items[0]) == {"item": 404, "image": 404, "overlay": 404}
+    assert statuses(client, items[0]) == {"item": 404, "image": 404, "series_image": 404, "overlay": 404}
     assert client.get(aided.json()["dl"]["overlay_url"]).status_code == 200
     while (response := client.get(f"/api/sessions/{session.pk}/next/")).status_code == 200:
         assert submit(client, response.json()["id"], rating=EARLIER_RATING).status_code == 201
     for item in items:
-        assert statuses(client, item) == {"item": 404, "image": 404, "overlay": 404}
+        assert statuses(client, item) == {"item": 404, "image": 404, "series_image": 404, "overlay": 404}
 
 
 def test_an_unstarted_or_closed_session_serves_nothing(crossover):
     client = client_for("reader1")
     session = ReadingSession.objects.get(study=crossover, reader__username="reader1", index=1)
     first = session.items.order_by("position").first()
-    assert statuses(client, first) == {"item": 409, "image": 409, "overlay": 409}
+    assert statuses(client, first) == {"item": 409, "image": 409, "series_image": 409, "overlay": 409}
     assert client.get(f"/api/sessions/{session.pk}/next/").status_code == 409
     started(client, session)
     assert statuses(client, first)["item"] == 200
     from readerstudy.studies import actions as study_actions
 
     study_actions.close_study(make_user("admin", superuser=True), crossover)
-    assert statuses(client, first) == {"item": 409, "image": 409, "overlay": 409}
+    assert statuses(client, first) == {"item": 409, "image": 409, "series_image": 409, "overlay": 409}
 
 
 def test_each_read_stores_the_prediction_it_was_shown(crossover):

@@ -34,6 +34,9 @@ DEMO_USERS = [
 DEMO_SEED = 20261123
 SIMULATED_STUDY = "Demo: simulated readers (for the statistician pages)"
 SIMULATED_READERS = [f"sim-reader{i}" for i in range(1, 6)]
+# Every demo case has the portal-venous CT (primary: the lesion and the DL refer to it) and an arterial phase of
+# 5 mm slices as a second series, so the viewer's series switching and synchronised scrolling have data.
+DEMO_EXTRA_SERIES = ("arterial",)
 
 
 class Command(BaseCommand):
@@ -53,7 +56,9 @@ class Command(BaseCommand):
             self.stdout.write(f"synthetic series: {data} (kept)")
         else:
             self.stdout.write(f"writing synthetic phantom series to {data}")
-            manifest = generate_demo_study(data, seed=DEMO_SEED, progress=not no_progress)
+            manifest = generate_demo_study(
+                data, seed=DEMO_SEED, progress=not no_progress, extra_series_roles=DEMO_EXTRA_SERIES
+            )
 
         password, source = self._password()
         users = {name: self._user(name, kind, password) for name, kind in DEMO_USERS}

@@ -1,0 +1,55 @@
+"""The series a reader is shown with an item: every series of its case, by position (0 = the primary series).
+
+Slices of the primary series keep their URL (``reading-api:image``); every other series' slices are served by
+``reading-api:series-image`` under the same access rules (``access.check_item_visible``, preload of the next
+item). Nothing here carries a rating, the truth or DL output: only roles, slice counts and image URLs.
+"""
+
+from django.urls import reverse
+
+from readerstudy.reading.models import SessionItem
+from readerstudy.studies.models import Case, CaseSeries
+from readerstudy.studies.roles import DEFAULT_SERIES_ROLE
+
+
+def of_case(case: Case) -> list[CaseSeries]:
+    """The case's series by position; a case without CaseSeries rows (none should exist: the import and
+    migration 0005 write them) is shown its primary series under the default role."""
+    rows = list(CaseSeries.objects.filter(case=case).select_related("series").order_by("position"))
+    if not rows or rows[0].position != 0:
+        rows.insert(0, CaseSeries(case=case, series=case.series, role=DEFAULT_SERIES_ROLE, position=0))
+    return rows
+
+
+def slice_urls(item: SessionItem, shown: CaseSeries) -> list[str]:
+    if shown.position == 0:
+        return [reverse("reading-api:image", args=[item.pk, i]) for i in range(shown.series.n_slices)]
+    return [
+        reverse("reading-api:series-image", args=[item.pk, shown.position, i]) for i in range(shown.series.n_slices)
+    ]
+
+
+def payload(item: SessionItem, rows: list[CaseSeries]) -> list[dict]:
+    """``[{"role", "label", "primary", "n_slices", "images"}]`` in position order."""
+    return [
+        {
+            "role": row.role,
+            "label": row.label,
+            "primary": row.position == 0,
+            "n_slices": row.series.n_slices,
+            "images": slice_urls(item, row),
+        }
+        for row in rows
+    ]
+
+
+def all_image_urls(item: SessionItem) -> list[str]:
+    """Every slice URL of every series of the item's case (what the page may preload for the next item)."""
+    return [url for row in of_case(item.case) for url in slice_urls(item, row)]
+
+
+def shown_series(item: SessionItem, position: int) -> CaseSeries | None:
+    """The case's series at ``position`` (0 is the primary series), or None."""
+    if position == 0:
+        return of_case(item.case)[0]
+    return CaseSeries.objects.filter(case_id=item.case_id, position=position).select_related("series").first()
