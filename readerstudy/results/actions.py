@@ -76,9 +76,16 @@ def report_progress(job: ResultsJob, fraction: float, message: str) -> None:
 
 
 def finish_export(
-    export: Export, *, file_name: str, content: bytes, n_reads: int, data_sha256: str, software_version: str
+    export: Export,
+    *,
+    file_name: str,
+    content: bytes,
+    n_reads: int,
+    data_sha256: str,
+    software_version: str,
+    note: str = "",
 ) -> Export:
-    """Store the export's file and mark it done; one FINISH_JOB event."""
+    """Store the export's file and mark it done; one FINISH_JOB event. ``note``: what the file leaves out."""
     # Storage is not transactional: the file is written first, so a stored "done" always has its file.
     export.file.save(f"{export.study_id}/{export.pk}-{file_name}", ContentFile(content), save=False)
     export.n_reads, export.data_sha256, export.software_version = n_reads, data_sha256, software_version
@@ -87,9 +94,9 @@ def finish_export(
         Export.Status.DONE,
         actor=export.created_by,
         study=export.study,
-        message=f"{n_reads} reads exported",
+        message=f"{n_reads} reads exported" + (f"; {note}" if note else ""),
         also=("file", "n_reads", "data_sha256", "software_version"),
-        after={"kind": export.kind, "reads": n_reads, "data_sha256": data_sha256},
+        after={"kind": export.kind, "reads": n_reads, "data_sha256": data_sha256, **({"note": note} if note else {})},
     )
     return export
 

@@ -56,10 +56,11 @@ DATA_DICTIONARY: list[dict] = [
     },
     {
         "column": "rating",
-        "type": "integer 0-100",
+        "type": "integer 0-100, or empty",
         "units": "points on the study's confidence scale",
         "meaning": "Reader's confidence that the lesion is a CRLM: 0 = certainly hemangioma, 100 = certainly "
-        "metastasis. Higher means more suspicion, as ROC analysis expects.",
+        "metastasis. Higher means more suspicion, as ROC analysis expects. Empty when the reader marked the "
+        "lesion not assessable (not_assessable = 1).",
     },
     {
         "column": "diameter_mm",
@@ -107,6 +108,47 @@ DATA_DICTIONARY: list[dict] = [
         "meaning": "The deep-learning model's probability that the lesion is a CRLM: in aided reads the one the "
         "reader was shown (stored with the read); predictions are frozen at launch, so it is the same in both "
         "modalities. Empty when the case has no prediction.",
+    },
+    {
+        "column": "served_seconds",
+        "type": "float >= 0, or empty",
+        "units": "s",
+        "meaning": "Server time from the moment the reading page first received the case to the submission "
+        "(includes pauses, unlike active_seconds). Empty when the item was never served through the reading page.",
+    },
+    {
+        "column": "not_assessable",
+        "type": "integer (0 or 1)",
+        "units": "",
+        "meaning": "1 = the reader marked the lesion not assessable and gave no rating (see not_assessable_reason). "
+        "The analysis is complete-case: a case with any not-assessable read is left out of the AUC analysis for "
+        "every reader and modality (the design stays fully crossed); the run's report lists how many and which.",
+    },
+    {
+        "column": "not_assessable_reason",
+        "type": "string (one of the study's reasons), or empty",
+        "units": "",
+        "meaning": "Why the lesion could not be rated, e.g. 'Lesion not visible'; empty when it was rated.",
+    },
+    {
+        "column": "comment",
+        "type": "string, at most 2000 characters, or empty",
+        "units": "",
+        "meaning": "The reader's free-text comment on the read (plain text; may contain line breaks).",
+    },
+    {
+        "column": "n_measurements",
+        "type": "integer >= 0",
+        "units": "",
+        "meaning": "Number of measurements (length, ellipse, probe) the reader had on screen when submitting.",
+    },
+    {
+        "column": "measurements",
+        "type": "string: compact JSON list, or empty",
+        "units": "mm, mm², HU as named in each field",
+        "meaning": "The reader's measurements at submission, each an object with 'tool' (length, ellipse or "
+        "probe), 'series_role' (the series measured), 'slice_index' (0-based) and the tool's numbers (e.g. "
+        "length_mm, points in patient coordinates, mean HU). Empty when there were none.",
     },
 ]
 

@@ -48,14 +48,53 @@ def check_parameters(parameters: dict) -> dict:
     return {"cov": cov, "analyses": analyses, "size_bins_mm": bins, "cluster_by_patient": cluster}
 
 
+COMPLETE_CASE_RULE = (
+    "complete-case analysis: a case with any not-assessable read (no rating) is left out for every reader and "
+    "modality, so the design stays fully crossed"
+)
+
+
+def complete_cases(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The reads of cases that every reader rated in every modality, and what was left out and why.
+
+    A read without a rating (marked not assessable) cannot enter an ROC analysis, and dropping only that read
+    would leave the case unpaired across readers and modalities; so the whole case goes (complete-case analysis).
+    Every consumer of ratings (analysis runs, figures, the peer-format exports) takes its table from here, so a
+    missing rating never reaches the statistics unnoticed.
+    """
+    missing = df["rating"].isna()
+    if "not_assessable" in df.columns:
+        missing |= df["not_assessable"].fillna(0).astype(bool)
+    cases = sorted(str(c) for c in df.loc[missing, "case"].unique())
+    kept = df[~df["case"].astype(str).isin(cases)].reset_index(drop=True)
+    reasons: dict[str, int] = {}
+    if "not_assessable_reason" in df.columns:
+        for reason in df.loc[missing, "not_assessable_reason"].fillna(""):
+            key = str(reason) or "(none given)"
+            reasons[key] = reasons.get(key, 0) + 1
+    excluded = {
+        "rule": COMPLETE_CASE_RULE,
+        "n_cases": len(cases),
+        "cases": cases,
+        "n_not_assessable_reads": int(missing.sum()),
+        "n_reads_left_out": len(df) - len(kept),
+        "reasons": reasons,
+    }
+    return kept, excluded
+
+
 def run_analysis(df: pd.DataFrame, parameters: dict, *, reading_time: Any = None) -> dict:
-    """The full result of one run; data that cannot be analysed yields messages, never an exception."""
+    """The full result of one run; data that cannot be analysed yields messages, never an exception.
+
+    Complete cases only (see complete_cases): ``result["excluded"]`` says how many cases were left out and why.
+    """
     p = check_parameters(parameters)
-    table = df.copy()
+    table, excluded = complete_cases(df)
+    table = table.copy()
     # The run's own bins decide the strata (they may differ from the study's at import).
     table["size_stratum"] = [size_stratum(d, p["size_bins_mm"]) for d in table["diameter_mm"]]
     cluster = "patient" if p["cluster_by_patient"] else None
-    result: dict[str, Any] = {"parameters": p, "summary": summary(table, p["size_bins_mm"])}
+    result: dict[str, Any] = {"parameters": p, "summary": summary(table, p["size_bins_mm"]), "excluded": excluded}
     try:
         result["mrmc"] = analyse(
             table[["reader", "modality", "case", "truth", "rating", "patient", "size_stratum"]],

@@ -1,6 +1,8 @@
 """The analysis-ready long table of a study's reads: one row per reader x modality x case."""
 
 import hashlib
+import json
+from typing import Any
 
 import pandas as pd
 
@@ -13,6 +15,7 @@ from readerstudy.studies.models import Study, Truth
 COLUMNS = [
     "reader", "modality", "case", "patient", "truth", "truth_label", "rating", "diameter_mm", "size_stratum",
     "session", "position", "active_seconds", "submitted_at", "model_probability",
+    "served_seconds", "not_assessable", "not_assessable_reason", "comment", "n_measurements", "measurements",
 ]  # fmt: skip
 
 
@@ -26,6 +29,7 @@ def reads_table(study: Study) -> pd.DataFrame:
             "reader__username", "modality__key", "case__case_id", "case__patient__pseudonym", "case__truth__label",
             "rating", "case__diameter_mm", "item__session__index", "item__position",
             "active_seconds", "submitted_at", "case_id", "prediction__probability",
+            "served_seconds", "not_assessable", "not_assessable_reason", "comment", "viewer_state",
         )
     )  # fmt: skip
     df = pd.DataFrame.from_records(
@@ -33,6 +37,7 @@ def reads_table(study: Study) -> pd.DataFrame:
         columns=[
             "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm",
             "session", "position", "active_seconds", "submitted_at", "case_pk", "shown_probability",
+            "served_seconds", "not_assessable", "not_assessable_reason", "comment", "viewer_state",
         ],
     )  # fmt: skip
     probability = _latest_probabilities(study)
@@ -42,7 +47,20 @@ def reads_table(study: Study) -> pd.DataFrame:
     df["submitted_at"] = [t.isoformat().replace("+00:00", "Z") for t in df["submitted_at"]]
     case_probability = df["case_pk"].map(probability).astype(float)
     df["model_probability"] = df["shown_probability"].astype(float).fillna(case_probability)
+    # None (never served through the API) stays empty, as NaN.
+    df["served_seconds"] = df["served_seconds"].astype(float)
+    df["not_assessable"] = df["not_assessable"].astype(int)  # 0/1: what R and SAS read without a mapping
+    measurements = [_measurements(state) for state in df["viewer_state"]]
+    df["n_measurements"] = [len(m) for m in measurements]
+    # Compact JSON (text a spreadsheet shows as is; to_csv neutralises what would run as a formula).
+    df["measurements"] = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else "" for m in measurements]
     return df[COLUMNS].reset_index(drop=True)
+
+
+def _measurements(viewer_state: Any) -> list:
+    """The measurements stored with a read (validated by reading.actions.submit_read); [] when none."""
+    found = viewer_state.get("measurements") if isinstance(viewer_state, dict) else None
+    return found if isinstance(found, list) else []
 
 
 def _latest_probabilities(study: Study) -> dict[int, float]:

@@ -6,6 +6,7 @@ pages poll); it never saves a row itself. Started by ``results.jobs``.
 
 import io
 import zipfile
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -13,12 +14,28 @@ from django_tasks import task
 
 from readerstudy.results import actions
 from readerstudy.results.models import AnalysisRun, Export
-from readerstudy.results.runs import run_analysis, software_version
+from readerstudy.results.runs import complete_cases, run_analysis, software_version
 from readerstudy.results.table import reads_table, table_sha256, to_csv
 
 
-def export_bytes(kind: str, study_name: str, table: "object") -> tuple[str, bytes]:
-    """File name and content of one export format."""
+def export_note(kind: str, table: Any) -> str:
+    """What an export leaves out. reads.csv holds every read (not-assessable ones with an empty rating); the peer
+    formats (iMRMC, JAFROC, MRMCaov) need a rating in every cell, so they hold the complete cases only, as the
+    analysis does (runs.complete_cases), and this note names the cases left out."""
+    if kind == Export.Kind.CSV:
+        return ""
+    excluded = complete_cases(table)[1]
+    if not excluded["n_cases"]:
+        return ""
+    shown = ", ".join(excluded["cases"][:20]) + (", ..." if excluded["n_cases"] > 20 else "")
+    return (
+        f"{excluded['n_cases']} case(s) with a not-assessable read left out for every reader and modality "
+        f"(complete-case, as in the analysis): {shown}"
+    )
+
+
+def export_bytes(kind: str, study_name: str, table: Any) -> tuple[str, bytes]:
+    """File name and content of one export format (peer formats: complete cases only, see export_note)."""
     from readerstudy.results import dictionary, formats
 
     slug = "".join(c if c.isalnum() else "-" for c in study_name.lower()).strip("-")[:60]
@@ -28,12 +45,14 @@ def export_bytes(kind: str, study_name: str, table: "object") -> tuple[str, byte
             z.writestr("reads.csv", to_csv(table))
             z.writestr("data_dictionary.csv", dictionary.dictionary_csv())
         return f"{slug}-reads.zip", buffer.getvalue()
+    complete = complete_cases(table)[0]
     if kind == Export.Kind.IMRMC:
-        return f"{slug}.imrmc", formats.write_imrmc(table, study_name).encode()
+        description = f"{study_name}\n{export_note(kind, table)}".strip()
+        return f"{slug}.imrmc", formats.write_imrmc(complete, description).encode()
     if kind == Export.Kind.JAFROC:
-        return f"{slug}-jafroc.xlsx", formats.write_jafroc(table)
+        return f"{slug}-jafroc.xlsx", formats.write_jafroc(complete)
     if kind == Export.Kind.MRMCAOV:
-        return f"{slug}-mrmcaov.csv", formats.write_mrmcaov_csv(table).encode()
+        return f"{slug}-mrmcaov.csv", formats.write_mrmcaov_csv(complete).encode()
     raise ValueError(f"unknown export kind {kind!r}")
 
 
@@ -49,6 +68,7 @@ def run_export(*, export_id: int) -> None:
             export,
             file_name=name,
             content=content,
+            note=export_note(export.kind, table),
             n_reads=len(table),
             data_sha256=table_sha256(table),
             software_version=software_version(),
@@ -100,7 +120,7 @@ def run_analysis_task(*, run_id: int) -> None:
         actions.finish_analysis(
             run,
             result=result,
-            figures=_figures(run, result, table),
+            figures=_figures(run, result, complete_cases(table)[0]),  # the cases the analysis used
             data_sha256=table_sha256(table),
             software_version=software_version(),
         )

@@ -110,6 +110,7 @@ def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
         "run": run,
         "study": run.study,
         "summary": result.get("summary"),
+        "excluded": result.get("excluded") or {},  # complete-case analysis: what was left out and why
         "mrmc_error": mrmc.get("error"),
         "modalities": modalities,
         "auc_rows": auc_rows,

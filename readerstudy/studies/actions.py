@@ -53,6 +53,7 @@ READING_CONFIG_FIELDS = (
 )
 EDITABLE_FIELDS = ("description", "design", "washout_days", "patient_grouping", "size_bins_mm", *READING_CONFIG_FIELDS)
 LABEL_NAME_MAX_CHARS = 64
+TEXT_FIELD_MAX_CHARS = {"question": 300, "scale_low_label": 100, "scale_high_label": 100}  # the columns' max_length
 
 
 # --- permissions -----------------------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ def check_reading_config(changes: dict[str, Any], study: Study) -> dict[str, Any
     out: dict[str, Any] = {}
     for field in ("question", "scale_low_label", "scale_high_label"):
         if field in changes:
-            out[field] = _check_text(field, changes[field], Study._meta.get_field(field).max_length or 100)
+            out[field] = _check_text(field, changes[field], TEXT_FIELD_MAX_CHARS[field])
     if "instructions" in changes:
         out["instructions"] = _check_text(
             "instructions", changes["instructions"], INSTRUCTIONS_MAX_CHARS, multiline=True
@@ -518,11 +519,14 @@ def close_study(actor: Actor, study: Study, *, now: datetime | None = None) -> S
 def acknowledge_instructions(actor: Actor, study: Study, *, now: datetime | None = None) -> Membership:
     """A reader confirms having read the study's instructions (idempotent: the first acknowledgement stays)."""
     now = now or timezone.now()
+    user_pk = getattr(actor, "pk", None)
+    if user_pk is None:
+        raise NotFound("no such study")
     with transaction.atomic():
         # Locks the membership row: two clicks at once record one acknowledgement and one event.
         membership = (
             Membership.objects.select_for_update()
-            .filter(study=study, user_id=getattr(actor, "pk", None), role=Membership.Role.READER)
+            .filter(study=study, user_id=user_pk, role=Membership.Role.READER)
             .first()
         )
         if membership is None or study.status == Study.Status.DRAFT:

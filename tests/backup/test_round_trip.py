@@ -461,8 +461,8 @@ def test_round_trip_keeps_the_reading_config_acknowledgements_timing_and_not_ass
                 (r.reader.username, r.case.case_id, r.modality.key, r.rating, r.not_assessable,
                  r.not_assessable_reason, r.comment, r.served_seconds, r.item.first_served_at)
                 for r in reads
-            ),  # fmt: skip
-        )
+            ),
+        )  # fmt: skip
 
     before = state(Study.objects.get(pk=study.pk))
     assert sum(1 for m in before[1] if m[1] is not None) == 1

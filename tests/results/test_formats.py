@@ -361,6 +361,8 @@ def test_writers_reject_bad_tables(study):
 def test_data_dictionary_covers_the_long_table(study):
     expected = "reader modality case patient truth truth_label rating diameter_mm size_stratum session position"
     expected = [*expected.split(), "active_seconds", "submitted_at", "model_probability"]
+    expected += ["served_seconds", "not_assessable", "not_assessable_reason", "comment", "n_measurements"]
+    expected += ["measurements"]
     assert dictionary.COLUMNS == expected
     table = pd.read_csv(io.StringIO(dictionary.dictionary_csv()), dtype=str, keep_default_na=False)
     assert list(table.columns) == ["column", "type", "units", "meaning"]
@@ -370,6 +372,10 @@ def test_data_dictionary_covers_the_long_table(study):
     assert "an edge belongs to the lower bin" in entry.loc["size_stratum", "meaning"]
     assert "paused while the tab was hidden" in entry.loc["active_seconds", "meaning"]
     assert "0 = certainly hemangioma, 100 = certainly metastasis" in entry.loc["rating", "meaning"]
+    assert "Empty when the reader marked the lesion not assessable" in entry.loc["rating", "meaning"]
+    assert entry.loc["served_seconds", "units"] == "s" and "first received" in entry.loc["served_seconds", "meaning"]
+    assert "complete-case" in entry.loc["not_assessable", "meaning"]
+    assert "compact JSON" in entry.loc["measurements", "type"]
     dictionary.check_columns(study)  # the simulated table has every column
 
 

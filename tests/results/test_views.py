@@ -214,3 +214,73 @@ def test_bad_parameters_are_refused(study):
     )
     assert "strictly increasing" in response.content.decode()
     assert AnalysisRun.objects.count() == 0
+
+
+def test_a_not_assessable_read_leaves_its_case_out_of_the_analysis_and_the_peer_exports_and_says_so(study):
+    import json
+
+    read = Read.objects.filter(study=study, modality__key="aided").select_related("case", "reader").first()
+    measured = [{"tool": "length", "series_role": "portal-venous", "slice_index": 2, "length_mm": -12.5}]
+    Read.objects.filter(pk=read.pk).update(
+        rating=None,
+        not_assessable=True,
+        not_assessable_reason="Lesion not visible",
+        comment="=HYPERLINK(1)\nfaint",
+        served_seconds=61.5,
+        viewer_state={"zoom": 2, "measurements": measured},
+    )
+    case_id, n_cases = read.case.case_id, study.cases.count()
+    table = reads_table(study)
+    row = table[(table["case"] == case_id) & (table["reader"] == read.reader.username)].set_index("modality")
+    aided = row.loc["aided"]
+    assert pd.isna(aided["rating"]) and aided["not_assessable"] == 1 and aided["served_seconds"] == 61.5
+    assert (aided["not_assessable_reason"], aided["n_measurements"]) == ("Lesion not visible", 1)
+    assert json.loads(aided["measurements"]) == measured and aided["comment"] == "=HYPERLINK(1)\nfaint"
+    assert row.loc["unaided", "not_assessable"] == 0 and row.loc["unaided", "n_measurements"] == 0
+    assert pd.isna(row.loc["unaided", "served_seconds"])  # simulated reads were never served by the API
+    complete = table[table["case"] != case_id]
+    expected = aucs(complete)
+    client = client_for("stat")
+
+    # reads.csv keeps every read, the not-assessable one with an empty rating; its text cells are CSV-safe.
+    job, content = export(client, study, "csv")
+    with zipfile.ZipFile(io.BytesIO(content)) as z:
+        reads = pd.read_csv(z.open("reads.csv"), dtype={"reader": str, "case": str, "comment": str})
+    assert len(reads) == len(table) and reads["rating"].isna().sum() == 1 and reads["not_assessable"].sum() == 1
+    assert reads.loc[reads["not_assessable"] == 1, "comment"].iloc[0] == "'=HYPERLINK(1)\nfaint"
+    assert "left out" not in job.message  # nothing is left out of reads.csv
+    # The peer formats hold the complete cases only, and the export's message names the case left out.
+    for kind, read_back in (
+        ("imrmc", lambda c: formats.read_imrmc(c.decode())),
+        ("jafroc", formats.read_jafroc),
+        ("mrmcaov", lambda c: formats.read_mrmcaov_csv(c.decode())),
+    ):
+        job, content = export(client, study, kind)
+        back = read_back(content)
+        assert case_id not in set(back["case"]) and back["case"].nunique() == n_cases - 1, kind
+        assert aucs(back) == pytest.approx(expected, abs=1e-12), kind
+        assert "1 case(s) with a not-assessable read left out" in job.message and case_id in job.message, kind
+
+    # The analysis: complete cases, the same numbers as the module on them, and the report says so.
+    response = client.post(
+        f"/results/study/{study.pk}/", {"cov": "jackknife", "analyses": ["rrrc"], "size_bins_mm": "10, 30"}
+    )
+    assert response.status_code == 302
+    run = AnalysisRun.objects.get(study=study)
+    assert run.status == "done", run.message
+    assert run.result["excluded"] == {
+        "rule": run.result["excluded"]["rule"],
+        "n_cases": 1,
+        "cases": [case_id],
+        "n_not_assessable_reads": 1,
+        "n_reads_left_out": 3 * 2,  # the case, for each of 3 readers in each of 2 modalities
+        "reasons": {"Lesion not visible": 1},
+    }
+    assert "complete-case" in run.result["excluded"]["rule"]
+    assert run.result["summary"]["n_cases"] == n_cases - 1 and run.result["summary"]["n_reads"] == len(complete)
+    module = analyse(complete[["reader", "modality", "case", "truth", "rating"]], analyses=["rrrc"])
+    assert run.result["mrmc"]["rrrc"]["differences"][0]["estimate"] == pytest.approx(
+        module["rrrc"]["differences"][0]["estimate"], abs=1e-12
+    )
+    html = client.get(f"/results/run/{run.pk}/").content.decode()
+    assert 'data-testid="excluded-cases"' in html and case_id in html and "Lesion not visible: 1" in html
