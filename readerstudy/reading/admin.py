@@ -55,6 +55,9 @@ class ReadingSessionAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.Model
 @admin.register(Read)
 class ReadAdmin(StudyScopedAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     study_field = "study"
-    list_display = ("study", "reader", "case", "modality", "rating", "active_seconds", "submitted_at")
-    list_filter = ("study", "reader", "modality__key")
+    list_display = (
+        "study", "reader", "case", "modality", "rating", "not_assessable", "active_seconds", "served_seconds",
+        "submitted_at",
+    )  # fmt: skip
+    list_filter = ("study", "reader", "modality__key", "not_assessable")
     list_select_related = ("study", "reader", "case", "modality")
