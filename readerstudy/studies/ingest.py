@@ -90,8 +90,7 @@ def ingest_series(study: Study, manifest: Manifest) -> Ingest:
                     storage.save_files(((f"{prefix}/{name}", target / name) for name in info.files), ingest.saved)
                 except (DicomSeriesError, SeriesError, InvalidDicomError, OSError, ValueError, EOFError) as exc:
                     ingest.errors += [
-                        f"{manifest.path.name} row {r} column {column}: cannot de-identify: {exc}"
-                        for r, column in rows
+                        f"{manifest.path.name} row {r} column {column}: cannot de-identify: {exc}" for r, column in rows
                     ]
                     continue
             ingest.series[source] = IngestedSeries(prefix, info, list(report.notes), dict(report.removed))

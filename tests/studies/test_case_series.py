@@ -204,3 +204,44 @@ def test_readiness_needs_every_series_of_every_case_readable(tmp_path, admin, st
     default_storage.delete(series_names(arterial)[1])
     problems = [p for p in actions.readiness(study).problems if "not readable" in p]
     assert problems == [f"series of patient P002 is not readable: {arterial.storage_prefix}"]
+
+
+def test_a_two_series_phantom_study_imports_both_phases_and_precomputes_on_the_primary(tmp_path, media_root, capsys):
+    from django.core.management import call_command
+
+    from fixtures.studies import phantom_crossover_study
+    from inference.models import Prediction
+
+    built = phantom_crossover_study(
+        tmp_path / "data", name="Two phases", password="pw-12345-xyz", phantom_seed=7, n_patients=1, n_lesions=2,
+        extra_series_roles=("arterial",),
+    )  # fmt: skip
+    study = built.study
+    rows = CaseSeries.objects.filter(case__study=study).select_related("series", "case")
+    assert sorted((r.case.case_id, r.position, r.role) for r in rows) == [
+        ("P001-L1", 0, "portal-venous"), ("P001-L1", 1, "arterial"),
+        ("P001-L2", 0, "portal-venous"), ("P001-L2", 1, "arterial"),
+    ]  # fmt: skip
+    assert ImageSeries.objects.filter(patient__study=study).count() == 2  # each phase stored once for both lesions
+    primary = Case.objects.get(study=study, case_id="P001-L1").series
+    arterial = rows.get(case__case_id="P001-L1", role="arterial").series
+    # Another grid in the same frame: 19 slices of 5 mm whose centres lie between the 2.5 mm slices.
+    assert (primary.n_slices, arterial.n_slices) == (40, 19)
+    assert arterial.slice_positions_mm[0] == pytest.approx(primary.slice_positions_mm[0] + 1.25)
+    assert arterial.slice_positions_mm[1] - arterial.slice_positions_mm[0] == pytest.approx(5.0)
+    heads = [
+        pydicom.dcmread(default_storage.open(series_names(s)[0]), stop_before_pixels=True) for s in (primary, arterial)
+    ]
+    assert {ds.PatientID for ds in heads} == {"P001"}  # one pseudonym
+    assert heads[0].StudyInstanceUID == heads[1].StudyInstanceUID  # one study, UIDs remapped alike
+    assert heads[0].FrameOfReferenceUID == heads[1].FrameOfReferenceUID
+    assert heads[0].SeriesInstanceUID != heads[1].SeriesInstanceUID
+    assert list(heads[0].ImageOrientationPatient) == list(heads[1].ImageOrientationPatient)
+    assert (float(heads[0].SliceThickness), float(heads[1].SliceThickness)) == (2.5, 5.0)
+    assert actions.readiness(study).ready, actions.readiness(study).problems
+
+    # Precompute reads the primary series only; the extra series changes nothing there.
+    call_command("precompute", "--study", study.name, "--no-progress")
+    assert "2 predicted, 0 unchanged (skipped), 0 failed" in capsys.readouterr().out
+    for p in Prediction.objects.filter(case__study=study).select_related("case__series"):
+        assert p.overlay_shape == [40, p.case.series.rows, p.case.series.columns]

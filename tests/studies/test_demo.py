@@ -1,12 +1,14 @@
 """The one-command demo: a launched study, nothing duplicated on a second run, its own precompute."""
 
+from collections import Counter
+
 import pytest
 from django.core.management import call_command
 
 from readerstudy.core.models import AuditEvent
 from readerstudy.reading.models import ReadingSession, SessionItem
 from readerstudy.results.management.commands.demo import DEMO_STUDY
-from readerstudy.studies.models import Case, Membership, Patient, Study
+from readerstudy.studies.models import Case, CaseSeries, ImageSeries, Membership, Patient, Study
 from tests.factories import build_study
 
 pytestmark = pytest.mark.django_db
@@ -29,6 +31,10 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     assert readers == 3
     assert ReadingSession.objects.filter(study=study).count() == 6
     assert SessionItem.objects.filter(study=study).count() == 3 * 2 * n_cases
+    # Every case shows its portal-venous CT and, as a second series, the arterial phase (5 mm slices).
+    roles = Counter(CaseSeries.objects.filter(case__study=study).values_list("position", "role"))
+    assert roles == {(0, "portal-venous"): n_cases, (1, "arterial"): n_cases}
+    assert ImageSeries.objects.filter(patient__study=study).count() == 2 * n_patients
     from django.contrib.auth import get_user_model
 
     admin = get_user_model().objects.get(username="admin")
