@@ -43,9 +43,14 @@ export function formatDate(value, timeZone = 'UTC') {
   const d = new Date(value);
   if (Number.isNaN(d.getTime())) return String(value);
   try {
+    // dateStyle/timeStyle cannot be combined with timeZoneName: spell the fields out.
     return new Intl.DateTimeFormat('en-GB', {
-      dateStyle: 'medium',
-      timeStyle: 'short',
+      day: 'numeric',
+      month: 'short',
+      year: 'numeric',
+      hour: '2-digit',
+      minute: '2-digit',
+      hourCycle: 'h23',
       timeZone,
       timeZoneName: 'short',
     }).format(d);

@@ -14,42 +14,65 @@ function round(v, digits = 2) {
   return Math.round(v * f) / f;
 }
 
+/** The record of one annotation from its stats on its own slice, or null while they are not computed. */
+function record(a, cells) {
+  const tool = a.metadata && a.metadata.toolName;
+  if (tool !== LengthTool.toolName && tool !== EllipticalROITool.toolName) return null;
+  const imageId = a.metadata.referencedImageId;
+  // Stats are cached per render target; only those of the annotation's own slice describe it.
+  const stats = ((a.data && a.data.cachedStats) || {})[`imageId:${imageId}`];
+  const cell = cells.find((c) => c.imageIds.includes(imageId));
+  if (!stats || !cell) return null;
+  const base = {
+    series_role: cell.role,
+    slice_index: cell.imageIds.indexOf(imageId),
+    points_mm: (a.data.handles?.points || []).slice(0, 4).map((p) => p.map((v) => round(v, 2))),
+  };
+  if (tool === LengthTool.toolName) {
+    return round(stats.length) === null ? null : { tool: 'length', ...base, length_mm: round(stats.length) };
+  }
+  if (round(stats.mean) === null) return null;
+  return {
+    tool: 'ellipse',
+    ...base,
+    mean_hu: round(stats.mean),
+    sd_hu: round(stats.stdDev),
+    area_mm2: round(stats.area),
+    min_hu: round(stats.min),
+    max_hu: round(stats.max),
+  };
+}
+
 /**
- * One record per finished annotation. `cells`: the grid's SeriesViewports (to name each annotation's series and
- * slice from its referenced image).
+ * The measurements of the current item, one record per annotation, taken while its slice is on screen: Cornerstone
+ * recomputes stats on later renders, including renders of a hidden grid (while MPR is open) whose canvas has no
+ * size, so a record is updated only from a visible viewport showing the annotation's slice.
  */
-export function collectMeasurements(cells) {
-  const annotations = csTools.annotation.state.getAllAnnotations() || [];
-  const out = [];
-  for (const a of annotations) {
-    const tool = a.metadata && a.metadata.toolName;
-    if (tool !== LengthTool.toolName && tool !== EllipticalROITool.toolName) continue;
-    const stats = Object.values((a.data && a.data.cachedStats) || {})[0];
-    if (!stats) continue;
-    const imageId = a.metadata.referencedImageId;
-    const cell = cells.find((c) => c.imageIds.includes(imageId));
-    const base = {
-      series_role: cell ? cell.role : '',
-      slice_index: cell ? cell.imageIds.indexOf(imageId) : 0,
-      points_mm: (a.data.handles?.points || []).slice(0, 4).map((p) => p.map((v) => round(v, 2))),
-    };
-    if (tool === LengthTool.toolName) {
-      if (round(stats.length) === null) continue;
-      out.push({ tool: 'length', ...base, length_mm: round(stats.length) });
-    } else {
-      if (round(stats.mean) === null) continue;
-      out.push({
-        tool: 'ellipse',
-        ...base,
-        mean_hu: round(stats.mean),
-        sd_hu: round(stats.stdDev),
-        area_mm2: round(stats.area),
-        min_hu: round(stats.min),
-        max_hu: round(stats.max),
-      });
+export class MeasurementLog {
+  constructor() {
+    this.records = new Map();
+  }
+
+  update(cells) {
+    for (const a of csTools.annotation.state.getAllAnnotations() || []) {
+      const imageId = a.metadata && a.metadata.referencedImageId;
+      const cell = cells.find((c) => c.imageIds[c.sliceIndex()] === imageId);
+      if (!cell || !cell.el.offsetWidth || !cell.el.offsetHeight) continue;
+      const r = record(a, cells);
+      if (r) this.records.set(a.annotationUID, r);
     }
   }
-  return out.slice(0, MAX_MEASUREMENTS);
+
+  /** Records of the annotations that still exist, in the order they were made. */
+  list() {
+    const alive = new Set((csTools.annotation.state.getAllAnnotations() || []).map((a) => a.annotationUID));
+    return [...this.records.entries()].filter(([uid]) => alive.has(uid)).map(([, r]) => r).slice(0, MAX_MEASUREMENTS);
+  }
+
+  clear() {
+    clearMeasurements();
+    this.records.clear();
+  }
 }
 
 export function clearMeasurements() {

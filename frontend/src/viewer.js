@@ -181,6 +181,8 @@ export class SeriesViewport {
       defaultOptions: { background: [0, 0, 0] },
     });
     this.viewport = this.engine.getViewport(this.viewportId);
+    // Cornerstone sets tabIndex -1 on the element: put it back in the tab order so Tab/Shift+Tab reach and leave it.
+    this.el.tabIndex = 0;
     group.addViewport(this.viewportId, ENGINE_ID);
     this.group = group;
     this.el.addEventListener('contextmenu', (e) => e.preventDefault());

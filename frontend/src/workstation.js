@@ -1,13 +1,16 @@
 // The viewer side of the reading page: the hanging-layout grid, MPR, the DL panel and overlay, measuring tools,
 // window presets and the keyboard commands, for one item at a time. The session loop (session.js) drives it.
 
+import { eventTarget } from '@cornerstonejs/core';
+import * as csTools from '@cornerstonejs/tools';
+
 import { fetchBytes } from './api.js';
 import { h } from './dom.js';
 import { DlPanel } from './dlpanel.js';
 import { ViewerGrid } from './grid.js';
 import { KEY_HELP } from './keys.js';
 import { colorTable, legendEntries } from './legend.js';
-import { ToolsPanel, clearMeasurements, collectMeasurements } from './measure.js';
+import { MeasurementLog, ToolsPanel } from './measure.js';
 import { MprView } from './mpr.js';
 import { LabelmapOverlay, presentValues } from './overlay.js';
 import { loadImages, primaryToolName, setPrimaryTool, toImageId, uncache } from './viewer.js';
@@ -40,6 +43,7 @@ export class Workstation {
       onSeriesChange: () => this.applyOverlay(),
     });
     this.mpr = new MprView(caps.engine);
+    this.log = new MeasurementLog();
     this.curtainText = h('div', { class: 'ra-curtain-text', dataset: { testid: 'loading' } }, 'Loading…');
     this.viewerWrap = h('div', { class: 'ra-viewer-wrap blank' }, this.grid.tabs, this.grid.el, this.mpr.el, h('div', { class: 'ra-curtain' }, this.curtainText));
     this.grid.el.addEventListener('keydown', (e) => this.onViewerKey(e), true);
@@ -48,7 +52,7 @@ export class Workstation {
     this.tools = new ToolsPanel({
       onTool: (key) => this.setTool(key),
       onClear: () => {
-        clearMeasurements();
+        this.log.clear();
         this.refreshMeasurements();
       },
       onLayout: (layout) => this.changeLayout(layout),
@@ -63,8 +67,16 @@ export class Workstation {
       h('ul', {}, KEY_HELP.map(([keys, what]) => h('li', {}, h('kbd', { text: keys }), ` ${what}`))),
     );
     this.setTool('wl');
-    // Measurements are listed as the reader makes them (and stored with the read).
-    this.viewerWrap.addEventListener('pointerup', () => setTimeout(() => this.refreshMeasurements(), 50));
+    // Measurements are listed as the reader makes them (and stored with the read); stats settle after a render.
+    // Records are taken when the reader makes or changes a measurement (Cornerstone recomputes stats on later
+    // renders, which must not rewrite what the reader measured).
+    let pending = [];
+    const refresh = () => {
+      pending.forEach(clearTimeout);
+      pending = [100, 500].map((ms) => setTimeout(() => this.refreshMeasurements(true), ms));
+    };
+    const E = csTools.Enums.Events;
+    for (const name of [E.ANNOTATION_COMPLETED, E.ANNOTATION_MODIFIED, E.ANNOTATION_REMOVED]) eventTarget.addEventListener(name, refresh);
   }
 
   /** Hide the image while the next case loads. */
@@ -89,7 +101,7 @@ export class Workstation {
     this.preset = null;
     this.overlay = null;
     this.mprUsed = false;
-    clearMeasurements();
+    this.log.clear();
     this.tools.showMeasurements([]);
     this.tools.setToggles({ mpr: false, cine: false });
     this.renderItemInfo(item);
@@ -154,7 +166,7 @@ export class Workstation {
   }
 
   measurements() {
-    return collectMeasurements(this.grid.cells);
+    return this.log.list();
   }
 
   viewportsInfo() {
@@ -162,7 +174,11 @@ export class Workstation {
   }
 
   prefetchNext(item, isCurrent) {
-    if (item.next_images && item.next_images.length) prefetch(item.next_images.map(toImageId), isCurrent);
+    this.hooks.prefetchDone = false;
+    const images = item.next_images || [];
+    prefetch(images.map(toImageId), isCurrent).then(() => {
+      if (isCurrent()) this.hooks.prefetchDone = true;
+    });
   }
 
   setTool(key) {
@@ -173,8 +189,9 @@ export class Workstation {
     this.tools.setTool(key);
   }
 
-  refreshMeasurements() {
-    if (this.grid) this.tools.showMeasurements(collectMeasurements(this.grid.cells));
+  refreshMeasurements(fromEvent = false) {
+    if (fromEvent) this.log.update(this.grid.cells);
+    this.tools.showMeasurements(this.log.list());
   }
 
   async changeLayout(layout) {
@@ -303,7 +320,7 @@ export class Workstation {
       overlay_opacity: this.dl.state ? this.dl.state.opacity : null,
       preset: this.preset,
       mpr_used: !!this.mprUsed,
-      measurements: collectMeasurements(this.grid.cells),
+      measurements: this.measurements(),
     };
   }
 

@@ -2,7 +2,10 @@
 stored with their times, and a reload resumes at the right item."""
 
 import io
+import json
 import math
+import re
+import time
 
 import numpy as np
 import pytest
@@ -73,7 +76,14 @@ def wait_ready(page, position: int) -> dict:
     return page.evaluate("() => ({...window.readingApp})")
 
 
+def settle(page) -> None:
+    """Wait until the next case's images are prefetched: the live test server shares one SQLite connection between
+    its request threads, so a submit racing image requests can hit "table is locked" (never on PostgreSQL)."""
+    page.wait_for_function("() => window.readingApp.prefetchDone === true", timeout=60_000)
+
+
 def rate_and_submit(page, rating: int) -> None:
+    settle(page)
     slider = page.get_by_test_id("rating-slider")
     assert page.get_by_test_id("submit-read").is_disabled()  # no preset rating: it must be set first
     slider.focus()
@@ -145,5 +155,226 @@ def test_reader_reads_a_full_session_with_overlay_only_in_aided_items(page, live
     assert all({"window_width", "window_level", "zoom", "slice_index"} <= set(r.viewer_state) for r in reads)
     session.refresh_from_db()
     assert session.finished_at is not None
+    errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
+    assert not errors, errors
+
+
+# --- the workstation: what radiologists use besides the rating ------------------------------------------------------
+
+
+def capture_items(page) -> list[dict]:
+    """Every item payload the page received from the API (next/item responses), in order."""
+    items: list[dict] = []
+
+    def on_response(response) -> None:
+        if "/api/" in response.url and ("/next/" in response.url or "/items/" in response.url) and response.ok:
+            if "json" in (response.headers.get("content-type") or ""):
+                try:
+                    body = response.json()
+                except Exception:  # noqa: BLE001 - a body the page did not parse either
+                    return
+                if isinstance(body, dict) and "modality" in body:
+                    items.append(body)
+
+    page.on("response", on_response)
+    return items
+
+
+def stored_hu(case, slice_index: int, i: int, j: int) -> int:
+    import pydicom
+    from django.core.files.storage import default_storage
+
+    from readerstudy.studies.storage import slice_name
+
+    with default_storage.open(slice_name(case.series, slice_index), "rb") as f:
+        ds = pydicom.dcmread(f)
+    return round(float(ds.pixel_array[j, i]) * float(ds.RescaleSlope) + float(ds.RescaleIntercept))
+
+
+def viewport_box(page) -> dict:
+    return page.locator("[data-testid=viewport][data-series-role]").first.bounding_box()
+
+
+def lesion_on_page(page) -> tuple[float, float, float]:
+    at = page.evaluate("() => window.readingApp.lesionOnCanvas()")
+    box = viewport_box(page)
+    return box["x"] + at["x"], box["y"] + at["y"], at["pxPerMm"]
+
+
+def drag(page, x0: float, y0: float, x1: float, y1: float) -> None:
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=4)
+    page.mouse.move(x1, y1, steps=4)
+    page.mouse.up()
+
+
+def active_in_viewer(page) -> bool:
+    return page.evaluate("() => !!document.activeElement.closest('.ra-viewer-wrap')")
+
+
+def check_chrome_keys_and_measurements(page, item) -> list[dict]:
+    """Orientation, position, HU readout, Tab out of the viewer, Enter to the rating, caliper and ROI."""
+    case = item.case
+    sides = {m.get_attribute("data-side"): m.inner_text() for m in page.get_by_test_id("orientation-marker").all()}
+    assert sides == {"left": "R", "right": "L", "top": "A", "bottom": "P"}  # axial, radiological convention
+    assert re.match(r"Pos -?\d+\.\d mm · Thk \d+\.\d mm", page.get_by_test_id("slice-position").inner_text())
+
+    x, y, px_per_mm = lesion_on_page(page)
+    page.mouse.move(x, y)
+    readout = page.get_by_test_id("hu-readout").inner_text()
+    hu, i, j = map(int, re.match(r"HU (-?\d+) \((\d+), (\d+)\)", readout).groups())
+    assert hu == stored_hu(case, case.slice_index, i, j)
+
+    # Keyboard: Tab and Shift+Tab leave and re-enter the viewer; Enter in the viewer moves to the rating.
+    page.locator("[data-testid=viewport]").first.focus()
+    page.keyboard.press("Tab")
+    assert not active_in_viewer(page)
+    page.keyboard.press("Shift+Tab")
+    assert active_in_viewer(page)
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.dataset.testid") == "rating-slider"
+
+    # Caliper across the lesion's reference diameter, through its centre; then an elliptical ROI inside it.
+    page.locator("[data-testid=viewport]").first.focus()
+    page.keyboard.press("l")
+    assert page.get_by_test_id("measure-length").get_attribute("aria-pressed") == "true"
+    half = case.diameter_mm / 2 * px_per_mm
+    drag(page, x - half, y, x + half, y)
+    page.get_by_test_id("measure-roi").click()
+    r = max(3.0, case.diameter_mm / 4 * px_per_mm)
+    drag(page, x - r, y - r, x + r, y + r)
+    page.wait_for_function("() => window.readingApp.measurements().length === 2")
+    measurements = page.evaluate("() => window.readingApp.measurements()")
+    length = next(m for m in measurements if m["tool"] == "length")
+    assert abs(length["length_mm"] - case.diameter_mm) <= 1.0, (length, case.diameter_mm)
+    ellipse = next(m for m in measurements if m["tool"] == "ellipse")
+    assert ellipse["area_mm2"] > 0 and ellipse["sd_hu"] >= 0 and -1000 < ellipse["mean_hu"] < 3000
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=measurement-list] li').length === 2")
+    page.get_by_test_id("tool-wl").click()
+    return measurements
+
+
+def check_cine_and_mpr(page) -> None:
+    before = page.evaluate("() => window.readingApp.sliceIndex")
+    page.get_by_test_id("cine-toggle").click()
+    page.wait_for_function("s => window.readingApp.sliceIndex !== s", arg=before, timeout=10_000)
+    page.get_by_test_id("cine-toggle").click()
+    assert page.evaluate("() => window.readingApp.cine") is False
+    page.get_by_test_id("mpr-toggle").click()
+    page.wait_for_function("() => window.readingApp.mprRendered() === 3", timeout=60_000)
+    views = page.get_by_test_id("mpr-view")
+    assert sorted(v.get_attribute("data-orientation") for v in views.all()) == ["axial", "coronal", "sagittal"]
+    assert page.get_by_test_id("mpr").screenshot() and page.get_by_test_id("viewer").is_hidden()
+    page.get_by_test_id("mpr-toggle").click()
+    page.wait_for_function("() => window.readingApp.mpr === false")
+    assert page.get_by_test_id("viewer").is_visible()
+
+
+def check_legend_against_pixels(page, payload: dict) -> None:
+    """The legend lists exactly the server's labels in their colours, and the canvas draws those colours only."""
+    legend = page.get_by_test_id("overlay-legend").locator("li")
+    listed = {li.get_attribute("data-label"): li.get_attribute("data-color") for li in legend.all()}
+    served = {lab["name"]: ",".join(str(c) for c in lab["color"]) for lab in payload["dl"]["labels"]}
+    assert listed == served
+    marker = page.get_by_test_id("lesion-marker").first.get_attribute("data-color")
+    assert marker not in listed.values()
+
+    page.get_by_test_id("overlay-mode").select_option("outline")
+    for box in page.get_by_test_id("overlay-label-toggle").all():
+        box.check()
+    drawn = overlay_pixels(page)
+    assert drawn["opaque"] > 0 and drawn["translucent"] == 0
+    assert set(drawn["colors"]) <= set(listed.values()), (drawn["colors"], listed)
+    assert listed["liver"] in drawn["colors"]  # the lesion's slice runs through the liver
+    page.locator(f"[data-testid=overlay-legend] li[data-label='liver'] input").uncheck()
+    assert listed["liver"] not in overlay_pixels(page)["colors"]
+    page.get_by_test_id("overlay-mode").select_option("fill_outline")
+    assert overlay_pixels(page)["translucent"] > 0
+    page.get_by_test_id("overlay-mode").select_option("off")
+    assert overlay_pixels(page)["opaque"] == 0
+    page.get_by_test_id("overlay-mode").select_option("outline")
+
+
+def check_typed_ratings(page) -> None:
+    number = page.get_by_test_id("rating-number")
+    for typed, reason in (("150", "off the scale"), ("12.5", "not a whole number")):
+        number.fill(typed)
+        assert reason in page.get_by_test_id("rating-error").inner_text()
+        assert page.get_by_test_id("submit-read").is_disabled()
+    number.fill("")
+    assert "final" in page.get_by_test_id("rating-final-note").inner_text()
+
+
+def test_a_reader_uses_the_workstation(page, live_server, tmp_path):
+    study = build_study(tmp_path)
+    session = ReadingSession.objects.get(study=study, reader__username="reader1", index=1)
+    items = list(session.items.select_related("modality", "case__series").order_by("position"))
+    payloads = capture_items(page)
+    log_in(page, live_server, "reader1")
+    page.get_by_role("link", name="Start").first.click()
+    assert study.instructions.splitlines()[0] in page.get_by_test_id("instructions").inner_text()
+    page.get_by_test_id("instructions-ack").click()
+
+    done = {"measured": None, "legend": False, "reload": None, "not_assessable": None}
+    for position, item in enumerate(items):
+        wait_ready(page, position)
+        banner = page.get_by_test_id("modality-banner")
+        assert banner.get_attribute("data-modality") == item.modality.key
+        assert item.modality.label in banner.inner_text()
+        payload = payloads[-1]
+        assert payload["id"] == item.pk
+        if item.modality.shows_dl and not done["legend"]:
+            check_legend_against_pixels(page, payload)
+            done["legend"] = True
+        if not item.modality.shows_dl and done["measured"] is None:
+            done["measured"] = (item, check_chrome_keys_and_measurements(page, item))
+            check_cine_and_mpr(page)
+            check_typed_ratings(page)
+        elif done["reload"] is None and position >= 1:
+            # Reading time survives a reload: the clock resumes from what the earlier page load had counted.
+            started = time.monotonic()
+            page.wait_for_timeout(2500)
+            before_reload = time.monotonic() - started
+            page.reload()
+            wait_ready(page, position)
+            resumed = time.monotonic()
+            page.wait_for_timeout(1500)
+            done["reload"] = (item, before_reload + (time.monotonic() - resumed))
+        elif position == len(items) - 1:
+            page.get_by_test_id("not-assessable").check()
+            assert page.get_by_test_id("submit-read").is_disabled()  # a reason is required
+            reason = page.get_by_test_id("not-assessable-reason")
+            reason.select_option(index=1)
+            page.get_by_test_id("read-comment").fill("=HYPERLINK(1) motion artefact")
+            settle(page)
+            page.get_by_test_id("submit-read").click()
+            done["not_assessable"] = (item, reason.input_value())
+            continue
+        rate_and_submit(page, 30 + position)
+
+    message = page.get_by_test_id("reading-message")
+    message.wait_for(timeout=60_000)
+    assert message.get_attribute("data-state") == "complete"
+    assert "next session (2) opens on" in message.inner_text() and "UTC" in message.inner_text()
+
+    measured_item, measurements = done["measured"]
+    read = Read.objects.get(item=measured_item)
+    assert read.viewer_state["measurements"] == measurements
+    reloaded_item, elapsed = done["reload"]
+    read = Read.objects.get(item=reloaded_item)
+    assert read.active_seconds >= elapsed - 1.0, (read.active_seconds, elapsed)
+    assert read.served_seconds is not None and read.served_seconds >= read.active_seconds - 0.5
+    na_item, reason = done["not_assessable"]
+    read = Read.objects.get(item=na_item)
+    assert (read.rating, read.not_assessable, read.not_assessable_reason) == (None, True, reason)
+    assert read.comment == "=HYPERLINK(1) motion artefact"
+    assert done["legend"]
+    # Blinding: no unaided item carried any DL field in any response.
+    unaided = [p for p in payloads if not p["modality"]["shows_dl"]]
+    assert unaided
+    for p in unaided:
+        text = json.dumps(p)
+        assert "dl" not in p and "/overlay" not in text and "probability" not in text, p
     errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
     assert not errors, errors
