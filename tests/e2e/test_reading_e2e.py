@@ -171,7 +171,7 @@ def capture_items(page) -> list[dict]:
             if "json" in (response.headers.get("content-type") or ""):
                 try:
                     body = response.json()
-                except Exception:  # noqa: BLE001 - a body the page did not parse either
+                except Exception:
                     return
                 if isinstance(body, dict) and "modality" in body:
                     items.append(body)
@@ -287,7 +287,7 @@ def check_legend_against_pixels(page, payload: dict) -> None:
     assert drawn["opaque"] > 0 and drawn["translucent"] == 0
     assert set(drawn["colors"]) <= set(listed.values()), (drawn["colors"], listed)
     assert listed["liver"] in drawn["colors"]  # the lesion's slice runs through the liver
-    page.locator(f"[data-testid=overlay-legend] li[data-label='liver'] input").uncheck()
+    page.locator("[data-testid=overlay-legend] li[data-label='liver'] input").uncheck()
     assert listed["liver"] not in overlay_pixels(page)["colors"]
     page.get_by_test_id("overlay-mode").select_option("fill_outline")
     assert overlay_pixels(page)["translucent"] > 0
