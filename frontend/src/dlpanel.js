@@ -92,8 +92,12 @@ export class DlPanel {
         }),
       );
       children.push(
-        h('label', { class: 'ra-check' }, this.toggle, ' Show segmentation ', h('kbd', { text: 'o' })),
-        h('label', { class: 'ra-opacity' }, 'Display ', this.modeSelect),
+        h(
+          'div',
+          { class: 'ra-dl-row' },
+          h('label', { class: 'ra-check' }, this.toggle, ' Overlay ', h('kbd', { text: 'o' })),
+          h('label', { class: 'ra-opacity' }, this.modeSelect),
+        ),
         h('label', { class: 'ra-opacity' }, 'Fill opacity ', this.opacityInput),
         legend,
       );

@@ -41,7 +41,7 @@ export class RatingPanel {
     this.naReason = h('select', { dataset: { testid: 'not-assessable-reason' }, 'aria-label': 'Reason', hidden: true });
     this.comment = h('textarea', {
       dataset: { testid: 'read-comment' },
-      rows: '2',
+      rows: '1',
       maxlength: String(COMMENT_MAX),
       placeholder: 'Comment (optional)',
       'aria-label': 'Comment',
@@ -58,8 +58,7 @@ export class RatingPanel {
       h('div', { class: 'ra-legend' }, this.legendLow, this.legendHigh),
       h('div', { class: 'ra-value-row' }, h('span', {}, 'Rating: '), this.valueEl, h('label', { class: 'ra-number-label' }, 'or type ', this.numberInput)),
       this.numberError,
-      h('label', { class: 'ra-check' }, this.naBox, ' Not assessable'),
-      this.naReason,
+      h('div', { class: 'ra-na-row' }, h('label', { class: 'ra-check' }, this.naBox, ' Not assessable'), this.naReason),
       this.comment,
       this.submitBtn,
       h('p', { class: 'ra-final', dataset: { testid: 'rating-final-note' } }, 'A submitted rating is final: it cannot be changed afterwards.'),
@@ -197,5 +196,11 @@ export class RatingPanel {
     this.saveStatus.textContent = text;
     this.saveStatus.className = `ra-save ${kind}`;
     this.saveStatus.dataset.state = kind;
+    if (text) this.showStatus();
+  }
+
+  /** On short screens the side panel scrolls: a message the reader must see is brought into view. */
+  showStatus() {
+    if (this.saveStatus.textContent) this.saveStatus.scrollIntoView?.({ block: 'nearest' });
   }
 }

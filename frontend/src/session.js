@@ -224,6 +224,7 @@ export class ReadingApp {
     this.ws.reveal();
     this.timer.start();
     this.rating.setEnabled(true);
+    this.rating.showStatus();
     Object.assign(this.hooks, { state: 'reading', ready: true, overlayVisible: !!this.ws.overlay && this.ws.overlay.visible });
     this.ws.prefetchNext(item, isCurrent);
   }

@@ -146,7 +146,10 @@ export class Workstation {
 
   renderItemInfo(item) {
     const modality = item.modality || {};
-    this.banner.textContent = modality.shows_dl ? `${modality.label || 'DL-assisted'} · DL output shown` : `${modality.label || 'Unaided'} · no DL output`;
+    this.banner.replaceChildren(
+      h('span', { class: 'ra-banner-label' }, modality.label || (modality.shows_dl ? 'DL-assisted' : 'Unaided')),
+      h('span', { class: 'ra-banner-note' }, modality.shows_dl ? 'DL output shown' : 'no DL output'),
+    );
     this.banner.className = `ra-banner ${modality.shows_dl ? 'aided' : 'unaided'}`;
     this.banner.dataset.modality = modality.key || '';
     const presets = item.window_presets || [];

@@ -378,3 +378,97 @@ def test_a_reader_uses_the_workstation(page, live_server, tmp_path):
         assert "dl" not in p and "/overlay" not in text and "probability" not in text, p
     errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
     assert not errors, errors
+
+
+def test_two_series_cases_hang_side_by_side_and_scroll_in_sync(page, live_server, tmp_path):
+    from readerstudy.studies.actions import update_study
+
+    built = phantom_crossover_study(
+        tmp_path / "data",
+        name="E2E two series",
+        password=PASSWORD,
+        phantom_seed=7,
+        n_patients=2,
+        n_lesions=4,
+        extra_series_roles=("arterial",),
+    )
+    study = update_study(
+        built.admin,
+        built.study,
+        hanging_layout="1x2",
+        question="Is the marked lesion a colorectal metastasis?",
+        scale_low_label="surely benign",
+        scale_high_label="surely CRLM",
+        overlay_mode="fill_outline",
+        overlay_hidden_labels=[],
+    )
+    call_command("precompute", "--study", study.name, "--no-progress")
+    launch_study(built.admin, study)
+    session = ReadingSession.objects.get(study=study, reader__username="reader1", index=1)
+    items = list(session.items.select_related("modality").order_by("position"))
+
+    page.set_viewport_size({"width": 1366, "height": 768})  # a common reading-room laptop
+    log_in(page, live_server, "reader1")
+    page.get_by_role("link", name="Start").first.click()
+    page.get_by_test_id("instructions-ack").click()
+    wait_ready(page, 0)
+
+    viewports = page.get_by_test_id("viewport")
+    assert [v.get_attribute("data-series-role") for v in viewports.all()] == ["portal-venous", "arterial"]
+    assert page.get_by_test_id("question").inner_text() == "Is the marked lesion a colorectal metastasis?"
+    assert "surely benign" in page.locator(".ra-legend").inner_text()
+    assert page.get_by_test_id("layout-select").input_value() == "1x2"
+
+    # Scrolling one series moves the other to the slice nearest the same patient position (5 mm vs 2.5 mm slices).
+    viewports.first.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(400)
+    primary, arterial = page.evaluate("() => window.readingApp.viewports()")
+    assert abs(primary["positionMm"] - arterial["positionMm"]) <= 2.5 + 1e-6, (primary, arterial)
+    page.evaluate("() => window.readingApp.scroll('arterial', 3)")
+    page.wait_for_timeout(400)
+    primary, arterial = page.evaluate("() => window.readingApp.viewports()")
+    assert abs(primary["positionMm"] - arterial["positionMm"]) <= 1.25 + 1e-6, (primary, arterial)
+
+    # The overlay is drawn on the series it was computed on only.
+    aided = items[0].modality.shows_dl
+    canvases = page.locator("canvas[data-testid=overlay-canvas]")
+    counts = [
+        c.evaluate(
+            "c => c.width ? Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)"
+            ".filter((v, i) => i % 4 === 3 && v > 0).length : 0"
+        )
+        for c in canvases.all()
+    ]
+    assert counts[1] == 0 and ((counts[0] > 0) == aided), counts
+
+    # 1x1: one viewport and a tab per series.
+    page.get_by_test_id("layout-select").select_option("1x1")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=viewport]').length === 1")
+    tabs = page.get_by_test_id("series-tab")
+    assert [t.get_attribute("data-series-role") for t in tabs.all()] == ["portal-venous", "arterial"]
+    tabs.nth(1).click()
+    page.wait_for_function("() => document.querySelector('[data-testid=viewport]').dataset.seriesRole === 'arterial'")
+    page.get_by_test_id("layout-select").select_option("1x2")
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=viewport]').length === 2")
+
+    # Logging out mid-case asks first; dismissing keeps the reader on the case.
+    dialogs: list[str] = []
+    page.once("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.get_by_role("button", name="Log out").click()
+    assert dialogs and "not saved" in dialogs[0]
+    assert page.evaluate("() => window.readingApp.ready") is True
+
+    rate_and_submit(page, 55)
+    status = page.get_by_test_id("save-status")
+    page.wait_for_function("() => window.readingApp.position === 1", timeout=60_000)
+    box = status.bounding_box()
+    assert box and box["y"] + box["height"] <= 768 + 1, box  # messages stay above the fold at 1366x768
+    banner = page.get_by_test_id("modality-banner").bounding_box()
+    assert banner and banner["y"] + banner["height"] <= 768
+    read = Read.objects.get(item=items[0])
+    assert read.viewer_state["layout"] == "1x2"
+    assert [v["series_role"] for v in read.viewer_state["viewports"]] == ["portal-venous", "arterial"]
+    errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
+    assert not errors, errors
