@@ -37,11 +37,12 @@ INIT_SCRIPT = r"""
     }
   }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-state'] });
 
-  // Scroll: arm(target) before a key press; the promise resolves on the first IMAGE_RENDERED of the viewer
-  // element with the viewport on `target`, with the in-page time since the key event arrived.
+  // Scroll: arm(target) before a key press; the promise resolves on the first IMAGE_RENDERED of the first
+  // viewport element with it on `target`, with the in-page time since the key event arrived. The page's own
+  // IMAGE_RENDERED handler (registered first) has drawn the DL overlay and the marker by then.
   const RENDERED = 'CORNERSTONE_IMAGE_RENDERED';
   bench.arm = (target) => {
-    const el = document.querySelector('[data-testid="viewer"]');
+    const el = document.querySelector('[data-testid="viewport"]');
     let t0 = null;
     let events = 0;
     const onKey = () => { if (t0 === null) t0 = performance.now(); };
@@ -84,7 +85,7 @@ FACTS_JS = r"""
   }
   const app = window.readingApp;
   if (app) { facts.renderBackend = app.renderBackend; facts.cornerstoneRenderer = app.renderer; }
-  const canvas = document.querySelector('[data-testid="viewer"] canvas');
+  const canvas = document.querySelector('[data-testid="viewport"] canvas');
   if (canvas) facts.viewerCanvas = [canvas.width, canvas.height];
   return facts;
 }
@@ -105,6 +106,9 @@ NETWORK_JS = r"""
     bundle_files: bundle.length, bundle_transfer_bytes: sum(bundle, 'transferSize'),
     bundle_body_bytes: sum(bundle, 'decodedBodySize'),
     dicom_files: dicom.length, dicom_transfer_bytes: sum(dicom, 'transferSize'),
+    // The page's own start-up marks (session fetched, Cornerstone ready, item fetched, first images, shown).
+    marks: Object.fromEntries(performance.getEntriesByType('mark').filter((m) => m.name.startsWith('reading:'))
+      .map((m) => [m.name.slice(8), Math.round(m.startTime)])),
   };
 }
 """

@@ -12,7 +12,7 @@ from bench.viewer.scripts import INIT_SCRIPT, NETWORK_JS
 from bench.viewer.study import PASSWORD
 from fixtures.browser import VIEWPORT, log_in
 
-SAVED_PAUSE_MS = 600  # frontend/src/app.js SAVED_PAUSE_MS: "Saved" stays up this long before the next case loads
+SAVED_PAUSE_MS = 600  # frontend/src/session.js SAVED_PAUSE_MS: "Saved" stays up this long before the next case loads
 
 
 WAIT_MS = 60_000
@@ -95,6 +95,14 @@ def wait_prefetched(page, item: dict) -> float:
     return time.perf_counter() - start
 
 
+def show_every_label_filled(page) -> None:
+    """The costliest overlay display: fill and outline, every label shown."""
+    page.get_by_test_id("overlay-mode").select_option("fill_outline")
+    for box in page.get_by_test_id("overlay-label-toggle").all():
+        box.check()
+    page.wait_for_function("() => window.readingApp.overlayVisible === true", timeout=WAIT_MS)
+
+
 def submit_and_time(page, position: int, rating: int, to_aided: bool) -> dict:
     slider = page.get_by_test_id("rating-slider")
     slider.focus()
@@ -120,7 +128,7 @@ def submit_and_time(page, position: int, rating: int, to_aided: bool) -> dict:
 def scroll(page, n_slices: int, count: int, warmup: int) -> dict:
     """Trusted ArrowDown/ArrowUp presses, one at a time, each waited for until its slice is rendered."""
     s = page.evaluate("() => window.readingApp.viewerState().slice_index")
-    page.get_by_test_id("viewer").focus()
+    page.locator("[data-testid=viewport]").first.focus()
     direction = 1 if s + 1 < n_slices else -1
     latencies, events = [], 0
     start = None

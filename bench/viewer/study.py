@@ -41,6 +41,7 @@ def build_study(tmp: Path, n_cases: int) -> dict:
     from inference.actions import record_prediction
     from readerstudy.reading.actions import launch_study
     from readerstudy.reading.models import ReadingSession
+    from readerstudy.studies.actions import acknowledge_instructions
     from readerstudy.studies.storage import series_names
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -60,9 +61,11 @@ def build_study(tmp: Path, n_cases: int) -> dict:
         record_prediction(
             admin, case, model_name="reference-mask", model_version="bench", weights_sha256="0" * 64,
             inputs_sha256=str(case.pk), probability=0.8, labelmap=labelmap,
-            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "lesion"}],
+            labels=[{"value": 1, "name": "liver"}, {"value": 2, "name": "target lesion"}],
         )  # fmt: skip
     launch_study(admin, study)
+    study.refresh_from_db()
+    acknowledge_instructions(reader, study)  # else the reading page redirects to the instructions first
     session = ReadingSession.objects.get(study=study, reader=reader, index=1)
     items = []
     for item in session.items.select_related("modality", "case__series").order_by("position"):

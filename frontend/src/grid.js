@@ -128,13 +128,20 @@ export class ViewerGrid {
     this.syncFrom(cell);
   }
 
+  /** Every slice is loaded: complete each cell's geometry and bring the others to the primary's position. */
+  geometryLoaded() {
+    for (const cell of this.cells) cell.refreshGeometry();
+    const primary = this.primaryCell();
+    if (primary) this.syncFrom(primary);
+  }
+
   /** Move every other cell to the slice nearest the source cell's current slice position. */
   syncFrom(source) {
     const k = source.sliceIndex();
     const ipp = source.geometry?.planes[k]?.imagePositionPatient;
     if (!ipp) return;
     for (const other of this.cells) {
-      if (other === source || !other.geometry) continue;
+      if (other === source || !other.geometry || !other.geometry.complete) continue;
       if (source.geometry.frameOfReference !== other.geometry.frameOfReference) continue;
       const n = other.geometry.normal;
       const target = nearestSlice(other.geometry.positions, ipp[0] * n[0] + ipp[1] * n[1] + ipp[2] * n[2]);

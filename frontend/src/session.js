@@ -54,20 +54,27 @@ export class ReadingApp {
   async start() {
     this.root.querySelectorAll(':scope > noscript').forEach((n) => n.remove());
     this.root.classList.add('ra-root');
+    // Cornerstone's start-up (web workers) runs while the session and its current item are fetched.
+    const capsPromise = initCornerstone();
+    capsPromise.catch(() => {}); // awaited below
     try {
       let { data: session } = await this.api.session(this.sessionId);
       if (session.state === 'open') ({ data: session } = await this.api.startSession(this.sessionId));
       this.session = session;
+      mark('session');
       const blocked = this.blockedMessage(session);
       if (blocked) return this.showMessage(blocked.title, blocked.text, `session-${session.state}`);
-      const caps = await initCornerstone();
+      const first = this.api.nextItem(this.sessionId);
+      first.catch(() => {}); // awaited in loadNext
+      const caps = await capsPromise;
+      mark('cornerstone');
       this.hooks.renderBackend = caps.cpu ? 'cpu' : 'gpu';
       this.hooks.renderer = caps.renderer;
       this.buildLayout(caps);
       if (caps.cpu) this.warn('No WebGL in this browser: images are drawn in software (slower).');
       document.addEventListener('keydown', (e) => this.onKey(e));
       this.guardLogout();
-      await this.loadNext();
+      await this.loadNext(first);
     } catch (err) {
       this.fail(err);
     }
@@ -164,18 +171,19 @@ export class ReadingApp {
 
   // --- item loop -----------------------------------------------------------------------------------------------
 
-  async loadNext() {
+  async loadNext(requested = null) {
     const token = ++this.itemToken;
     this.blank('Loading the next case…');
     let response;
     try {
-      response = await this.api.nextItem(this.sessionId);
+      response = await (requested || this.api.nextItem(this.sessionId));
     } catch (err) {
       if (err instanceof ApiError) this.showMessage('Cannot continue this session', [err.detail, ...err.errors].join(' '), 'blocked');
       else this.fail(err);
       return;
     }
     if (token !== this.itemToken) return;
+    mark('item');
     if (response.status === 204 || !response.data) return this.complete();
     await this.showItem(response.data, token);
   }
@@ -220,6 +228,7 @@ export class ReadingApp {
     const isCurrent = () => token === this.itemToken;
     const shown = await this.ws.show(item, isCurrent, () => this.loadNext());
     if (!shown) return;
+    mark('shown');
     // Displayed: lift the curtain, start the clock, enable rating, prefetch the next case.
     this.ws.reveal();
     this.timer.start();
@@ -314,6 +323,11 @@ export class ReadingApp {
       this.rating.saveStatus.append(' ', h('button', { type: 'button', onclick: () => window.location.reload() }, 'Reload'));
     }
   }
+}
+
+/** Performance marks of the page's start-up steps (read by bench.viewer: where the first image's time goes). */
+function mark(name) {
+  performance.mark?.(`reading:${name}`);
 }
 
 function newKey() {

@@ -122,12 +122,13 @@ function round(value, digits) {
 /** Geometry of a loaded stack from its DICOM headers: the slice normal and each slice's position along it. */
 export function stackGeometry(imageIds) {
   const planes = imageIds.map((id) => metaData.get('imagePlaneModule', id) || {});
-  const first = planes[0] || {};
+  const first = planes.find((p) => p.rowCosines) || {};
   const row = first.rowCosines || [1, 0, 0];
   const col = first.columnCosines || [0, 1, 0];
   const normal = cross(row, col);
   const positions = planes.map((p) => (p.imagePositionPatient ? dot(p.imagePositionPatient, normal) : NaN));
-  return { normal, positions, planes, frameOfReference: first.frameOfReferenceUID || null };
+  const complete = positions.every(Number.isFinite);
+  return { normal, positions, planes, complete, frameOfReference: first.frameOfReferenceUID || null };
 }
 
 export class SeriesViewport {
@@ -223,6 +224,11 @@ export class SeriesViewport {
 
   sliceIndex() {
     return this.viewport ? this.viewport.getCurrentImageIdIndex() : 0;
+  }
+
+  /** Re-read the slice geometry once every slice's header is loaded (the first image shows before the rest). */
+  refreshGeometry() {
+    this.geometry = stackGeometry(this.imageIds);
   }
 
   /** Position (mm along the series' normal) of the current slice. */

@@ -45,7 +45,8 @@ export class Workstation {
     this.mpr = new MprView(caps.engine);
     this.log = new MeasurementLog();
     this.curtainText = h('div', { class: 'ra-curtain-text', dataset: { testid: 'loading' } }, 'Loading…');
-    this.viewerWrap = h('div', { class: 'ra-viewer-wrap blank' }, this.grid.tabs, this.grid.el, this.mpr.el, h('div', { class: 'ra-curtain' }, this.curtainText));
+    this.loadingEl = h('div', { class: 'ra-loading', dataset: { testid: 'slices-loading' }, hidden: true });
+    this.viewerWrap = h('div', { class: 'ra-viewer-wrap blank' }, this.grid.tabs, this.grid.el, this.mpr.el, this.loadingEl, h('div', { class: 'ra-curtain' }, this.curtainText));
     this.grid.el.addEventListener('keydown', (e) => this.onViewerKey(e), true);
     this.banner = h('div', { class: 'ra-banner', dataset: { testid: 'modality-banner' }, role: 'status' });
     this.dl = new DlPanel({ onChange: () => this.applyOverlay() });
@@ -108,8 +109,10 @@ export class Workstation {
   }
 
   /**
-   * Load and show an item: every series' images (progress on the curtain), the study's default window, then the
-   * DL overlay where the server sent one. Resolves false where the images could not be loaded or the page moved on.
+   * Load and show an item: first the slice each series opens on (the lesion's slice of the primary series), so
+   * the reader sees the case at once; the study's default window; the DL overlay where the server sent one. The
+   * other slices load behind it (`this.loaded`; scrolling to a slice not yet loaded loads it on demand).
+   * Resolves false where the first images could not be loaded or the page moved on.
    */
   async show(item, isCurrent, onRetry) {
     const previous = this.series.flatMap((s) => s.imageIds);
@@ -118,10 +121,12 @@ export class Workstation {
     const dl = item.dl || null;
     const overlayPromise = dl && dl.overlay_url ? fetchBytes(dl.overlay_url) : null;
     overlayPromise?.catch(() => {}); // handled in loadOverlay
+    const lesionSlice = item.lesion ? item.lesion.slice_index : null;
+    const firstIds = this.series.map((s) => s.imageIds[s.primary && lesionSlice !== null ? lesionSlice : Math.floor(s.imageIds.length / 2)]);
+    this.hooks.loaded = false;
     try {
-      await loadImages(allIds, (done, total) => {
-        if (isCurrent()) this.curtainText.textContent = `Loading images ${done} / ${total}`;
-      });
+      this.curtainText.textContent = 'Loading images…';
+      await loadImages(firstIds.filter(Boolean));
     } catch (err) {
       if (!isCurrent()) return false;
       console.error('image load failed', err);
@@ -129,6 +134,7 @@ export class Workstation {
       return false;
     }
     if (!isCurrent()) return false;
+    performance.mark?.('reading:first-images');
     const presets = item.window_presets || [];
     const preset = presets.find((p) => String(p.key) === String(item.default_preset)) || presets[0];
     await this.grid.show(this.series, item.layout || '1x1', { lesion: item.lesion, voi: preset ? { width: preset.width, level: preset.level } : null });
@@ -136,12 +142,33 @@ export class Workstation {
     this.preset = preset ? preset.key : null;
     const keep = new Set(allIds);
     for (const id of previous) if (!keep.has(id)) uncache(id);
+    this.loaded = this.loadRest(allIds, isCurrent);
     if (overlayPromise && isCurrent()) await this.loadOverlay(item, overlayPromise, isCurrent);
     if (!isCurrent()) return false;
     await this.grid.cells[0].nextRender();
     this.updateCorners();
     this.grid.cells[0].el.focus({ preventScroll: true });
     return isCurrent();
+  }
+
+  /** The remaining slices, behind the shown ones; then the geometry for synchronised scrolling is complete. */
+  async loadRest(allIds, isCurrent) {
+    this.loadingEl.hidden = false;
+    try {
+      await loadImages(allIds, (done, total) => {
+        if (isCurrent()) this.loadingEl.textContent = `Loading slices ${done} / ${total}`;
+      });
+    } catch (err) {
+      if (isCurrent()) this.loadingEl.textContent = 'Some slices could not be loaded: scroll to them to retry.';
+      console.error('slice load failed', err);
+      return false;
+    }
+    if (!isCurrent()) return false;
+    this.loadingEl.hidden = true;
+    this.grid.geometryLoaded();
+    this.updateCorners();
+    this.hooks.loaded = true;
+    return true;
   }
 
   renderItemInfo(item) {
@@ -179,7 +206,10 @@ export class Workstation {
   prefetchNext(item, isCurrent) {
     this.hooks.prefetchDone = false;
     const images = item.next_images || [];
-    prefetch(images.map(toImageId), isCurrent).then(() => {
+    // After this case's own slices: the next case must not compete with the one being read.
+    Promise.resolve(this.loaded)
+      .then(() => prefetch(images.map(toImageId), isCurrent))
+      .then(() => {
       if (isCurrent()) this.hooks.prefetchDone = true;
     });
   }
@@ -217,6 +247,7 @@ export class Workstation {
       const cell = this.grid.active || this.grid.cells[0];
       this.mprUsed = true;
       this.grid.stopCine();
+      await this.loaded; // the volume needs every slice
       this.grid.el.hidden = true;
       await this.mpr.openFor(cell.imageIds, cell.role, cell.voi());
     }

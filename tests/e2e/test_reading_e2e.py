@@ -69,7 +69,9 @@ def log_in(page, live_server, username: str) -> None:
 
 def wait_ready(page, position: int) -> dict:
     page.wait_for_function(
-        "p => window.readingApp && window.readingApp.ready && window.readingApp.position === p",
+        # ready: the first image is shown; loaded: every slice is (scrolling, sync and MPR need them all).
+        "p => window.readingApp && window.readingApp.ready && window.readingApp.position === p"
+        " && window.readingApp.loaded",
         arg=position,
         timeout=60_000,
     )
