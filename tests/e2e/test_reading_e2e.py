@@ -223,6 +223,9 @@ def check_chrome_keys_and_measurements(page, item) -> list[dict]:
     assert re.match(r"Pos -?\d+\.\d mm · Thk \d+\.\d mm", page.get_by_test_id("slice-position").inner_text())
 
     x, y, px_per_mm = lesion_on_page(page)
+    # The marker's ticks clear the lesion: they start outside its reference radius.
+    gap_px = float(page.get_by_test_id("lesion-marker").first.get_attribute("data-gap-px"))
+    assert gap_px >= case.diameter_mm / 2 * px_per_mm, (gap_px, case.diameter_mm, px_per_mm)
     page.mouse.move(x, y)
     readout = page.get_by_test_id("hu-readout").inner_text()
     hu, i, j = map(int, re.match(r"HU (-?\d+) \((\d+), (\d+)\)", readout).groups())
