@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "readerstudy.results",
     "inference",
     "readerstudy.backup",  # top floor: imports studies, reading, inference; nothing imports it
+    "readerstudy.operations",  # top floor: study admins' pages over studies, inference, reading
 ]
 
 MIDDLEWARE = [

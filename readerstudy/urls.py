@@ -16,6 +16,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("reading/", include("readerstudy.reading.urls")),
     path("results/", include("readerstudy.results.urls")),
+    path("studies/", include("readerstudy.operations.urls")),
     path("api/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

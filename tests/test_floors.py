@@ -33,6 +33,7 @@ FLOORS = [
     ("readerstudy.reading", 4),
     ("readerstudy.results", 5),
     ("readerstudy.backup", 6),
+    ("readerstudy.operations", 6),
     ("readerstudy", 7),  # the site modules at the package root
 ]
 
