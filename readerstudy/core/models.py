@@ -23,12 +23,16 @@ class Verb(models.TextChoices):
     IMPORT_CASES = "import_cases", "import_cases"
     LAUNCH_STUDY = "launch_study", "launch_study"
     CLOSE_STUDY = "close_study", "close_study"
+    SET_INTERIM_ANALYSIS = "set_interim_analysis", "set_interim_analysis"
+    UPDATE_MEMBER = "update_member", "update_member"
+    CREATE_USER = "create_user", "create_user"
     BACKUP_STUDY = "backup_study", "backup_study"
     RESTORE_STUDY = "restore_study", "restore_study"
     # reading
     START_SESSION = "start_session", "start_session"
     SUBMIT_READ = "submit_read", "submit_read"
     ACKNOWLEDGE_INSTRUCTIONS = "acknowledge_instructions", "acknowledge_instructions"
+    ACCEPT_MISSING_PREDICTIONS = "accept_missing_predictions", "accept_missing_predictions"
     # inference
     RECORD_PREDICTION = "record_prediction", "record_prediction"
     DISCARD_PREDICTION = "discard_prediction", "discard_prediction"

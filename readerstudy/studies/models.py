@@ -43,6 +43,9 @@ LABEL_LEGEND_MAX_ITEMS = 16
 LABEL_LEGEND_TEXT_MAX_CHARS = 200
 NOT_ASSESSABLE_REASONS_MAX = 10
 NOT_ASSESSABLE_REASON_MAX_CHARS = 100
+READER_SPECIALTY_MAX_CHARS = 100
+READER_YEARS_MAX = 60
+READER_TRAINING_MAX_CHARS = 500
 
 
 def default_label_legend() -> dict[str, str]:
@@ -119,6 +122,11 @@ class Study(models.Model):
         default=default_not_assessable_reasons,
         help_text="Reasons a reader may give instead of a rating (at most 10, each at most 100 characters).",
     )
+    interim_analysis_allowed = models.BooleanField(
+        default=False,
+        help_text="While the study runs, statisticians may see modality comparisons (an interim look); "
+        "counts and completeness are always visible.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -186,12 +194,24 @@ class Membership(models.Model):
     instructions_acknowledged_at = models.DateTimeField(
         null=True, blank=True, help_text="When the reader acknowledged the study's instructions."
     )
+    # What a paper must report about its readers (readers only; set by the study admin, editable any time).
+    specialty = models.CharField(max_length=READER_SPECIALTY_MAX_CHARS, blank=True, default="")
+    years_experience = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text=f"Years of experience (0 to {READER_YEARS_MAX})."
+    )
+    training = models.TextField(
+        blank=True, default="", help_text=f"Training received for the study (at most {READER_TRAINING_MAX_CHARS})."
+    )
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["study", "user"], name="membership_one_role_per_study"),
             models.CheckConstraint(
                 condition=Q(role__in=["admin", "reader", "statistician"]), name="membership_role_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(years_experience__isnull=True) | Q(years_experience__lte=READER_YEARS_MAX),
+                name="membership_years_experience_max",
             ),
         ]
 
