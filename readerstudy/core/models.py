@@ -21,6 +21,7 @@ class Verb(models.TextChoices):
     ADD_MEMBER = "add_member", "add_member"
     REMOVE_MEMBER = "remove_member", "remove_member"
     IMPORT_CASES = "import_cases", "import_cases"
+    START_IMPORT = "start_import", "start_import"
     LAUNCH_STUDY = "launch_study", "launch_study"
     CLOSE_STUDY = "close_study", "close_study"
     SET_INTERIM_ANALYSIS = "set_interim_analysis", "set_interim_analysis"
