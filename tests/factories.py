@@ -63,7 +63,7 @@ def build_study(
     if predict is not None:
         predict_all(study, predict, seg=seg)
     if launch:
-        launch_study(admin, study)
+        launch_study(admin, study, accept_missing_predictions=predict is None)
     study.refresh_from_db()
     return study
 

@@ -33,7 +33,6 @@ class Verb(models.TextChoices):
     START_SESSION = "start_session", "start_session"
     SUBMIT_READ = "submit_read", "submit_read"
     ACKNOWLEDGE_INSTRUCTIONS = "acknowledge_instructions", "acknowledge_instructions"
-    ACCEPT_MISSING_PREDICTIONS = "accept_missing_predictions", "accept_missing_predictions"
     # inference
     RECORD_PREDICTION = "record_prediction", "record_prediction"
     DISCARD_PREDICTION = "discard_prediction", "discard_prediction"

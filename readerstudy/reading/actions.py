@@ -39,17 +39,24 @@ MEASUREMENT_NUMBER_MAX = 1e6
 SERIES_ROLE_MAX = 40
 
 
-def launch_study(actor: Actor, study: Study, *, now: datetime | None = None) -> int:
+def launch_study(
+    actor: Actor, study: Study, *, now: datetime | None = None, accept_missing_predictions: bool = False
+) -> int:
     """Write every reader's stored case order and open their first session; returns the number of items.
 
     Studies owns the readiness check and the study's status; the sessions and items written here are this app's.
+    Cases without a DL prediction (aided modalities) block the launch unless ``accept_missing_predictions``;
+    the launch event then records the acceptance (``accepted_missing_predictions``: how many cases, which
+    modalities), so the trail shows who launched without them.
     """
     now = now or timezone.now()
+    if not isinstance(accept_missing_predictions, bool):
+        raise InvalidInput("accept_missing_predictions: expected true or false")
     with transaction.atomic():
         # The lock serialises launch with set-up actions and with record_prediction (predictions freeze here).
         study = study_actions.lock_study(study)
         study_actions.check_study_admin(actor, study)
-        check = study_actions.readiness(study)
+        check = study_actions.readiness(study, accept_missing_predictions=accept_missing_predictions)
         if not check.ready:
             raise NotReady(f"study {study.name!r} cannot be launched", details=check.problems)
         readers = list(
@@ -98,6 +105,16 @@ def launch_study(actor: Actor, study: Study, *, now: datetime | None = None) -> 
                 "readers": len(readers),
                 "items": n_items,
                 "warnings": check.warnings,
+                **(
+                    {
+                        "accepted_missing_predictions": {
+                            "cases_without_prediction": check.missing_predictions,
+                            "aided_modalities": [m.key for m in modalities if m.shows_dl],
+                        }
+                    }
+                    if check.missing_predictions  # only reachable when accepted
+                    else {}
+                ),
             },
         )
     return n_items

@@ -28,6 +28,9 @@ from readerstudy.studies.models import (
     LABEL_LEGEND_TEXT_MAX_CHARS,
     NOT_ASSESSABLE_REASON_MAX_CHARS,
     NOT_ASSESSABLE_REASONS_MAX,
+    READER_SPECIALTY_MAX_CHARS,
+    READER_TRAINING_MAX_CHARS,
+    READER_YEARS_MAX,
     Case,
     CaseSeries,
     ImageSeries,
@@ -51,9 +54,22 @@ READING_CONFIG_FIELDS = (
     "overlay_hidden_labels",
     "not_assessable_reasons",
 )
-EDITABLE_FIELDS = ("description", "design", "washout_days", "patient_grouping", "size_bins_mm", *READING_CONFIG_FIELDS)
+EDITABLE_FIELDS = (
+    "name",
+    "description",
+    "design",
+    "washout_days",
+    "patient_grouping",
+    "size_bins_mm",
+    *READING_CONFIG_FIELDS,
+)
 LABEL_NAME_MAX_CHARS = 64
 TEXT_FIELD_MAX_CHARS = {"question": 300, "scale_low_label": 100, "scale_high_label": 100}  # the columns' max_length
+NAME_MAX_CHARS = 200  # Study.name's max_length
+DESCRIPTION_MAX_CHARS = 5000
+WASHOUT_DAYS_MAX = 3650
+USERNAME_MAX_CHARS = 150  # auth.User.username's max_length
+EMAIL_MAX_CHARS = 254
 
 
 # --- permissions -----------------------------------------------------------------------------------------------
@@ -242,16 +258,84 @@ def update_study(actor: Actor, study: Study, **changes: Any) -> Study:
         changes["size_bins_mm"] = _check_size_bins(changes["size_bins_mm"])
     if "design" in changes and changes["design"] not in Study.Design.values:
         raise InvalidInput(f"design {changes['design']!r}: expected one of {', '.join(Study.Design.values)}")
+    changes.update(_check_setup_fields(changes))
     with transaction.atomic():
         study = lock_study(study)
         check_study_admin(actor, study)
         _check_draft(study, "change the study")
+        if "name" in changes and Study.objects.filter(name=changes["name"]).exclude(pk=study.pk).exists():
+            raise InvalidInput(f"a study named {changes['name']!r} exists already")
         changes.update(check_reading_config(changes, study))
         before = study_state(study)
         for key, value in changes.items():
             setattr(study, key, value)
         study.save()  # no case changes with the bins: strata are derived from the diameter where shown
         audit.record(actor, Verb.UPDATE_STUDY, study, study=study, before=before, after=study_state(study))
+    return study
+
+
+def _check_setup_fields(changes: dict[str, Any]) -> dict[str, Any]:
+    """Name, description, washout and patient grouping among ``changes``, validated (hostile values)."""
+    out: dict[str, Any] = {}
+    if "name" in changes:
+        out["name"] = _check_text("name", changes["name"], NAME_MAX_CHARS)
+    if "description" in changes:
+        out["description"] = _check_text(
+            "description", changes["description"], DESCRIPTION_MAX_CHARS, multiline=True, required=False
+        )
+    if "washout_days" in changes:
+        days = changes["washout_days"]
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= WASHOUT_DAYS_MAX:
+            raise InvalidInput(f"washout_days {days!r}: expected a whole number of days, 0 to {WASHOUT_DAYS_MAX}")
+    if "patient_grouping" in changes and changes["patient_grouping"] not in Study.PatientGrouping.values:
+        raise InvalidInput(
+            f"patient grouping {changes['patient_grouping']!r}: expected {', '.join(Study.PatientGrouping.values)}"
+        )
+    return out
+
+
+def set_up_study(
+    actor: Actor,
+    name: str,
+    *,
+    design: str = Study.Design.CROSSOVER,
+    washout_days: int = 28,
+    unaided_label: str = "Unaided",
+    aided_label: str = "DL-assisted",
+) -> Study:
+    """A new draft study with the two usual modalities (``unaided`` first, ``aided`` showing DL output), in one
+    transaction: create_study (the creator becomes its admin) and add_modality twice, each with its event."""
+    _check_setup_fields({"name": name, "washout_days": washout_days})
+    labels = [_check_text("modality label", label, 100) for label in (unaided_label, aided_label)]
+    with transaction.atomic():
+        study = create_study(actor, name, design=design, washout_days=washout_days)
+        add_modality(actor, study, "unaided", labels[0], shows_dl=False)
+        add_modality(actor, study, "aided", labels[1], shows_dl=True)
+    return study
+
+
+def set_interim_analysis(actor: Actor, study: Study, allowed: bool) -> Study:
+    """Allow (or stop) interim looks: modality comparisons shown to statisticians while the study runs."""
+    if not isinstance(allowed, bool):
+        raise InvalidInput(f"allowed: expected true or false, got {allowed!r}")
+    with transaction.atomic():
+        study = lock_study(study)
+        check_study_admin(actor, study)
+        if study.status == Study.Status.CLOSED:
+            raise InvalidInput(f"study {study.name!r} is closed: its results are no interim look")
+        before = study.interim_analysis_allowed
+        if before == allowed:
+            return study
+        study.interim_analysis_allowed = allowed
+        study.save(update_fields=["interim_analysis_allowed"])
+        audit.record(
+            actor,
+            Verb.SET_INTERIM_ANALYSIS,
+            study,
+            study=study,
+            before={"interim_analysis_allowed": before},
+            after={"interim_analysis_allowed": allowed},
+        )
     return study
 
 
@@ -316,6 +400,127 @@ def remove_member(actor: Actor, membership: Membership) -> None:
             before={"user": membership.user.get_username(), "role": membership.role},
         )
         membership.delete()
+
+
+def check_reader_profile(specialty: Any, years_experience: Any, training: Any) -> dict[str, Any]:
+    """What a paper reports about a reader, validated: specialty, years of experience (0-60), training."""
+    if years_experience in (None, ""):
+        years = None
+    else:
+        if isinstance(years_experience, bool) or not isinstance(years_experience, int):
+            raise InvalidInput(f"years_experience {years_experience!r}: expected a whole number")
+        if not 0 <= years_experience <= READER_YEARS_MAX:
+            raise InvalidInput(f"years_experience {years_experience}: expected 0 to {READER_YEARS_MAX}")
+        years = years_experience
+    return {
+        "specialty": _check_text("specialty", specialty, READER_SPECIALTY_MAX_CHARS, required=False),
+        "years_experience": years,
+        "training": _check_text("training", training, READER_TRAINING_MAX_CHARS, multiline=True, required=False),
+    }
+
+
+def _check_username(username: Any) -> str:
+    username = _check_text("username", username, USERNAME_MAX_CHARS)
+    # Django's own rule for user names (letters, digits and @ . + - _), so the account can log in.
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+    from django.core.exceptions import ValidationError
+
+    try:
+        UnicodeUsernameValidator()(username)
+    except ValidationError:
+        raise InvalidInput(f"username {username!r}: letters, digits and @ . + - _ only") from None
+    return username
+
+
+def _check_email(email: Any) -> str:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    email = _check_text("email", email, EMAIL_MAX_CHARS)
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise InvalidInput(f"email {email!r} is not an e-mail address") from None
+    return email
+
+
+@dataclass(frozen=True)
+class ReaderAdded:
+    membership: Membership
+    created_user: bool  # a new account: the caller sends its set-password link after the commit
+
+
+def add_reader(
+    actor: Actor,
+    study: Study,
+    username: Any,
+    *,
+    email: Any = "",
+    specialty: Any = "",
+    years_experience: Any = None,
+    training: Any = "",
+) -> ReaderAdded:
+    """Add a reader to a draft study: an existing user by user name, or (with ``email``) a new account without a
+    password (its owner sets one through the set-password link). Reader metadata is stored with the membership."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    username = _check_username(username)
+    email = _check_email(email) if (isinstance(email, str) and email.strip()) else ""
+    profile = check_reader_profile(specialty, years_experience, training)
+    with transaction.atomic():
+        study = lock_study(study)
+        check_study_admin(actor, study)
+        _check_draft(study, "add a reader")
+        user = User.objects.filter(username=username).first()
+        created = user is None
+        if user is None:
+            if not email:
+                raise InvalidInput(f"no user named {username!r}: give an e-mail address to create the account")
+            user = User(username=username, email=email)
+            user.set_unusable_password()
+            user.save()
+            audit.record(actor, Verb.CREATE_USER, user, study=study, after={"username": username, "email": email})
+        existing = Membership.objects.filter(study=study, user=user).first()
+        if existing is not None:
+            raise InvalidInput(f"{user} is already {existing.role} of {study.name!r} (one role per study)")
+        membership = Membership.objects.create(study=study, user=user, role=Membership.Role.READER, **profile)
+        audit.record(
+            actor,
+            Verb.ADD_MEMBER,
+            membership,
+            study=study,
+            after={"user": user.get_username(), "role": Membership.Role.READER, **profile},
+        )
+    return ReaderAdded(membership, created)
+
+
+def update_reader_profile(
+    actor: Actor, membership: Membership, *, specialty: Any, years_experience: Any, training: Any
+) -> Membership:
+    """Change a reader's reported metadata (allowed at any time: it describes the reader, not the design)."""
+    profile = check_reader_profile(specialty, years_experience, training)
+    with transaction.atomic():
+        study = lock_study(membership.study)
+        check_study_admin(actor, study)
+        membership = Membership.objects.select_for_update().get(pk=membership.pk)
+        if membership.role != Membership.Role.READER:
+            raise InvalidInput(f"{membership.user} is {membership.role}, not a reader, of {study.name!r}")
+        before = {field: getattr(membership, field) for field in profile}
+        if before == profile:
+            return membership
+        for field, value in profile.items():
+            setattr(membership, field, value)
+        membership.save(update_fields=list(profile))
+        audit.record(
+            actor,
+            Verb.UPDATE_MEMBER,
+            membership,
+            study=study,
+            before={"user": membership.user.get_username(), **before},
+            after={"user": membership.user.get_username(), **profile},
+        )
+    return membership
 
 
 # --- cases -------------------------------------------------------------------------------------------------------
@@ -439,53 +644,107 @@ def _image_series(series: dict[Path, ImageSeries], folder: Path, patient: Patien
 
 
 @dataclass(frozen=True)
+class Check:
+    """One launch condition: ``key`` names it (pages link each unmet one to what fixes it), ``ok`` whether it is
+    met, ``message`` what is met or wrong, ``warning`` something the admin should know that does not block."""
+
+    key: str
+    ok: bool
+    message: str
+    warning: str = ""
+
+
+@dataclass(frozen=True)
 class Readiness:
     problems: list[str]
     warnings: list[str]
+    checks: tuple[Check, ...] = ()
+    missing_predictions: int = 0  # cases without a DL prediction in a study with an aided modality
 
     @property
     def ready(self) -> bool:
         return not self.problems
 
 
-def readiness(study: Study) -> Readiness:  # noqa: C901
-    """Every unmet launch condition (problems) and what the admin should know (warnings)."""
-    problems: list[str] = []
-    warnings: list[str] = []
-    if study.status != Study.Status.DRAFT:
-        problems.append(f"study is {study.status}, not draft")
+def readiness(study: Study, *, accept_missing_predictions: bool = False) -> Readiness:
+    """Every launch condition as a check, every unmet one as a problem, and what the admin should know (warnings).
+
+    Cases without a DL prediction in a study with an aided modality block the launch (aided readers would be
+    shown nothing) unless the admin accepts them explicitly (``accept_missing_predictions``; launch records it).
+    """
+    checks = [
+        Check("status", study.status == Study.Status.DRAFT, f"study is {study.status}, not draft")
+        if study.status != Study.Status.DRAFT
+        else Check("status", True, "study is a draft"),
+        *_modality_checks(study),
+        _reader_check(study),
+        *_case_checks(study),
+    ]
+    missing = 0
+    cases = Case.objects.filter(study=study)
+    n_cases = cases.count()
+    if study.modalities.filter(shows_dl=True).exists() and n_cases:
+        missing = cases.filter(predictions__isnull=True).count()
+        text = f"{missing} of {n_cases} cases have no DL prediction: aided items will show none"
+        if not missing:
+            checks.append(Check("predictions", True, f"every case has a DL prediction ({n_cases})"))
+        elif accept_missing_predictions:
+            checks.append(Check("predictions", True, f"accepted: {text}", warning=text))
+        else:
+            checks.append(Check("predictions", False, f"{text} (precompute, or accept this explicitly at launch)"))
+    problems = [c.message for c in checks if not c.ok]
+    warnings = [c.warning for c in checks if c.warning]
+    return Readiness(problems, warnings, tuple(checks), missing)
+
+
+def _modality_checks(study: Study) -> list[Check]:
     n_modalities = study.modalities.count()
     if n_modalities < 2:
-        problems.append(f"at least 2 modalities needed, {n_modalities} configured")
-    elif not study.modalities.filter(shows_dl=False).exists() or not study.modalities.filter(shows_dl=True).exists():
-        warnings.append("no modality compares DL assistance (all or none show DL output)")
+        return [Check("modalities", False, f"at least 2 modalities needed, {n_modalities} configured")]
+    warning = ""
+    if not study.modalities.filter(shows_dl=False).exists() or not study.modalities.filter(shows_dl=True).exists():
+        warning = "no modality compares DL assistance (all or none show DL output)"
+    checks = [Check("modalities", True, f"{n_modalities} modalities", warning=warning)]
     if study.design == Study.Design.SEQUENTIAL and (first := study.modalities.order_by("order").first()) is not None:
         if first.shows_dl:
-            problems.append("sequential design: the first modality must not show DL output (unaided first)")
+            msg = "sequential design: the first modality must not show DL output (unaided first)"
+            checks.append(Check("sequential", False, msg))
+        else:
+            checks.append(Check("sequential", True, "sequential design: unaided first"))
+    return checks
+
+
+def _reader_check(study: Study) -> Check:
     n_readers = study.memberships.filter(role=Membership.Role.READER).count()
     if n_readers < 1:
-        problems.append("at least 1 reader needed, none added")
-    elif n_readers < 2:
-        warnings.append("only 1 reader: random-reader (RRRC) analysis needs at least 2")
+        return Check("readers", False, "at least 1 reader needed, none added")
+    warning = "only 1 reader: random-reader (RRRC) analysis needs at least 2" if n_readers < 2 else ""
+    return Check("readers", True, f"{n_readers} reader{'s' if n_readers != 1 else ''}", warning=warning)
+
+
+def _case_checks(study: Study) -> list[Check]:
     cases = Case.objects.filter(study=study)
     n_cases = cases.count()
     if n_cases == 0:
-        problems.append("no cases imported")
+        return [Check("cases", False, "no cases imported")]
+    checks = [Check("cases", True, f"{n_cases} cases imported")]
     missing_truth = list(cases.filter(truth__isnull=True).values_list("case_id", flat=True)[:20])
-    if missing_truth:
-        problems.append(f"cases without truth: {', '.join(missing_truth)}")
     labels = set(Truth.objects.filter(case__study=study).values_list("label", flat=True))
-    if n_cases and len(labels) < 2:
-        problems.append(f"truth has one class only ({', '.join(sorted(labels)) or 'none'}); AUC needs both")
+    if missing_truth:
+        checks.append(Check("truth", False, f"cases without truth: {', '.join(missing_truth)}"))
+    elif len(labels) < 2:
+        classes = ", ".join(sorted(labels)) or "none"
+        checks.append(Check("truth", False, f"truth has one class only ({classes}); AUC needs both"))
+    else:
+        checks.append(Check("truth", True, "every case has truth, both classes present"))
     # Every series of every case (the primary ones and the extra ones alike) must be readable.
-    for image_series in ImageSeries.objects.filter(case_series__case__study=study).distinct().order_by("pk"):
-        if not storage.series_readable(image_series):  # through the storage API: no machine path assumed
-            problems.append(f"series of patient {image_series.patient} is not readable: {image_series.storage_prefix}")
-    if study.modalities.filter(shows_dl=True).exists() and n_cases:
-        missing = cases.filter(predictions__isnull=True).count()
-        if missing:
-            warnings.append(f"{missing} of {n_cases} cases have no DL prediction: aided items will show none")
-    return Readiness(problems, warnings)
+    unreadable = [
+        f"series of patient {image_series.patient} is not readable: {image_series.storage_prefix}"
+        for image_series in ImageSeries.objects.filter(case_series__case__study=study).distinct().order_by("pk")
+        if not storage.series_readable(image_series)  # through the storage API: no machine path assumed
+    ]
+    checks += [Check("series", False, text) for text in unreadable] or [Check("series", True, "every series readable")]
+    return checks
 
 
 def mark_launched(study: Study, now: datetime) -> None:

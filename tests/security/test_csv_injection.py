@@ -142,7 +142,7 @@ def hostile_study(tmp_path, monkeypatch):
     actions.import_cases(admin, study, write_manifest(tmp_path / "import", balanced_rows(4, 1)))
     Case.objects.filter(study=study, case_id="P001-L1").update(case_id=CASE)  # straight into the database
     Patient.objects.filter(study=study, pseudonym="P001").update(pseudonym=PATIENT)
-    launch_study(admin, study)
+    launch_study(admin, study, accept_missing_predictions=True)
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "3")
     return study
 

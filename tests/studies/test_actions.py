@@ -55,7 +55,7 @@ def test_each_setup_action_writes_exactly_one_audit_event(tmp_path, admin):
         ("add_member", lambda: actions.add_member(admin, study, make_user("stat"), "statistician")),
         ("import_cases", lambda: actions.import_cases(admin, study, write_manifest(tmp_path, balanced_rows(3, 2)))),
         ("update_study", lambda: actions.update_study(admin, study, washout_days=14)),
-        ("launch_study", lambda: launch_study(admin, study)),
+        ("launch_study", lambda: launch_study(admin, study, accept_missing_predictions=True)),
         ("close_study", lambda: actions.close_study(admin, study)),
     ]
     for verb, step in steps:
@@ -90,7 +90,10 @@ def test_launch_refuses_single_class_truth_and_warns_about_dl(tmp_path, admin):
     actions.import_cases(admin, study, write_manifest(tmp_path, rows))
     check = actions.readiness(study)
     assert any("one class only" in p for p in check.problems)
-    assert "2 of 2 cases have no DL prediction: aided items will show none" in check.warnings
+    # Missing DL predictions block the launch unless accepted; accepted, they are a warning.
+    assert any("2 of 2 cases have no DL prediction" in p for p in check.problems)
+    accepted = actions.readiness(study, accept_missing_predictions=True)
+    assert "2 of 2 cases have no DL prediction: aided items will show none" in accepted.warnings
     assert any("only 1 reader" in w for w in check.warnings)
 
 

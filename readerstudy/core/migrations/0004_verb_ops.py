@@ -31,7 +31,6 @@ class Migration(migrations.Migration):
                     ("start_session", "start_session"),
                     ("submit_read", "submit_read"),
                     ("acknowledge_instructions", "acknowledge_instructions"),
-                    ("accept_missing_predictions", "accept_missing_predictions"),
                     ("record_prediction", "record_prediction"),
                     ("discard_prediction", "discard_prediction"),
                     ("start_precompute", "start_precompute"),
