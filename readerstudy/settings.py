@@ -144,6 +144,13 @@ WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+[.-][0-9a-zA-Z_-]{8,12}\..+$"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 # DL models: the demo's small phantom-trained weights ship in fixtures/models; production points elsewhere.
 INFERENCE_MODELS_DIR = Path(env_str("INFERENCE_MODELS_DIR", str(BASE_DIR / "fixtures" / "models")))
+# Case import by UID (manifest columns study_instance_uid + series_instance_uid): the PACS's DICOMweb root, e.g.
+# http://pacs:8042/dicom-web. Unset: rows naming UIDs are refused. Basic auth or a bearer token; timeout in seconds.
+DICOMWEB_URL = env_str("DICOMWEB_URL", "")
+DICOMWEB_USERNAME = env_str("DICOMWEB_USERNAME", "")
+DICOMWEB_PASSWORD = env_str("DICOMWEB_PASSWORD", "")
+DICOMWEB_TOKEN = env_str("DICOMWEB_TOKEN", "")
+DICOMWEB_TIMEOUT = env_int("DICOMWEB_TIMEOUT", 30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
@@ -162,6 +169,18 @@ SPECTACULAR_SETTINGS = {
 
 # Background work goes through the tasks API: immediate in the demo, a worker backend in production.
 TASKS = {"default": {"BACKEND": env_str("TASKS_BACKEND", "django_tasks.backends.immediate.ImmediateBackend")}}
+
+# E-mail (the set-password link of a reader account created on the readers page): printed to the console in the
+# demo; production sets an SMTP backend (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "readerstudy@localhost")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+# The set-password link stays valid this long (Django's password-reset token), in seconds.
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3 * 24 * 3600)
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"

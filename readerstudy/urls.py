@@ -14,6 +14,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", throttle_logins(auth_views.LoginView.as_view()), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # The set-password link of a new reader account (operations' readers page e-mails it; one use).
+    path(
+        "accounts/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path("accounts/reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("reading/", include("readerstudy.reading.urls")),
     path("results/", include("readerstudy.results.urls")),
     path("studies/", include("readerstudy.operations.urls")),

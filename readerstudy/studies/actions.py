@@ -5,6 +5,7 @@ Views, admin actions and management commands call these functions and never writ
 
 import hashlib
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
 from readerstudy.studies import storage
+from readerstudy.studies.dicomweb import SeriesFetcher
 from readerstudy.studies.ingest import Ingest, ingest_series
 from readerstudy.studies.manifest import Manifest, read_manifest
 from readerstudy.studies.models import (
@@ -539,8 +541,15 @@ def import_cases(actor: Actor, study: Study, manifest_path: Path) -> ImportSumma
     manifest_path = Path(manifest_path)
     check_study_admin(actor, study)
     _check_draft(study, "import cases")
+    # Series named by UID are retrieved from the DICOMweb server into a staging folder that is removed whatever
+    # happens; from there they take the folder rows' one path (check, de-identify, store).
+    with tempfile.TemporaryDirectory(prefix="readerstudy-pacs-") as staging:
+        return _import_manifest(actor, study, manifest_path, SeriesFetcher.from_settings(Path(staging)))
+
+
+def _import_manifest(actor: Actor, study: Study, manifest_path: Path, pacs: SeriesFetcher) -> ImportSummary:
     existing = set(Case.objects.filter(study=study).values_list("case_id", flat=True))
-    manifest = read_manifest(manifest_path, existing_case_ids=existing)
+    manifest = read_manifest(manifest_path, existing_case_ids=existing, pacs=pacs)
     if manifest.errors:
         raise InvalidInput(
             f"manifest {manifest_path.name} not imported: {len(manifest.errors)} problem(s)", details=manifest.errors

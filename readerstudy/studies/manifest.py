@@ -17,8 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from imaging.headers import SeriesError, SeriesInfo, probe_series
+from imaging.uids import UID_RULE, uid_problem
 from readerstudy.studies.roles import DEFAULT_SERIES_ROLE, MAX_SERIES_PER_CASE, ROLE_RULE, SERIES_ROLE_MAX, role_problem
 
 REQUIRED_COLUMNS = [
@@ -34,8 +36,11 @@ REQUIRED_COLUMNS = [
 ]
 # Optional, in any order after or among the required ones: series_role (the role of the series in series_path,
 # default DEFAULT_SERIES_ROLE) and extra_series (more series of the case: "role=folder;role=folder", may be empty).
+# study_instance_uid + series_instance_uid name the primary series on the DICOMweb server (settings.DICOMWEB_URL)
+# instead of a folder in series_path: exactly one of the two forms per row (series_path then stays empty).
 OPTIONAL_COLUMNS = ["series_role", "extra_series"]
-COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS  # every known column, in the order the fixtures write them
+UID_COLUMNS = ["study_instance_uid", "series_instance_uid"]
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + UID_COLUMNS  # every known column, in the order the fixtures write them
 # The primary series is what the lesion centre and the DL prediction refer to: CT (Hounsfield units). Further
 # series may be CT phases or MR sequences.
 PRIMARY_MODALITIES = ("CT",)
@@ -130,6 +135,13 @@ class _TooManyErrors(Exception):
     pass
 
 
+class SeriesSource(Protocol):
+    """Where series named by UID come from (``dicomweb.SeriesFetcher``): a local folder holding the series, or
+    None and the reason why not. The folder is then checked like any manifest folder."""
+
+    def fetch(self, study_uid: str, series_uid: str, modalities: tuple[str, ...]) -> tuple[Path | None, str]: ...
+
+
 ErrorSink = Callable[[int | None, str | None, str], None]
 
 
@@ -149,8 +161,10 @@ def _records(reader: Iterator[list[str]], error: ErrorSink) -> Iterator[tuple[in
         yield row, values
 
 
-def read_manifest(path: Path, existing_case_ids: set[str] = frozenset()) -> Manifest:
-    """Read and check ``path``; problems are collected in ``Manifest.errors`` (empty means importable)."""
+def read_manifest(path: Path, existing_case_ids: set[str] = frozenset(), pacs: SeriesSource | None = None) -> Manifest:
+    """Read and check ``path``; problems are collected in ``Manifest.errors`` (empty means importable).
+
+    Rows naming their series by UID are retrieved through ``pacs`` (none: each such row is refused)."""
     manifest = Manifest(path=path)
     name = path.name
 
@@ -162,13 +176,15 @@ def read_manifest(path: Path, existing_case_ids: set[str] = frozenset()) -> Mani
             raise _TooManyErrors
 
     try:
-        _read(manifest, path, existing_case_ids, error)
+        _read(manifest, path, existing_case_ids, error, pacs)
     except _TooManyErrors:
         manifest.rows.clear()
     return manifest
 
 
-def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: ErrorSink) -> None:  # noqa: C901
+def _read(  # noqa: C901
+    manifest: Manifest, path: Path, existing_case_ids: set[str], error: ErrorSink, pacs: SeriesSource | None
+) -> None:
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_BYTES + 1)  # bounded even if the file grows while we read it
@@ -204,7 +220,7 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
         error(1, None, f"wrong header ({problem}){hint}; expected {EXPECTED_HEADER}")
         return
 
-    series = _SeriesCheck(manifest, path.parent.resolve(), error)
+    series = _SeriesCheck(manifest, path.parent.resolve(), error, pacs)
     seen_cases: dict[str, int] = {}
     n_rows = 0
     for line_no, values in _records(reader, error):
@@ -218,7 +234,7 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
             error(line_no, None, f"{len(values)} fields, expected {len(header)}")
             continue
         # Ids keep every character but plain spaces, so that a tab or other oddity is refused, not hidden.
-        rec = dict.fromkeys(OPTIONAL_COLUMNS, "")
+        rec = dict.fromkeys([*OPTIONAL_COLUMNS, *UID_COLUMNS, "series_path"], "")
         rec.update(
             {
                 c: (v.strip(" ") if c in ("patient_id", "case_id") else v.strip())
@@ -266,7 +282,7 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
                 f"unknown source {show(rec['truth_source'])}; expected one of {', '.join(TRUTH_SOURCES)}",
             )
 
-        series_dir = series.check(line_no, rec["patient_id"], "series_path", "", rec["series_path"], primary=True)
+        series_dir = series.primary(line_no, rec)
         series_role = rec["series_role"] or DEFAULT_SERIES_ROLE
         problem = role_problem(series_role)
         if problem is not None:
@@ -307,12 +323,13 @@ def _read(manifest: Manifest, path: Path, existing_case_ids: set[str], error: Er
         error(None, None, "no case rows after the header")
 
 
-EXPECTED_HEADER = ",".join(REQUIRED_COLUMNS) + f" (optional: {', '.join(OPTIONAL_COLUMNS)})"
+EXPECTED_HEADER = ",".join(REQUIRED_COLUMNS) + f" (optional: {', '.join(OPTIONAL_COLUMNS + UID_COLUMNS)})"
 
 
 def _header_problem(header: list[str]) -> str | None:
     """What is wrong with the header (every required column once, optional ones at most once, nothing else)."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    by_uid = all(c in header for c in UID_COLUMNS)  # then series_path may be left out
+    missing = [c for c in REQUIRED_COLUMNS if c not in header and not (c == "series_path" and by_uid)]
     unknown = [c for c in header if c not in COLUMNS]
     twice = sorted(c for c, n in Counter(header).items() if n > 1 and c in COLUMNS)
     detail = []
@@ -333,10 +350,35 @@ class _SeriesCheck:
     rules (no escape from the manifest's folder, no absolute path, one readable series) have one code path.
     """
 
-    def __init__(self, manifest: Manifest, root: Path, error: ErrorSink) -> None:
-        self.manifest, self.root, self.error = manifest, root, error
+    def __init__(self, manifest: Manifest, root: Path, error: ErrorSink, pacs: SeriesSource | None = None) -> None:
+        self.manifest, self.root, self.error, self.pacs = manifest, root, error, pacs
+        self.remote: dict[Path, str] = {}  # staging folder -> "series <uid>": messages name the UID, not the folder
         self.problems: dict[Path, str] = {}  # folders that are not one readable series
         self.patient: dict[Path, str] = {}  # folder -> the patient of the first row naming it
+
+    def primary(self, row: int, rec: dict[str, str]) -> Path | None:
+        """The primary series' folder: ``series_path``, or the series named by UID retrieved through ``pacs``."""
+        patient, uids = rec["patient_id"], tuple(rec[c] for c in UID_COLUMNS)
+        if not any(uids):
+            return self.check(row, patient, "series_path", "", rec["series_path"], primary=True)
+        if rec["series_path"]:
+            self.error(row, "series_path", "give either series_path or study_instance_uid + series_instance_uid")
+            return None
+        problems = [(c, uid_problem(v)) for c, v in zip(UID_COLUMNS, uids, strict=True)]
+        for column, problem in problems:
+            if problem is not None:
+                self.error(row, column, f"{problem}; expected a DICOM UID: {UID_RULE}")
+        if any(p is not None for _, p in problems):
+            return None
+        if self.pacs is None:
+            self.error(row, "series_instance_uid", "no DICOMweb server configured (set DICOMWEB_URL)")
+            return None
+        folder, problem = self.pacs.fetch(uids[0], uids[1], PRIMARY_MODALITIES)
+        if folder is None:
+            self.error(row, "series_instance_uid", problem)
+            return None
+        self.remote[folder] = f"series {uids[1]}"
+        return self.check_folder(row, patient, "series_instance_uid", "", folder, primary=True)
 
     def check(self, row: int, patient: str, column: str, where: str, text: str, *, primary: bool) -> Path | None:
         """The resolved folder of ``text`` if it is a usable series, else None after reporting why on the row."""
@@ -344,6 +386,12 @@ class _SeriesCheck:
         if folder is None:
             self.error(row, column, where + problem)
             return None
+        return self.check_folder(row, patient, column, where, folder, primary=primary)
+
+    def check_folder(
+        self, row: int, patient: str, column: str, where: str, folder: Path, *, primary: bool
+    ) -> Path | None:
+        """``folder`` if it holds one usable series of ``patient`` (probed once), else None after saying why."""
         if folder not in self.manifest.series and folder not in self.problems:
             try:
                 self.manifest.series[folder] = probe_series(folder, SERIES_MODALITIES)
@@ -351,6 +399,9 @@ class _SeriesCheck:
                 self.problems[folder] = str(exc)
             except OSError as exc:  # e.g. a folder we may not list
                 self.problems[folder] = f"cannot read the series folder {folder} ({exc.strerror or exc})"
+            if folder in self.problems and folder in self.remote:  # name the UID, not the staging folder
+                text = self.problems[folder].replace(f"series folder {folder}", self.remote[folder])
+                self.problems[folder] = text.replace(str(folder), self.remote[folder])
         usable = True
         if folder in self.problems:
             self.error(row, column, where + self.problems[folder])
@@ -359,7 +410,8 @@ class _SeriesCheck:
             self.error(
                 row,
                 column,
-                f"{where}series folder {folder} holds modality {[modality]}, expected {PRIMARY_MODALITIES[0]} only "
+                f"{where}{self.remote.get(folder, f'series folder {folder}')} holds modality {[modality]}, "
+                f"expected {PRIMARY_MODALITIES[0]} only "
                 "(the primary series: the lesion centre and the DL prediction refer to it)",
             )
             usable = False
