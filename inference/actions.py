@@ -126,9 +126,27 @@ def queue_precompute(
         raise InvalidInput(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if device not in ("cpu", "cuda"):
         raise InvalidInput(f"device {device!r}: expected cpu or cuda")
+    if not Case.objects.filter(study=study).exists():
+        raise InvalidInput(f"study {study.name!r} has no cases to precompute: import cases first")
     with transaction.atomic():
         run = PrecomputeRun.objects.create(study=study, created_by=actor, backend=backend, device=device)
         audit.record(actor, Verb.START_PRECOMPUTE, run, study=study, after={"backend": backend, "device": device})
+    return run
+
+
+def start_command_precompute(study: Study, *, backend: str, device: str) -> PrecomputeRun:
+    """The row of a precompute started from the command line (``manage.py precompute``), running at once: recorded
+    like a web-started run (no web user started it: the operator at the shell), so the study's pages list it."""
+    check_predictions_open(study)
+    with transaction.atomic():
+        run = PrecomputeRun.objects.create(study=study, created_by=None, backend=backend, device=device)
+        audit.record(
+            None,
+            Verb.START_PRECOMPUTE,
+            run,
+            study=study,
+            after={"backend": backend, "device": device, "from": "command"},
+        )
     return run
 
 
@@ -149,13 +167,18 @@ def precompute_progress(run: PrecomputeRun, *, n_cases: int | None = None, outco
 
 
 def finish_precompute(run: PrecomputeRun, *, errors: list[str], failed: bool) -> PrecomputeRun:
-    """The run's outcome: done, or failed when a case (or the batch) failed; one FINISH_JOB event."""
+    """The run's outcome: done, or failed when a case (or the batch) failed, or when there was no case at all (an
+    empty batch predicts nothing and must not read as a success); one FINISH_JOB event."""
+    message = None
+    if run.n_cases == 0 and not failed:
+        failed, message = True, "no cases to precompute: the study has none (import cases first)"
     outcome = PrecomputeRun.Status.FAILED if failed else PrecomputeRun.Status.DONE
     return finish_job(
         run,
         outcome,
         actor=run.created_by,
         study=run.study,
+        message=message,
         errors=errors,
         after={"cases": run.n_cases, "done": run.n_done, "skipped": run.n_skipped, "failed": run.n_failed},
     )

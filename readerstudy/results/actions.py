@@ -34,6 +34,29 @@ def check_results_access(user: Any, study: Study) -> None:
         raise NotAllowed(f"{user} is not a statistician or admin of study {study.name!r}")
 
 
+INTERIM_HIDDEN = (
+    "the study is still running and its admins have not allowed interim looks: modality comparisons (analysis "
+    "runs, reports, exports of the ratings) are available once the study is closed"
+)
+
+
+def comparisons_hidden(user: Any, study: Study) -> bool:
+    """Interim looks: while a study runs (launched, not closed) its statisticians see counts and completeness, but
+    no modality comparison (analysis runs and their reports, exports carrying ratings by modality) unless a study
+    admin allowed interim analysis (``Study.interim_analysis_allowed``, set through an audited action). The study's
+    admins and superusers are not gated: they decide on the interim look."""
+    if study.status != Study.Status.LAUNCHED or study.interim_analysis_allowed:
+        return False
+    if getattr(user, "is_superuser", False):
+        return False
+    return not Membership.objects.filter(study=study, user=user, role=Membership.Role.ADMIN).exists()
+
+
+def check_comparisons_visible(user: Any, study: Study) -> None:
+    if comparisons_hidden(user, study):
+        raise NotAllowed(INTERIM_HIDDEN)
+
+
 def _check_has_reads(study: Study) -> None:
     if study.status == Study.Status.DRAFT:
         raise InvalidInput(f"study {study.name!r} has not been launched: there are no reads yet")
@@ -43,6 +66,7 @@ def queue_export(actor: Actor, study: Study, kind: str) -> Export:
     """Write a queued export (``jobs.request_export`` enqueues its task)."""
     check_results_access(actor, study)
     _check_has_reads(study)
+    check_comparisons_visible(actor, study)
     if kind not in Export.Kind.values:
         raise InvalidInput(f"export kind {kind!r}: expected one of {', '.join(Export.Kind.values)}")
     with transaction.atomic():
@@ -57,6 +81,7 @@ def queue_analysis(actor: Actor, study: Study, parameters: dict) -> AnalysisRun:
 
     check_results_access(actor, study)
     _check_has_reads(study)
+    check_comparisons_visible(actor, study)
     try:
         parameters = check_parameters(parameters)
     except ValueError as exc:

@@ -1,6 +1,9 @@
-"""Turn a run's result JSON into the rows the report shows (the template only formats them)."""
+"""Turn a run's result JSON (and the study's reader metadata) into the rows the report shows (the template only
+formats them)."""
 
 from typing import Any
+
+from readerstudy.studies.models import Membership, Study
 
 ANALYSIS_NAMES = {
     "rrrc": "Random readers, random cases (RRRC, primary)",
@@ -101,3 +104,15 @@ def model_rows(model: dict) -> list[dict[str, Any]]:
         rows.append({"group": name, **m, "ci_low": (m.get("ci") or [None, None])[0],
                      "ci_high": (m.get("ci") or [None, None])[1]})  # fmt: skip
     return rows
+
+
+def reader_profiles(study: Study) -> list[dict[str, Any]]:
+    """What a paper reports about its readers, one row each, under the labels the analysis uses (user names)."""
+    return [
+        {"reader": username, "specialty": specialty, "years_experience": years, "training": training}
+        for username, specialty, years, training in Membership.objects.filter(
+            study=study, role=Membership.Role.READER
+        )
+        .order_by("user__username")
+        .values_list("user__username", "specialty", "years_experience", "training")
+    ]

@@ -66,6 +66,8 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
     defaults = default_parameters(table, study.size_bins_mm)
     context = {
         "study": study,
+        "comparisons_hidden": actions.comparisons_hidden(request.user, study),
+        "interim_hidden": actions.INTERIM_HIDDEN,
         "n_reads": len(table),
         "exports": Export.objects.filter(study=study)[:20],
         "export_kinds": Export.Kind.choices,
@@ -82,15 +84,21 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
 def download_export(request: HttpRequest, export_id: int) -> FileResponse:
     export = Export.objects.select_related("study").filter(pk=export_id).first()
     _check_results(request, export.study if export else None)
+    if actions.comparisons_hidden(request.user, export.study):
+        raise Http404(actions.INTERIM_HIDDEN)
     if export.status != Export.Status.DONE or not export.file:
         raise Http404("this export has no file (yet)")
     name = export.file.name.rsplit("/", 1)[-1].split("-", 1)[-1]
     return FileResponse(export.file.open("rb"), as_attachment=True, filename=name)
 
 
-def _run_for(request: HttpRequest, run_id: int) -> AnalysisRun:
+def _run_for(request: HttpRequest, run_id: int, *, comparisons: bool = True) -> AnalysisRun:
+    """The run if the user may see its study's results; with ``comparisons`` also its modality comparisons
+    (hidden from statisticians while the study runs without interim looks: 404, as for a missing run)."""
     run = AnalysisRun.objects.select_related("study", "created_by").filter(pk=run_id).first()
     _check_results(request, run.study if run else None)
+    if comparisons and actions.comparisons_hidden(request.user, run.study):
+        raise Http404(actions.INTERIM_HIDDEN)
     return run
 
 
@@ -121,18 +129,22 @@ def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
         "figures": figures,
         "inline": inline_figures,
         "parameters_json": json.dumps(run.parameters, indent=1),
+        "readers": report.reader_profiles(run.study),
     }
 
 
 @login_required
 def run_report(request: HttpRequest, run_id: int) -> HttpResponse:
-    run = _run_for(request, run_id)
+    run = _run_for(request, run_id, comparisons=False)
+    if actions.comparisons_hidden(request.user, run.study):
+        context = {"run": run, "study": run.study, "interim_hidden": actions.INTERIM_HIDDEN}
+        return render(request, "results/run.html", context)
     return render(request, "results/run.html", report_context(run, inline_figures=False))
 
 
 @login_required
 def run_status(request: HttpRequest, run_id: int) -> JsonResponse:
-    run = _run_for(request, run_id)
+    run = _run_for(request, run_id, comparisons=False)  # status and progress only
     return JsonResponse({"status": run.status, "progress": run.progress, "message": run.message})
 
 

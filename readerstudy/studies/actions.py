@@ -63,6 +63,7 @@ EDITABLE_FIELDS = (
     "washout_days",
     "patient_grouping",
     "size_bins_mm",
+    "window_presets",
     *READING_CONFIG_FIELDS,
 )
 LABEL_NAME_MAX_CHARS = 64
@@ -72,6 +73,9 @@ DESCRIPTION_MAX_CHARS = 5000
 WASHOUT_DAYS_MAX = 3650
 USERNAME_MAX_CHARS = 150  # auth.User.username's max_length
 EMAIL_MAX_CHARS = 254
+WINDOW_PRESET_KEYS = ("1", "2", "3", "4", "5")  # the viewer's keys
+WINDOW_WIDTH_HU = (1.0, 10_000.0)
+WINDOW_LEVEL_HU = (-2_000.0, 10_000.0)
 
 
 # --- permissions -----------------------------------------------------------------------------------------------
@@ -192,6 +196,7 @@ def study_state(study: Study) -> dict:
         "seed": study.seed,
         "status": study.status,
         "size_bins_mm": study.size_bins_mm,
+        "window_presets": study.window_presets,
         # The instructions by digest: up to 20 000 characters need not be copied into every study event.
         **{field: getattr(study, field) for field in READING_CONFIG_FIELDS if field != "instructions"},
         "instructions_sha256": hashlib.sha256(study.instructions.encode()).hexdigest(),
@@ -267,7 +272,12 @@ def update_study(actor: Actor, study: Study, **changes: Any) -> Study:
         _check_draft(study, "change the study")
         if "name" in changes and Study.objects.filter(name=changes["name"]).exclude(pk=study.pk).exists():
             raise InvalidInput(f"a study named {changes['name']!r} exists already")
-        changes.update(check_reading_config(changes, study))
+        reference = study
+        if "window_presets" in changes:
+            changes["window_presets"] = _check_window_presets(changes["window_presets"])
+            changes.setdefault("default_preset", study.default_preset)  # must name one of the new presets
+            reference = Study(window_presets=changes["window_presets"])
+        changes.update(check_reading_config(changes, reference))
         before = study_state(study)
         for key, value in changes.items():
             setattr(study, key, value)
@@ -294,6 +304,31 @@ def _check_setup_fields(changes: dict[str, Any]) -> dict[str, Any]:
             f"patient grouping {changes['patient_grouping']!r}: expected {', '.join(Study.PatientGrouping.values)}"
         )
     return out
+
+
+def _check_window_presets(value: Any) -> list[dict[str, Any]]:
+    """The viewer's window presets: 1 to 5, each a distinct key 1-5, a name, and a width and level in HU."""
+    if not isinstance(value, list) or not 1 <= len(value) <= len(WINDOW_PRESET_KEYS):
+        raise InvalidInput(f"window_presets: expected a list of 1 to {len(WINDOW_PRESET_KEYS)} presets")
+    presets = []
+    for i, preset in enumerate(value):
+        if not isinstance(preset, dict) or set(preset) != {"key", "name", "width", "level"}:
+            raise InvalidInput(f"window_presets[{i}]: expected key, name, width and level")
+        if preset["key"] not in WINDOW_PRESET_KEYS:
+            raise InvalidInput(
+                f"window_presets[{i}]: key {preset['key']!r} is not one of {', '.join(WINDOW_PRESET_KEYS)}"
+            )
+        numbers = {}
+        for field_name, (low, high) in (("width", WINDOW_WIDTH_HU), ("level", WINDOW_LEVEL_HU)):
+            number = preset[field_name]
+            if isinstance(number, bool) or not isinstance(number, int | float) or not low <= number <= high:
+                raise InvalidInput(f"window_presets[{i}]: {field_name} {number!r} is outside {low:g} to {high:g} HU")
+            numbers[field_name] = number
+        name = _check_text(f"window_presets[{i}] name", preset["name"], 40)
+        presets.append({"key": preset["key"], "name": name, **numbers})
+    if len({p["key"] for p in presets}) != len(presets):
+        raise InvalidInput("window_presets: keys must be distinct")
+    return presets
 
 
 def set_up_study(

@@ -21,14 +21,32 @@ from readerstudy.studies import actions
 from readerstudy.studies.models import Case, Membership, Modality, Study
 
 
-class ModalityInline(StudyScopedAdminMixin, admin.TabularInline):
+def _frozen(study: Study | None) -> bool:
+    """A launched or closed study: its set-up is frozen, so no widget may offer a change the actions refuse."""
+    return study is not None and study.status != Study.Status.DRAFT
+
+
+class DraftOnlyInlineMixin:
+    """Rows of a launched study are shown read-only: no add, change or delete controls (``obj`` is the study)."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not _frozen(obj) and super().has_add_permission(request, obj)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not _frozen(obj) and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not _frozen(obj) and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+
+class ModalityInline(DraftOnlyInlineMixin, StudyScopedAdminMixin, admin.TabularInline):
     model = Modality
     study_field = "study"
     extra = 0
     fields = ("key", "label", "shows_dl", "order")
 
 
-class MembershipInline(StudyScopedAdminMixin, admin.TabularInline):
+class MembershipInline(DraftOnlyInlineMixin, StudyScopedAdminMixin, admin.TabularInline):
     model = Membership
     study_field = "study"
     extra = 0
@@ -66,6 +84,13 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
     def add_action(cls, action: Callable, *, first: bool = False) -> None:
         """Offer an admin action defined on a higher floor (which may import this module; this one not it)."""
         cls.actions = [action, *cls.actions] if first else [*cls.actions, action]
+
+    def has_change_permission(self, request: HttpRequest, obj: Study | None = None) -> bool:
+        # A launched study's change page shows every value read-only, without Save or Delete (the actions refuse).
+        return not _frozen(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Study | None = None) -> bool:
+        return not _frozen(obj) and super().has_delete_permission(request, obj)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Study]:
         return (

@@ -5,7 +5,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from inference.precompute import BACKENDS, load_models, precompute
+from inference import actions
+from inference.precompute import BACKENDS, PrecomputeSummary, load_models, precompute
 from readerstudy.studies.models import Case, Study
 
 
@@ -39,12 +40,17 @@ class Command(BaseCommand):
             segmenter, classifier = load_models(backend, device)
         except (FileNotFoundError, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
+        by_study: dict[int, list[Case]] = {}
+        for case in cases:
+            by_study.setdefault(case.study_id, []).append(case)
+        summary = PrecomputeSummary()
         with tqdm(total=len(cases), desc=f"precompute ({backend}, {device})", unit="case",
                   disable=no_progress) as bar:  # fmt: skip
-            summary = precompute(
-                cases, backend=segmenter, classifier=classifier, force=force,
-                on_case=lambda case, outcome: (bar.set_postfix_str(f"{case.case_id}: {outcome}"), bar.update(1)),
-            )  # fmt: skip
+            for study_cases in by_study.values():
+                part = self._study(study_cases, segmenter, classifier, backend, device, force, bar)
+                for name in ("done", "skipped", "frozen", "failed", "seconds"):
+                    setattr(summary, name, getattr(summary, name) + getattr(part, name))
+                summary.errors += part.errors
         for error in summary.errors:
             self.stderr.write(f"failed: {error}")
         self.stdout.write(
@@ -56,3 +62,30 @@ class Command(BaseCommand):
             self.stdout.write(f"{summary.frozen} frozen: launched studies keep the predictions they launched with")
         if summary.failed:
             raise CommandError(f"{summary.failed} case(s) failed; the others are stored (re-run to retry)")
+
+    def _study(self, cases: list[Case], segmenter: Any, classifier: Any, backend: str, device: str, force: bool,
+               bar: Any) -> PrecomputeSummary:  # fmt: skip
+        """One study's cases; a draft study's batch is recorded as a PrecomputeRun (its pages show it)."""
+        study = cases[0].study
+        run = None
+        if study.status == Study.Status.DRAFT:
+            run = actions.start_command_precompute(study, backend=backend, device=device)
+            actions.precompute_progress(run, n_cases=len(cases))
+
+        def on_case(case: Case, outcome: str) -> None:
+            bar.set_postfix_str(f"{case.case_id}: {outcome}")
+            bar.update(1)
+            if run is not None and outcome in actions.PRECOMPUTE_COUNTERS:
+                actions.precompute_progress(run, outcome=outcome)
+
+        try:
+            summary = precompute(
+                cases, backend=segmenter, classifier=classifier, actor=None, force=force, on_case=on_case
+            )
+        except Exception as exc:
+            if run is not None:
+                actions.finish_precompute(run, errors=[*run.errors, f"{type(exc).__name__}: {exc}"], failed=True)
+            raise
+        if run is not None:
+            actions.finish_precompute(run, errors=summary.errors, failed=bool(summary.failed))
+        return summary

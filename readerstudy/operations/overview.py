@@ -1,0 +1,130 @@
+"""The study overview: status, design, counts, the readiness checklist (each unmet check links to its fix),
+launch (with the explicit acceptance of missing DL predictions), precompute runs, and the interim-look switch."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from inference.jobs import start_precompute
+from inference.models import PrecomputeRun, Prediction
+from readerstudy.core.errors import ActionError
+from readerstudy.operations.access import admin_study
+from readerstudy.operations.links import fix_link
+from readerstudy.reading.actions import launch_study
+from readerstudy.reading.models import Read, SessionItem
+from readerstudy.studies import actions
+from readerstudy.studies.models import Membership, Study
+
+PRECOMPUTE_RUNS_SHOWN = 10
+RUN_ERRORS_SHOWN = 20
+
+
+def precompute_runs(study: Study) -> list[dict]:
+    """The study's latest precompute runs, with per-case progress and their errors (the pages and the JSON)."""
+    return [
+        {
+            "id": run.pk,
+            "status": run.status,
+            "backend": run.backend,
+            "device": run.device,
+            "started_by": run.created_by.get_username() if run.created_by else "command line",
+            "cases": run.n_cases,
+            "handled": run.n_handled,
+            "done": run.n_done,
+            "skipped": run.n_skipped,
+            "failed": run.n_failed,
+            "message": run.message,
+            "errors": list(run.errors or [])[:RUN_ERRORS_SHOWN],
+            "n_errors": len(run.errors or []),
+            "created_at": run.created_at.isoformat(),
+            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        }
+        for run in PrecomputeRun.objects.filter(study=study).select_related("created_by")[:PRECOMPUTE_RUNS_SHOWN]
+    ]
+
+
+def _counts(study: Study) -> dict[str, int]:
+    roles = dict(
+        Membership.objects.filter(study=study).values_list("role").annotate(n=Count("pk")).values_list("role", "n")
+    )
+    return {
+        "patients": study.patients.count(),
+        "cases": study.cases.count(),
+        "cases_with_prediction": Prediction.objects.filter(case__study=study).values("case").distinct().count(),
+        "readers": roles.get(Membership.Role.READER, 0),
+        "statisticians": roles.get(Membership.Role.STATISTICIAN, 0),
+        "items": SessionItem.objects.filter(study=study).count(),
+        "reads": Read.objects.filter(study=study).count(),
+    }
+
+
+@login_required
+def overview(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = admin_study(request.user, study_id)
+    checks = []
+    launchable = False
+    if study.status == Study.Status.DRAFT:
+        check = actions.readiness(study)
+        for c in check.checks:
+            url, text = fix_link(study, c.key)
+            checks.append({"check": c, "fix_url": url, "fix_text": text})
+        # Launch is offered when nothing but missing predictions (which the admin may accept) blocks it.
+        launchable = all(c.ok or c.key == "predictions" for c in check.checks)
+        missing_predictions = check.missing_predictions
+    else:
+        missing_predictions = 0
+    context = {
+        "study": study,
+        "modalities": list(study.modalities.order_by("order")),
+        "counts": _counts(study),
+        "checks": checks,
+        "launchable": launchable,
+        "missing_predictions": missing_predictions,
+        "runs": precompute_runs(study),
+    }
+    return render(request, "operations/overview.html", context)
+
+
+@login_required
+@require_POST
+def launch(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = admin_study(request.user, study_id)
+    accept = request.POST.get("accept_missing_predictions") == "on"
+    try:
+        n_items = launch_study(request.user, study, accept_missing_predictions=accept)
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Launched: {n_items} items stored; readers can start their first session.")
+    return redirect("operations:overview", study.pk)
+
+
+@login_required
+@require_POST
+def interim(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = admin_study(request.user, study_id)
+    allowed = request.POST.get("interim_analysis_allowed") == "on"
+    try:
+        actions.set_interim_analysis(request.user, study, allowed)
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Interim looks {'allowed' if allowed else 'not allowed'} for statisticians.")
+    return redirect("operations:overview", study.pk)
+
+
+@login_required
+@require_POST
+def precompute(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = admin_study(request.user, study_id)
+    try:
+        run = start_precompute(request.user, study)
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Precompute run {run.pk} started.")
+    return redirect(reverse("operations:overview", args=[study.pk]) + "#precompute")
