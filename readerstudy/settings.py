@@ -200,3 +200,15 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Request bodies: reads are small JSON; anything large is refused before it reaches a view.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+# Case import from the browser (/studies/<id>/import/): the upload is streamed to a temporary file on disk, and
+# each file is refused once it passes its limit (the request as a whole once its Content-Length passes both).
+IMPORT_MAX_ZIP_BYTES = env_int("IMPORT_MAX_ZIP_BYTES", 2 * 1024**3)
+IMPORT_MAX_MANIFEST_BYTES = env_int("IMPORT_MAX_MANIFEST_BYTES", 5 * 1024 * 1024)
+# Zip bombs: at most this many members, this many bytes uncompressed, and this compression ratio (per member over
+# 1 MiB, and overall).
+IMPORT_ZIP_MAX_MEMBERS = env_int("IMPORT_ZIP_MAX_MEMBERS", 100_000)
+IMPORT_ZIP_MAX_UNCOMPRESSED_BYTES = env_int("IMPORT_ZIP_MAX_UNCOMPRESSED_BYTES", 8 * 1024**3)
+IMPORT_ZIP_MAX_RATIO = env_int("IMPORT_ZIP_MAX_RATIO", 200)
+# A server-side import area: its direct subfolders (each with a manifest.csv and its series) can be picked on the
+# import page. Unset: the option is hidden. Task workers must see the same folder.
+IMPORT_ROOT = env_str("IMPORT_ROOT", "") or None

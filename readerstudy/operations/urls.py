@@ -1,6 +1,6 @@
 from django.urls import path
 
-from readerstudy.operations import configure, overview, progress, readers, views
+from readerstudy.operations import configure, imports, overview, progress, readers, views
 
 app_name = "operations"
 
@@ -18,4 +18,7 @@ urlpatterns = [
     path("<id:study_id>/progress/", progress.progress_page, name="progress"),
     path("<id:study_id>/progress.json", progress.progress_json, name="progress_json"),
     path("<id:study_id>/progress.csv", progress.progress_csv, name="progress_csv"),
+    path("<id:study_id>/import/", imports.import_page, name="import"),
+    path("<id:study_id>/import/runs/<id:run_id>/", imports.import_run, name="import_run"),
+    path("<id:study_id>/import/runs/<id:run_id>.json", imports.import_run_json, name="import_run_json"),
 ]

@@ -6,6 +6,7 @@ Views, admin actions and management commands call these functions and never writ
 import hashlib
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from readerstudy.analysis.errors import AnalysisInputError
 from readerstudy.analysis.strata import check_size_bins
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from readerstudy.core.jobs import finish_job
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
 from readerstudy.studies import storage
@@ -36,6 +38,7 @@ from readerstudy.studies.models import (
     Case,
     CaseSeries,
     ImageSeries,
+    ImportRun,
     Membership,
     Modality,
     Patient,
@@ -571,7 +574,14 @@ class ImportSummary:
     manifest_sha256: str
 
 
-def import_cases(actor: Actor, study: Study, manifest_path: Path) -> ImportSummary:
+# progress(stage, done, total): stage "rows" once the manifest's rows are checked, then "series" as each series is
+# de-identified and stored (a status line for the ImportRun page or the command's bar; never a reason to stop).
+ImportProgress = Callable[[str, int, int], None]
+
+
+def import_cases(
+    actor: Actor, study: Study, manifest_path: Path, *, progress: ImportProgress | None = None
+) -> ImportSummary:
     """Import a manifest whole or not at all; InvalidInput lists every bad row with column and reason."""
     manifest_path = Path(manifest_path)
     check_study_admin(actor, study)
@@ -579,10 +589,12 @@ def import_cases(actor: Actor, study: Study, manifest_path: Path) -> ImportSumma
     # Series named by UID are retrieved from the DICOMweb server into a staging folder that is removed whatever
     # happens; from there they take the folder rows' one path (check, de-identify, store).
     with tempfile.TemporaryDirectory(prefix="readerstudy-pacs-") as staging:
-        return _import_manifest(actor, study, manifest_path, SeriesFetcher.from_settings(Path(staging)))
+        return _import_manifest(actor, study, manifest_path, SeriesFetcher.from_settings(Path(staging)), progress)
 
 
-def _import_manifest(actor: Actor, study: Study, manifest_path: Path, pacs: SeriesFetcher) -> ImportSummary:
+def _import_manifest(
+    actor: Actor, study: Study, manifest_path: Path, pacs: SeriesFetcher, progress: ImportProgress | None = None
+) -> ImportSummary:
     existing = set(Case.objects.filter(study=study).values_list("case_id", flat=True))
     manifest = read_manifest(manifest_path, existing_case_ids=existing, pacs=pacs)
     if manifest.errors:
@@ -591,7 +603,10 @@ def _import_manifest(actor: Actor, study: Study, manifest_path: Path, pacs: Seri
         )
     # The digest is of the bytes that were checked, not of whatever the file holds by now.
     digest = manifest.sha256
-    ingest = ingest_series(study, manifest)  # removes its own files if it raises
+    if progress is not None:
+        progress("rows", len(manifest.rows), len(manifest.rows))
+    on_series = None if progress is None else (lambda done, total: progress("series", done, total))
+    ingest = ingest_series(study, manifest, on_series)  # removes its own files if it raises
     try:
         if ingest.errors:
             raise InvalidInput(
@@ -849,3 +864,116 @@ def acknowledge_instructions(actor: Actor, study: Study, *, now: datetime | None
             },
         )
     return membership
+
+
+# --- import runs ---------------------------------------------------------------------------------------------------
+# An ImportRun records one import (upload, server folder, command line); the import itself is import_cases above.
+# studies.jobs starts browser runs (queue, then the task on commit); the task and the command run them through
+# studies.importing, which calls these.
+
+IMPORT_ORIGIN_MAX = 1024
+IMPORT_NAME_MAX = 255
+
+
+def _display_text(value: str, limit: int) -> str:
+    """A user's file or folder name for display only: control characters dropped, cut to the column's size."""
+    return "".join(c for c in str(value) if c.isprintable())[:limit]
+
+
+def check_import(actor: Actor, study: Study) -> None:
+    """May ``actor`` import cases into ``study`` now (its admin, a draft)? Checked before an upload is staged."""
+    check_study_admin(actor, study)
+    _check_draft(study, "import cases")
+
+
+def queue_import(
+    actor: Actor,
+    study: Study,
+    *,
+    source: str,
+    origin: str,
+    manifest_name: str,
+    staged_manifest: str = "",
+    staged_zip: str = "",
+) -> ImportRun:
+    """Write a queued import run of a draft study (admins only) and its start event."""
+    if source not in ImportRun.Source.values:
+        raise InvalidInput(f"source {source!r}: expected one of {', '.join(ImportRun.Source.values)}")
+    with transaction.atomic():
+        study = lock_study(study)
+        check_import(actor, study)
+        run = ImportRun.objects.create(
+            study=study,
+            created_by=actor,
+            source=source,
+            origin=_display_text(origin, IMPORT_ORIGIN_MAX),
+            manifest_name=_display_text(manifest_name, IMPORT_NAME_MAX),
+            staged_manifest=staged_manifest,
+            staged_zip=staged_zip,
+        )
+        audit.record(
+            actor,
+            Verb.START_IMPORT,
+            run,
+            study=study,
+            after={"source": run.source, "origin": run.origin, "manifest": run.manifest_name},
+        )
+    return run
+
+
+def import_progress(run: ImportRun, stage: str, done: int, total: int) -> None:
+    """The run's progress (not audited): the manifest's rows once checked, then series stored of all series."""
+    if stage == "rows":
+        run.n_rows = total
+        run.set_progress(0, 1, message=f"manifest checked: {total} rows", also=["n_rows"])
+    elif stage == "series":
+        run.n_series_done, run.n_series_total = done, total
+        run.set_progress(
+            done,
+            total,
+            message=f"{done} of {total} series de-identified and stored",
+            also=["n_series_done", "n_series_total"],
+        )
+    else:
+        run.set_progress(0, 1, message=stage)
+
+
+def finish_import(
+    run: ImportRun, *, summary: ImportSummary | None = None, problems: list[dict] | None = None
+) -> ImportRun:
+    """The run's outcome: done with what was imported, or failed with every problem; one FINISH_JOB event."""
+    if summary is not None:
+        run.n_cases, run.n_patients, run.n_series = summary.n_cases, summary.n_patients, summary.n_series
+        return finish_job(
+            run,
+            ImportRun.Status.DONE,
+            actor=run.created_by,
+            study=run.study,
+            message=f"imported {summary.n_cases} cases of {summary.n_patients} patients ({summary.n_series} series)",
+            errors=[],
+            also=("n_cases", "n_patients", "n_series", "problems"),
+            after={"cases": summary.n_cases, "patients": summary.n_patients, "series": summary.n_series},
+        )
+    run.problems = list(problems or [])
+    lines = [
+        " ".join(
+            part
+            for part in (
+                p.get("file") or "",
+                f"row {p['row']}" if p.get("row") is not None else "",
+                f"column {p['column']}" if p.get("column") else "",
+            )
+            if part
+        )
+        + f": {p.get('reason', '')}"
+        for p in run.problems
+    ]
+    return finish_job(
+        run,
+        ImportRun.Status.FAILED,
+        actor=run.created_by,
+        study=run.study,
+        message=f"not imported: {len(lines)} problem(s); nothing was applied",
+        errors=lines,
+        also=("problems",),
+    )

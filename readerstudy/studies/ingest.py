@@ -10,6 +10,7 @@ leaves nothing behind.
 
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,11 +61,11 @@ def _new_import(study: Study) -> Ingest:
     return Ingest(prefix=f"{root}/import-{uuid.uuid4().hex}", stop=stop)
 
 
-def ingest_series(study: Study, manifest: Manifest) -> Ingest:
+def ingest_series(study: Study, manifest: Manifest, progress: Callable[[int, int], None] | None = None) -> Ingest:
     """De-identify every series of a checked manifest into ``studies/<id>/import-<uuid>/`` of the storage.
 
     Problems with a series become row errors in ``Ingest.errors``; on any exception the files saved so far
-    are removed before it propagates.
+    are removed before it propagates. ``progress(done, total)`` is called before the first series and after each.
     """
     from imaging import deid  # pydicom-heavy; only imports need it (and tests replace deidentify_series)
     from imaging.series import DicomSeriesError
@@ -77,9 +78,12 @@ def ingest_series(study: Study, manifest: Manifest) -> Ingest:
             column = "series_path" if position == 0 else "extra_series"
             owners.setdefault(folder, (row.patient_id, []))[1].append((row.row, column))
     ingest = _new_import(study)
+    if progress is not None:
+        progress(0, len(owners))
     try:
         for index, (source, (patient, rows)) in enumerate(sorted(owners.items()), start=1):
             prefix = f"{ingest.prefix}/series-{index}"  # a generated key: the patient id is no path
+            info: SeriesInfo | None = None  # None: this series failed (its rows' errors say why)
             with tempfile.TemporaryDirectory(prefix="deid-") as tmp:
                 target = Path(tmp) / f"series-{index}"
                 try:
@@ -92,8 +96,10 @@ def ingest_series(study: Study, manifest: Manifest) -> Ingest:
                     ingest.errors += [
                         f"{manifest.path.name} row {r} column {column}: cannot de-identify: {exc}" for r, column in rows
                     ]
-                    continue
-            ingest.series[source] = IngestedSeries(prefix, info, list(report.notes), dict(report.removed))
+            if info is not None:
+                ingest.series[source] = IngestedSeries(prefix, info, list(report.notes), dict(report.removed))
+            if progress is not None:
+                progress(index, len(owners))
     except BaseException:
         ingest.remove()
         raise

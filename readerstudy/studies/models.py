@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import F, Q
 
 from readerstudy.analysis.strata import DEFAULT_SIZE_BINS_MM, size_stratum
+from readerstudy.core.models import Job
 from readerstudy.studies.roles import MAX_SERIES_PER_CASE, SERIES_ROLE_MAX, role_label
 
 
@@ -362,3 +363,41 @@ class Truth(models.Model):
     @property
     def positive(self) -> bool:
         return self.label == self.POSITIVE_LABEL
+
+
+class ImportRun(Job):
+    """One case import (a manifest and its series), from the browser or the command line; its row is the status page.
+
+    Status, progress, message, errors (one line each) and times come from ``core.models.Job``; ``problems`` holds
+    the same problems as objects ``{"file", "row", "column", "reason"}`` (row and column null when the problem is
+    not a manifest cell's, e.g. a zip member), which the page lists. An import is all or nothing: a failed run
+    applied nothing.
+    """
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload (manifest + zip)"
+        FOLDER = "folder", "Server import folder"
+        COMMAND = "command", "Command line"
+
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="import_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    source = models.CharField(max_length=10, choices=Source.choices)
+    # What the user named, for display only (never used as a path): the uploaded file names, the import folder's
+    # name, or the manifest path given on the command line.
+    origin = models.CharField(max_length=1024, blank=True)
+    manifest_name = models.CharField(max_length=255, blank=True)
+    # Storage names (default_storage) of an upload's files, staged for the task; generated keys, removed when the
+    # task ends. Empty for folder and command-line runs.
+    staged_manifest = models.CharField(max_length=255, blank=True)
+    staged_zip = models.CharField(max_length=255, blank=True)
+    n_rows = models.PositiveIntegerField(default=0)
+    n_series_total = models.PositiveIntegerField(default=0)
+    n_series_done = models.PositiveIntegerField(default=0)
+    # What was imported (a finished, done run only).
+    n_cases = models.PositiveIntegerField(default=0)
+    n_patients = models.PositiveIntegerField(default=0)
+    n_series = models.PositiveIntegerField(default=0)
+    problems = models.JSONField(default=list, blank=True, help_text="Every problem: file, row, column, reason.")
+
+    def __str__(self) -> str:
+        return f"import {self.pk} of {self.study} ({self.status})"

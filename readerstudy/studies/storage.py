@@ -44,20 +44,43 @@ def _is_filesystem() -> bool:
     return isinstance(default_storage, FileSystemStorage)
 
 
-def save_file(name: str, source: Path) -> str:
-    """Save the local file ``source`` as ``name``; returns ``name``. Refuses to rename or to leave the storage."""
+def _check_inside(name: str) -> None:
     if _is_filesystem():
         # A symbolic link planted for a folder (e.g. studies/<id>) would carry the write elsewhere: safe_join only
         # compares the unresolved path.
-        root = Path(default_storage.location).resolve()
+        root = Path(default_storage.location).resolve()  # type: ignore[attr-defined]  # FileSystemStorage's
         if not Path(default_storage.path(name)).resolve().is_relative_to(root):
             raise StorageError(f"storage name {name} resolves outside the storage {root}")
+
+
+def save_file(name: str, source: Path) -> str:
+    """Save the local file ``source`` as ``name``; returns ``name``. Refuses to rename or to leave the storage."""
+    _check_inside(name)
     with source.open("rb") as f:
         saved = default_storage.save(name, File(f))
     if saved != name:  # the storage picked another name: ours existed already
         default_storage.delete(saved)
         raise StorageError(f"storage name {name} exists already")
     return saved
+
+
+def save_upload(name: str, upload: File) -> str:
+    """Save an uploaded file (e.g. a staged zip) as ``name``; like :func:`save_file`, never renamed or outside.
+
+    FileSystemStorage moves a temporary upload into place rather than copying it (the request streamed it to disk).
+    """
+    _check_inside(name)
+    saved = default_storage.save(name, upload)
+    if saved != name:
+        default_storage.delete(saved)
+        raise StorageError(f"storage name {name} exists already")
+    return saved
+
+
+def download(name: str, target: Path) -> None:
+    """Copy the stored file ``name`` to the new local file ``target`` (created exclusively: never overwritten)."""
+    with default_storage.open(name, "rb") as src, target.open("xb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
 
 
 def save_files(files: Iterable[tuple[str, Path]], saved: list[str]) -> None:
