@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from readerstudy.core.errors import ActionError
-from readerstudy.operations.access import admin_study
+from readerstudy.operations.access import actor, admin_study
 from readerstudy.studies import actions
 from readerstudy.studies.models import INSTRUCTIONS_MAX_CHARS, Study
 
@@ -86,7 +86,7 @@ def _lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _number(value: float) -> str:
+def _number(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -110,20 +110,20 @@ def initial(study: Study) -> dict[str, Any]:
 def configure(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
     editable = study.status == Study.Status.DRAFT
-    form = ConfigForm(request.POST if request.method == "POST" and editable else None, initial=initial(study))
-    if request.method == "POST" and editable and form.is_valid():
+    if request.method == "POST" and not editable:
+        messages.error(request, f"The study is {study.get_status_display().lower()}: its set-up is frozen.")
+        return redirect("operations:configure", study.pk)
+    form = ConfigForm(request.POST if request.method == "POST" else None, initial=initial(study))
+    if request.method == "POST" and form.is_valid():
         changes = {k: v for k, v in form.cleaned_data.items() if k in form.changed_data}
         try:
             if changes:
-                actions.update_study(request.user, study, **changes)
+                actions.update_study(actor(request), study, **changes)
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, "Saved." if changes else "Nothing changed.")
             return redirect("operations:configure", study.pk)
-    elif request.method == "POST":
-        messages.error(request, f"The study is {study.get_status_display().lower()}: its set-up is frozen.")
-        return redirect("operations:configure", study.pk)
     context = {
         "study": study,
         "form": form,

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from inference.jobs import start_precompute
 from inference.models import PrecomputeRun, Prediction
 from readerstudy.core.errors import ActionError
-from readerstudy.operations.access import admin_study
+from readerstudy.operations.access import actor, admin_study
 from readerstudy.operations.links import fix_link
 from readerstudy.reading.actions import launch_study
 from readerstudy.reading.models import Read, SessionItem
@@ -95,7 +95,7 @@ def launch(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
     accept = request.POST.get("accept_missing_predictions") == "on"
     try:
-        n_items = launch_study(request.user, study, accept_missing_predictions=accept)
+        n_items = launch_study(actor(request), study, accept_missing_predictions=accept)
     except ActionError as exc:
         messages.error(request, str(exc))
     else:
@@ -109,7 +109,7 @@ def interim(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
     allowed = request.POST.get("interim_analysis_allowed") == "on"
     try:
-        actions.set_interim_analysis(request.user, study, allowed)
+        actions.set_interim_analysis(actor(request), study, allowed)
     except ActionError as exc:
         messages.error(request, str(exc))
     else:
@@ -122,7 +122,7 @@ def interim(request: HttpRequest, study_id: int) -> HttpResponse:
 def precompute(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
     try:
-        run = start_precompute(request.user, study)
+        run = start_precompute(actor(request), study)
     except ActionError as exc:
         messages.error(request, str(exc))
     else:

@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from readerstudy.core.errors import ActionError
-from readerstudy.operations.access import admin_study
+from readerstudy.operations.access import actor, admin_study
 from readerstudy.operations.mail import send_set_password_link
 from readerstudy.studies import actions
 from readerstudy.studies.models import (
@@ -47,7 +47,7 @@ def readers(request: HttpRequest, study_id: int) -> HttpResponse:
     form = AddReaderForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            added = actions.add_reader(request.user, study, **form.cleaned_data)
+            added = actions.add_reader(actor(request), study, **form.cleaned_data)
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:
@@ -80,11 +80,11 @@ def update_reader(request: HttpRequest, study_id: int, membership_id: int) -> Ht
     membership = _membership(study, membership_id)
     form = ProfileForm(request.POST)
     if not form.is_valid():
-        errors = "; ".join(f"{field}: {' '.join(e)}" for field, e in form.errors.items())
+        errors = "; ".join(f"{field}: {' '.join(str(m) for m in e)}" for field, e in form.errors.items())
         messages.error(request, f"{membership.user.get_username()}: {errors}")
         return redirect("operations:readers", study.pk)
     try:
-        actions.update_reader_profile(request.user, membership, **form.cleaned_data)
+        actions.update_reader_profile(actor(request), membership, **form.cleaned_data)
     except ActionError as exc:
         messages.error(request, str(exc))
     else:
@@ -101,7 +101,7 @@ def remove_reader(request: HttpRequest, study_id: int, membership_id: int) -> Ht
         messages.error(request, f"{membership.user.get_username()} is not a reader.")
         return redirect("operations:readers", study.pk)
     try:
-        actions.remove_member(request.user, membership)
+        actions.remove_member(actor(request), membership)
     except ActionError as exc:
         messages.error(request, str(exc))
     else:

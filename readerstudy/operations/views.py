@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from readerstudy.core.errors import ActionError
-from readerstudy.operations.access import administered_studies
+from readerstudy.operations.access import actor, administered_studies
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
 
@@ -33,7 +33,7 @@ def study_list(request: HttpRequest) -> HttpResponse:
     form = NewStudyForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
-            study = actions.set_up_study(request.user, **form.cleaned_data)
+            study = actions.set_up_study(actor(request), **form.cleaned_data)
         except ActionError as exc:
             form.add_error(None, str(exc))
         else:

@@ -110,9 +110,7 @@ def reader_profiles(study: Study) -> list[dict[str, Any]]:
     """What a paper reports about its readers, one row each, under the labels the analysis uses (user names)."""
     return [
         {"reader": username, "specialty": specialty, "years_experience": years, "training": training}
-        for username, specialty, years, training in Membership.objects.filter(
-            study=study, role=Membership.Role.READER
-        )
+        for username, specialty, years, training in Membership.objects.filter(study=study, role=Membership.Role.READER)
         .order_by("user__username")
         .values_list("user__username", "specialty", "years_experience", "training")
     ]

@@ -57,7 +57,10 @@ def test_update_study_validates_name_washout_grouping_and_presets(tmp_path, boss
     ):
         with pytest.raises(InvalidInput):
             actions.update_study(boss, study, **changes)
-    presets = [{"key": "1", "name": "Soft", "width": 400, "level": 40}, {"key": "3", "name": "N", "width": 90, "level": 80}]
+    presets = [
+        {"key": "1", "name": "Soft", "width": 400, "level": 40},
+        {"key": "3", "name": "N", "width": 90, "level": 80},
+    ]
     study = actions.update_study(boss, study, name="Renamed", window_presets=presets, default_preset="3")
     assert (study.name, study.window_presets, study.default_preset) == ("Renamed", presets, "3")
     event = AuditEvent.objects.filter(study=study, verb=Verb.UPDATE_STUDY).order_by("-seq").first()
