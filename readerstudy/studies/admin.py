@@ -149,6 +149,7 @@ class StudyAdmin(StudyScopedAdminMixin, admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: Study, form: Any, change: bool) -> None:
         data = {k: form.cleaned_data[k] for k in form.changed_data if k in actions.EDITABLE_FIELDS}
         if not change:
+            data.pop("name", None)  # create_study takes it as its own argument
             created = actions.create_study(request.user, form.cleaned_data["name"], **data)
             obj.pk = created.pk
             obj.refresh_from_db()

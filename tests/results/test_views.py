@@ -50,6 +50,8 @@ def study(tmp_path):
         )
     launch_study(admin, study)
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "11")
+    # The study still runs: its statistician sees modality comparisons only with interim looks allowed.
+    study_actions.set_interim_analysis(admin, study, True)
     return study
 
 

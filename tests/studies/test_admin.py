@@ -110,7 +110,7 @@ def test_admin_creates_a_study_with_inline_modalities_through_actions(logged_in,
 
 
 def test_launch_and_close_admin_actions_go_through_the_actions(tmp_path, logged_in, admin_user):
-    study = build_study(tmp_path, readers=2, launch=False)
+    study = build_study(tmp_path, readers=2, launch=False, predict=0.5)  # missing predictions would block launch
     url = reverse("admin:studies_study_changelist")
     response = logged_in.post(url, {"action": "launch", "_selected_action": [study.pk]}, follow=True)
     assert "launched, 48 items stored" in response.content.decode()

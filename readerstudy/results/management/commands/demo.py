@@ -90,11 +90,17 @@ class Command(BaseCommand):
         if study.status == Study.Status.DRAFT:
             for warning in actions.readiness(study).warnings:
                 self.stdout.write(self.style.WARNING(f"warning: {warning}"))
-            n_items = launch_study(users["admin"], study)
+            # --no-precompute launches without DL predictions: accepted explicitly (the launch event records it).
+            n_items = launch_study(users["admin"], study, accept_missing_predictions=no_precompute)
             self.stdout.write(self.style.SUCCESS(f"launched {study.name!r}: {n_items} reading items stored"))
         if simulated.status == Study.Status.DRAFT:
             # Launched in the past so that both sessions, 28 days apart, lie before today.
-            launch_study(users["admin"], simulated, now=timezone.now() - timedelta(days=60))
+            launch_study(
+                users["admin"],
+                simulated,
+                now=timezone.now() - timedelta(days=60),
+                accept_missing_predictions=no_precompute,
+            )
             call_command(
                 "simulate_reads", simulated.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout
             )
