@@ -88,10 +88,11 @@ class Command(BaseCommand):
             self._report_other_studies()
 
         if study.status == Study.Status.DRAFT:
-            for warning in actions.readiness(study).warnings:
+            # The demo launches with whatever precompute stored (none with --no-precompute): a case without a DL
+            # prediction is printed as a warning and accepted explicitly (the launch event records it).
+            for warning in actions.readiness(study, accept_missing_predictions=True).warnings:
                 self.stdout.write(self.style.WARNING(f"warning: {warning}"))
-            # --no-precompute launches without DL predictions: accepted explicitly (the launch event records it).
-            n_items = launch_study(users["admin"], study, accept_missing_predictions=no_precompute)
+            n_items = launch_study(users["admin"], study, accept_missing_predictions=True)
             self.stdout.write(self.style.SUCCESS(f"launched {study.name!r}: {n_items} reading items stored"))
         if simulated.status == Study.Status.DRAFT:
             # Launched in the past so that both sessions, 28 days apart, lie before today.
@@ -99,7 +100,7 @@ class Command(BaseCommand):
                 users["admin"],
                 simulated,
                 now=timezone.now() - timedelta(days=60),
-                accept_missing_predictions=no_precompute,
+                accept_missing_predictions=True,
             )
             call_command(
                 "simulate_reads", simulated.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout
