@@ -10,13 +10,13 @@ import numpy as np
 import pydicom
 from django.contrib.auth import get_user_model
 
-from fixtures.manifests import balanced_rows, manifest_row, write_manifest, write_series
+from fixtures.manifests import balanced_rows, manifest_row, practice_rows, write_manifest, write_series
 from readerstudy.reading.actions import launch_study
 from readerstudy.studies import actions
 from readerstudy.studies.models import Case, Study
 
 __all__ = [
-    "balanced_rows", "build_study", "make_user", "manifest_row", "predict_all", "read_dicom_header",
+    "balanced_rows", "build_study", "make_user", "manifest_row", "practice_rows", "predict_all", "read_dicom_header",
     "write_manifest", "write_series",
 ]  # fmt: skip
 
@@ -45,10 +45,12 @@ def build_study(
     predict: "float | Callable[[Case], float] | None" = None,
     seg: bool = False,
     extra_series_roles: tuple[str, ...] = (),
+    practice_cases: int = 0,
 ) -> Study:
     """A study set up entirely through the actions, optionally with predictions (``predict``: the probability,
     recorded before launch, which freezes them) and launched; ``extra_series_roles`` gives every case one more
-    tiny series per role (fixtures.manifests.balanced_rows)."""
+    tiny series per role (fixtures.manifests.balanced_rows); ``practice_cases`` adds that many practice cases
+    (fixtures.manifests.practice_rows: patients X001, ...)."""
     admin = admin or make_user("admin", superuser=True)
     study = actions.create_study(
         admin, name, design=design, washout_days=washout_days, patient_grouping=grouping, seed=1234
@@ -58,6 +60,7 @@ def build_study(
     for i in range(1, readers + 1):
         actions.add_member(admin, study, make_user(f"reader{i}"), "reader")
     rows = balanced_rows(n_patients, lesions_per_patient, extra_series_roles=extra_series_roles)
+    rows += practice_rows(practice_cases)
     manifest = write_manifest(tmp_path / "import", rows)
     actions.import_cases(admin, study, manifest)
     if predict is not None:

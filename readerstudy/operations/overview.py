@@ -54,11 +54,13 @@ def _counts(study: Study) -> dict[str, int]:
     return {
         "patients": study.patients.count(),
         "cases": study.cases.count(),
+        "practice_cases": study.cases.filter(practice=True).count(),
         "cases_with_prediction": Prediction.objects.filter(case__study=study).values("case").distinct().count(),
         "readers": roles.get(Membership.Role.READER, 0),
         "statisticians": roles.get(Membership.Role.STATISTICIAN, 0),
-        "items": SessionItem.objects.filter(study=study).count(),
-        "reads": Read.objects.filter(study=study).count(),
+        # The design's items and reads: practice ones count for nothing, here as in progress and results.
+        "items": SessionItem.objects.filter(study=study, session__practice=False).count(),
+        "reads": Read.objects.analysed().filter(study=study).count(),
     }
 
 

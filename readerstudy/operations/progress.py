@@ -6,6 +6,9 @@ Projected finish (documented here and on the page): the observed rate is the stu
 time since launch (at least one hour, so the first minutes do not extrapolate wildly); the remaining reads at that
 rate give a date, which is moved no earlier than the latest date a session with unread items is known to open
 (washout), nor than now plus the washout where a reader's later session has no date yet. No reads: no projection.
+
+The optional practice session (practice cases, truth shown after each read) is left out of everything here:
+its items and reads count neither in a reader's numbers nor in the study's percent and projection.
 """
 
 import csv
@@ -85,15 +88,18 @@ def study_progress(study: Study, *, now: datetime | None = None) -> StudyProgres
         .order_by("user__username")
     )
     totals = dict(
-        SessionItem.objects.filter(study=study).values("reader").annotate(n=Count("pk")).values_list("reader", "n")
+        SessionItem.objects.filter(study=study, session__practice=False)
+        .values("reader")
+        .annotate(n=Count("pk"))
+        .values_list("reader", "n")
     )
     reads: dict[int, list[tuple[float, datetime]]] = {}
-    for reader_id, seconds, submitted in Read.objects.filter(study=study).values_list(
-        "reader_id", "active_seconds", "submitted_at"
+    for reader_id, seconds, submitted in (
+        Read.objects.analysed().filter(study=study).values_list("reader_id", "active_seconds", "submitted_at")
     ):
         reads.setdefault(reader_id, []).append((seconds, submitted))
     sessions: dict[int, list[ReadingSession]] = {}
-    for session in ReadingSession.objects.filter(study=study).order_by("reader_id", "index"):
+    for session in ReadingSession.objects.filter(study=study, practice=False).order_by("reader_id", "index"):
         sessions.setdefault(session.reader_id, []).append(session)
 
     rows = []

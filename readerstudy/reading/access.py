@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from readerstudy.core.dates import format_when
 from readerstudy.core.errors import NotFound, NotOpenYet
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
-from readerstudy.studies.models import Study
+from readerstudy.studies.models import Study, Truth
 
 # Images of the item after the current one may be fetched ahead, so the next case shows at once.
 PRELOAD_AHEAD = 1
@@ -101,9 +101,27 @@ def dl_allowed(item: SessionItem) -> bool:
     read of the same case is locked."""
     if not item.modality.shows_dl:
         return False
-    if item.session.study.design != Study.Design.SEQUENTIAL:
+    # A practice session is sequential per case (unaided first) whatever the study's design.
+    if item.session.study.design != Study.Design.SEQUENTIAL and not item.session.practice:
         return True
     earlier = SessionItem.objects.filter(
         session=item.session, case=item.case, modality__order__lt=item.modality.order
     ).values_list("pk", flat=True)
     return Read.objects.filter(item__in=list(earlier)).count() == len(earlier)
+
+
+def practice_feedback(item: SessionItem) -> dict | None:
+    """The truth of a practice item, shown once its read is submitted; None for every other item.
+
+    The one place truth reaches a reader: only a practice case in a practice session (both flags, so neither a
+    mislabelled session nor a mislabelled case alone can leak the truth of an analysed case)."""
+    if not (item.session.practice and item.case.practice):
+        return None
+    truth = Truth.objects.filter(case=item.case).first()
+    if truth is None:
+        return None
+    return {
+        "truth": truth.label,
+        "truth_label": Truth.Label(truth.label).label,
+        "truth_source": truth.source,
+    }

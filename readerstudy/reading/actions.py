@@ -65,7 +65,8 @@ def launch_study(
             .order_by("user__username")
         )
         modalities = list(study.modalities.order_by("order"))
-        cases = list(Case.objects.filter(study=study).select_related("patient").order_by("case_id"))
+        cases = list(Case.objects.filter(study=study).analysed().select_related("patient").order_by("case_id"))
+        practice_cases = list(Case.objects.filter(study=study, practice=True).order_by("case_id"))
         schedule = design.make_schedule(
             study.design,
             study.seed,
@@ -74,24 +75,24 @@ def launch_study(
             modalities=[m.pk for m in modalities],
             grouping=cast(design.PatientGrouping, study.patient_grouping),  # the choices, checked by a constraint
         )
-        n_items = 0
+        # The optional practice session: every practice case in every modality, unaided first per case.
+        practice = design.practice_schedule(
+            study.seed,
+            readers=[m.user_id for m in readers],
+            cases=[design.CaseRef(c.pk, c.patient_id) for c in practice_cases],
+            modalities=[m.pk for m in sorted(modalities, key=lambda m: (m.shows_dl, m.order))],
+        )
+        n_items = n_practice_items = 0
         for membership in readers:
+            if membership.user_id in practice:
+                # Open at launch like session 1, and optional: it gates nothing (see _finish_session).
+                n_practice_items += _write_session(
+                    study, membership, 0, practice[membership.user_id], available_from=now, practice=True
+                )
             for index, items in enumerate(schedule[membership.user_id], start=1):
-                session = ReadingSession.objects.create(
-                    study=study, reader=membership.user, index=index, available_from=now if index == 1 else None
+                n_items += _write_session(
+                    study, membership, index, items, available_from=now if index == 1 else None, practice=False
                 )
-                SessionItem.objects.bulk_create(
-                    SessionItem(
-                        session=session,
-                        position=position,
-                        case_id=cast(int, case_pk),  # the pks handed to make_schedule
-                        modality_id=cast(int, modality_pk),
-                        study=study,
-                        reader=membership.user,
-                    )
-                    for position, (case_pk, modality_pk) in enumerate(items)
-                )
-                n_items += len(items)
         before = study_actions.study_state(study)
         study_actions.mark_launched(study, now)
         audit.record(
@@ -104,6 +105,7 @@ def launch_study(
                 **study_actions.study_state(study),
                 "readers": len(readers),
                 "items": n_items,
+                **({"practice_items": n_practice_items} if n_practice_items else {}),
                 "warnings": check.warnings,
                 **(
                     {
@@ -118,6 +120,33 @@ def launch_study(
             },
         )
     return n_items
+
+
+def _write_session(
+    study: Study,
+    membership: Membership,
+    index: int,
+    items: list[design.Item],
+    *,
+    available_from: datetime | None,
+    practice: bool,
+) -> int:
+    """One session of a reader and its stored order (part of launch_study's transaction); returns its size."""
+    session = ReadingSession.objects.create(
+        study=study, reader=membership.user, index=index, available_from=available_from, practice=practice
+    )
+    SessionItem.objects.bulk_create(
+        SessionItem(
+            session=session,
+            position=position,
+            case_id=cast(int, case_pk),  # the pks handed to the design
+            modality_id=cast(int, modality_pk),
+            study=study,
+            reader=membership.user,
+        )
+        for position, (case_pk, modality_pk) in enumerate(items)
+    )
+    return len(items)
 
 
 def _own_session(actor: Actor, session_id: int, *, lock: bool) -> ReadingSession:
@@ -272,6 +301,7 @@ def submit_read(
                 "served_seconds": served_seconds,
                 "prediction": prediction.pk if prediction else None,
                 "session_finished": finished,
+                "practice": session.practice,
             },
         )
     return SubmitResult(read, created=True)
@@ -414,6 +444,8 @@ def check_viewer_state(state: Any) -> dict:
 def _finish_session(session: ReadingSession, now: datetime) -> None:
     session.finished_at = now
     session.save(update_fields=["finished_at"])
+    if session.practice:
+        return  # optional practice: its finish starts no washout and moves no other session's opening
     opens = now + timedelta(days=session.study.washout_days)
     ReadingSession.objects.filter(study=session.study, reader=session.reader, index=session.index + 1).update(
         available_from=opens

@@ -60,7 +60,7 @@ def session_payload(session: ReadingSession, now: Any) -> dict:
     else:
         state = "in_progress"
     following = (
-        ReadingSession.objects.filter(study=study, reader=session.reader, index=session.index + 1)
+        ReadingSession.objects.filter(study=study, reader=session.reader, index=session.index + 1, practice=False)
         .values("index", "available_from")
         .first()
     )
@@ -73,8 +73,10 @@ def session_payload(session: ReadingSession, now: Any) -> dict:
         "id": session.pk,
         "study": study.name,
         "study_id": study.pk,
-        "index": session.index,
-        "n_sessions": ReadingSession.objects.filter(study=study, reader=session.reader).count(),
+        "index": session.index,  # 0: the practice session
+        "practice": session.practice,  # the optional practice session: truth shown after each read, not analysed
+        # The design's sessions (the practice session is not one of them).
+        "n_sessions": ReadingSession.objects.filter(study=study, reader=session.reader, practice=False).count(),
         "state": state,
         "available_from": session.available_from,
         "washout_days": study.washout_days,
@@ -109,6 +111,7 @@ def item_payload(item: SessionItem) -> dict:
     payload = {
         "id": item.pk,
         "session": session.pk,
+        "practice": session.practice,  # a practice item: its truth comes back with the submitted read
         "position": item.position,
         "n_items": progress["n_items"],
         "n_read": progress["n_read"],
@@ -165,6 +168,7 @@ ItemSchema = inline_serializer(
     {
         "id": serializers.IntegerField(),
         "session": serializers.IntegerField(),
+        "practice": serializers.BooleanField(help_text="A practice item: not analysed; the submit shows its truth."),
         "position": serializers.IntegerField(),
         "n_items": serializers.IntegerField(),
         "n_read": serializers.IntegerField(),
@@ -190,8 +194,9 @@ ItemSchema = inline_serializer(
 SESSION_FIELDS = {
     "id": serializers.IntegerField(),
     "study": serializers.CharField(),
-    "index": serializers.IntegerField(),
-    "n_sessions": serializers.IntegerField(),
+    "index": serializers.IntegerField(help_text="1, 2, ...; 0 for the practice session."),
+    "practice": serializers.BooleanField(help_text="The optional practice session (before session 1)."),
+    "n_sessions": serializers.IntegerField(help_text="The design's sessions, not counting the practice session."),
     "state": serializers.ChoiceField(["locked", "open", "in_progress", "finished", "closed"]),
     "available_from": serializers.DateTimeField(allow_null=True),
     "washout_days": serializers.IntegerField(),
@@ -295,6 +300,10 @@ ReadSchema = inline_serializer(
         "submitted_at": serializers.DateTimeField(),
         "active_seconds": serializers.FloatField(),
         "created": serializers.BooleanField(),
+        "practice_feedback": serializers.DictField(
+            required=False,
+            help_text='Practice items only: {"truth": "crlm"|"hemangioma", "truth_label", "truth_source"}.',
+        ),
     },
 )
 
@@ -322,20 +331,22 @@ class SubmitReadView(ActionAPIView):
             comment=body.validated_data.get("comment", ""),
         )
         read = result.read
-        return Response(
-            {
-                "id": read.pk,
-                "item": item.pk,
-                "rating": read.rating,
-                "not_assessable": read.not_assessable,
-                "not_assessable_reason": read.not_assessable_reason,
-                "comment": read.comment,
-                "submitted_at": read.submitted_at,
-                "active_seconds": read.active_seconds,
-                "created": result.created,
-            },
-            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
-        )
+        body_out: dict[str, Any] = {
+            "id": read.pk,
+            "item": item.pk,
+            "rating": read.rating,
+            "not_assessable": read.not_assessable,
+            "not_assessable_reason": read.not_assessable_reason,
+            "comment": read.comment,
+            "submitted_at": read.submitted_at,
+            "active_seconds": read.active_seconds,
+            "created": result.created,
+        }
+        # The truth of a practice item, and only of one (access.practice_feedback checks case and session).
+        feedback = access.practice_feedback(item)
+        if feedback is not None:
+            body_out["practice_feedback"] = feedback
+        return Response(body_out, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
 class ImageView(ActionAPIView):

@@ -9,20 +9,31 @@ from readerstudy.studies.models import Case, Modality, Study
 
 
 class ReadingSession(models.Model):
-    """One sitting of one reader; sessions of a reader open one after another, separated by the washout."""
+    """One sitting of one reader; sessions of a reader open one after another, separated by the washout.
+
+    A practice session (``practice``, index 0) holds the study's practice cases only; it opens at launch, is
+    optional, and never gates or times any other session.
+    """
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="sessions")
     reader = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reading_sessions")
-    index = models.PositiveSmallIntegerField(help_text="1-based order of the session for this reader.")
+    index = models.PositiveSmallIntegerField(
+        help_text="1-based order of the session for this reader; 0 for the practice session."
+    )
     available_from = models.DateTimeField(null=True, blank=True, help_text="Unset until the previous one finishes.")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    practice = models.BooleanField(default=False, help_text="The optional practice session (index 0): not analysed.")
 
     class Meta:
         ordering = ["study", "reader", "index"]
         constraints = [
             models.UniqueConstraint(fields=["study", "reader", "index"], name="session_index_unique"),
-            models.CheckConstraint(condition=Q(index__gte=1), name="session_index_from_1"),
+            # Index 0 is the practice session's, and only its.
+            models.CheckConstraint(
+                condition=Q(practice=False, index__gte=1) | Q(practice=True, index=0),
+                name="session_index_from_1_practice_0",
+            ),
             models.CheckConstraint(
                 condition=Q(finished_at__isnull=True) | Q(started_at__isnull=False), name="session_finish_after_start"
             ),
@@ -60,6 +71,16 @@ class SessionItem(models.Model):
         return f"{self.session} #{self.position}: {self.case} / {self.modality}"
 
 
+class ReadQuerySet(models.QuerySet["Read"]):
+    def analysed(self) -> "ReadQuerySet":
+        """The reads that count: every read but those of practice items (practice cases, practice sessions).
+
+        The one home of the exclusion: the analysis-ready table (and through it every export, analysis run,
+        figure, reading-time model and report) and the study admins' progress take their reads from here.
+        """
+        return self.filter(case__practice=False, item__session__practice=False)
+
+
 class Read(models.Model):
     """One rating by one reader of one case in one modality."""
 
@@ -83,6 +104,8 @@ class Read(models.Model):
     prediction = models.ForeignKey(
         Prediction, null=True, blank=True, on_delete=models.PROTECT, related_name="reads", editable=False
     )
+
+    objects = ReadQuerySet.as_manager()
 
     class Meta:
         ordering = ["study", "reader", "submitted_at"]

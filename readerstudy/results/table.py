@@ -21,9 +21,13 @@ COLUMNS = [
 
 def reads_table(study: Study) -> pd.DataFrame:
     """Every submitted read with its truth, lesion size and the model probability: for aided reads the one the
-    reader was shown (stored with the read), otherwise the case's prediction (frozen at launch, so the same)."""
+    reader was shown (stored with the read), otherwise the case's prediction (frozen at launch, so the same).
+
+    Reads of practice items are not part of it (``Read.objects.analysed()``), so no export, analysis run, figure,
+    reading-time model or report built from this table sees them."""
     rows = (
-        Read.objects.filter(study=study)
+        Read.objects.analysed()
+        .filter(study=study)
         .order_by("reader__username", "modality__order", "case__case_id")
         .values_list(
             "reader__username", "modality__key", "case__case_id", "case__patient__pseudonym", "case__truth__label",

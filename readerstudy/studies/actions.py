@@ -650,6 +650,7 @@ def _write_cases(
                 lesion_z_mm=row.lesion_mm[2],
                 slice_index=manifest.slice_index[row.case_id],
                 diameter_mm=row.diameter_mm,
+                practice=row.practice,
             )
             Truth.objects.create(case=case, label=row.truth, source=row.truth_source)
             CaseSeries.objects.bulk_create(
@@ -666,6 +667,7 @@ def _write_cases(
                 "manifest": name,
                 "sha256": digest,
                 "cases": summary.n_cases,
+                "practice_cases": sum(row.practice for row in manifest.rows),
                 "patients": summary.n_patients,
                 "series": summary.n_series,
                 "stored_in": ingest.prefix,
@@ -786,14 +788,21 @@ def _case_checks(study: Study) -> list[Check]:
     n_cases = cases.count()
     if n_cases == 0:
         return [Check("cases", False, "no cases imported")]
-    checks = [Check("cases", True, f"{n_cases} cases imported")]
+    # Practice cases are read in the practice session only and count for nothing: the study needs its own.
+    n_practice = cases.filter(practice=True).count()
+    if n_practice == n_cases:
+        return [Check("cases", False, f"only practice cases imported ({n_practice}); the study needs its own")]
+    practice = f" (and {n_practice} practice case{'s' if n_practice != 1 else ''})" if n_practice else ""
+    checks = [Check("cases", True, f"{n_cases - n_practice} cases imported{practice}")]
     missing_truth = list(cases.filter(truth__isnull=True).values_list("case_id", flat=True)[:20])
-    labels = set(Truth.objects.filter(case__study=study).values_list("label", flat=True))
+    labels = set(Truth.objects.filter(case__in=cases.analysed()).values_list("label", flat=True))
     if missing_truth:
         checks.append(Check("truth", False, f"cases without truth: {', '.join(missing_truth)}"))
     elif len(labels) < 2:
         classes = ", ".join(sorted(labels)) or "none"
-        checks.append(Check("truth", False, f"truth has one class only ({classes}); AUC needs both"))
+        checks.append(
+            Check("truth", False, f"truth of the non-practice cases has one class only ({classes}); AUC needs both")
+        )
     else:
         checks.append(Check("truth", True, "every case has truth, both classes present"))
     # Every series of every case (the primary ones and the extra ones alike) must be readable.

@@ -13,6 +13,11 @@ are shuffled together, per reader and per session.
 Sequential: one session; each case appears as consecutive items in modality order (unaided, then aided); the
 case order is shuffled per reader.
 
+Practice session (optional, before session 1): where a study has practice cases, every reader also gets one
+practice session holding every practice case in every modality, per case in the given modality order (unaided
+first), the case order shuffled per reader. It draws from its own stream of the study's seed, so adding practice
+cases changes nothing in the design's own sessions. Practice cases never enter the design's sessions.
+
 Patient grouping: with ``adjacent`` or ``spread`` a patient's lesions go to the same block (blocks are then
 balanced by lesion count, largest patients first); ``adjacent`` reads them one after another, ``spread`` places
 them evenly apart in the session so that one lesion's read does not prime the next.
@@ -146,6 +151,22 @@ def make_schedule(
     if build is None:
         raise ValueError(f"unknown design {design!r}: expected 'crossover' or 'sequential'")
     return build(rng, readers, cases, modalities, grouping)
+
+
+# Spawn key of the practice session's random stream: np.random.default_rng([seed, PRACTICE_STREAM]).
+PRACTICE_STREAM = 1
+
+
+def practice_schedule(
+    seed: int, readers: Sequence[Hashable], cases: Sequence[CaseRef], modalities: Sequence[Hashable]
+) -> dict[Hashable, list[Item]]:
+    """Every reader's practice items: each practice case in every modality (in the order given: unaided first),
+    consecutively, cases in a seeded random order per reader. Empty dict without practice cases."""
+    if not cases:
+        return {}
+    _check(readers, cases, modalities, min_modalities=1)
+    rng = np.random.default_rng([seed, PRACTICE_STREAM])  # independent of make_schedule's stream
+    return {reader: [(c.case, m) for c in order_cases(rng, cases, "none") for m in modalities] for reader in readers}
 
 
 def _group_by_patient(cases: Sequence[CaseRef]) -> dict[Hashable, list[CaseRef]]:

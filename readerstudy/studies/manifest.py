@@ -38,7 +38,9 @@ REQUIRED_COLUMNS = [
 # default DEFAULT_SERIES_ROLE) and extra_series (more series of the case: "role=folder;role=folder", may be empty).
 # study_instance_uid + series_instance_uid name the primary series on the DICOMweb server (settings.DICOMWEB_URL)
 # instead of a folder in series_path: exactly one of the two forms per row (series_path then stays empty).
-OPTIONAL_COLUMNS = ["series_role", "extra_series"]
+# practice: "yes"/"1" marks a practice case (read in the optional practice session only, never analysed);
+# "no"/"0"/empty (or no column) a regular one.
+OPTIONAL_COLUMNS = ["series_role", "extra_series", "practice"]
 UID_COLUMNS = ["study_instance_uid", "series_instance_uid"]
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + UID_COLUMNS  # every known column, in the order the fixtures write them
 # The primary series is what the lesion centre and the DL prediction refer to: CT (Hounsfield units). Further
@@ -47,6 +49,7 @@ PRIMARY_MODALITIES = ("CT",)
 SERIES_MODALITIES = ("CT", "MR")
 TRUTH_LABELS = ("crlm", "hemangioma")
 TRUTH_SOURCES = ("histology", "follow-up", "imaging")
+PRACTICE_VALUES = {"yes": True, "1": True, "no": False, "0": False, "": False}
 ID_MAX = 64
 # Bounds that keep a hostile or broken file a row error, not a traceback or an afternoon of CPU.
 MAX_BYTES = 5 * 1024 * 1024
@@ -114,6 +117,7 @@ class ManifestRow:
     truth_source: str
     series_role: str = DEFAULT_SERIES_ROLE
     extra_series: tuple[tuple[str, Path], ...] = ()  # (role, folder) in manifest order: positions 1, 2, ...
+    practice: bool = False  # a practice case: read in the practice session only, never analysed
 
     @property
     def all_series(self) -> list[tuple[str, Path]]:
@@ -282,6 +286,10 @@ def _read(  # noqa: C901
                 f"unknown source {show(rec['truth_source'])}; expected one of {', '.join(TRUTH_SOURCES)}",
             )
 
+        practice = PRACTICE_VALUES.get(rec["practice"].lower())
+        if practice is None:
+            error(line_no, "practice", f"{show(rec['practice'])} is not one of yes, no, 1, 0 (or empty: no)")
+
         series_dir = series.primary(line_no, rec)
         series_role = rec["series_role"] or DEFAULT_SERIES_ROLE
         problem = role_problem(series_role)
@@ -317,6 +325,7 @@ def _read(  # noqa: C901
                 diameter_mm=numbers["diameter_mm"],
                 truth=rec["truth"],
                 truth_source=rec["truth_source"],
+                practice=bool(practice),
             )
         )
     if not manifest.rows and not manifest.errors:

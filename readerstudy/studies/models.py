@@ -263,8 +263,20 @@ class ImageSeries(models.Model):
         return f"{self.patient} {self.storage_prefix}"
 
 
+class CaseQuerySet(models.QuerySet["Case"]):
+    def analysed(self) -> "CaseQuerySet":
+        """The cases that count: not practice cases (readiness, designs, standalone DL evaluation)."""
+        return self.filter(practice=False)
+
+
 class Case(models.Model):
-    """One target lesion: the unit a reader rates and that has a truth."""
+    """One target lesion: the unit a reader rates and that has a truth.
+
+    A practice case (manifest column ``practice``) is imported, de-identified and precomputed like any other, but
+    it is read only in the readers' optional practice session (which shows its truth after each rating) and counts
+    for nothing: readiness, designs and every export and analysis leave it out (``Case.objects.analysed()``,
+    ``Read.objects.analysed()``).
+    """
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="cases")
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
@@ -275,6 +287,11 @@ class Case(models.Model):
     lesion_z_mm = models.FloatField()
     slice_index = models.PositiveIntegerField(help_text="0-based index of the slice nearest the lesion centre.")
     diameter_mm = models.FloatField(help_text="Reference maximum axial diameter.")
+    practice = models.BooleanField(
+        default=False, help_text="Practice case: read in the optional practice session only, never analysed."
+    )
+
+    objects = CaseQuerySet.as_manager()
 
     class Meta:
         ordering = ["study", "case_id"]

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         from inference.pipeline.evaluate import standalone_auc
 
         rows = []
-        for case in study.cases.select_related("truth", "patient", "study"):
+        for case in study.cases.analysed().select_related("truth", "patient", "study"):  # no practice cases
             prediction = shown_prediction(case)
             if prediction is None:
                 raise CommandError(f"case {case.case_id} has no prediction: run precompute first")

@@ -38,12 +38,15 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         sessions = list(
-            ReadingSession.objects.filter(study=target).select_related("reader").order_by("reader", "index")
+            # The design's sessions only: the optional practice session is left unread.
+            ReadingSession.objects.filter(study=target, practice=False)
+            .select_related("reader")
+            .order_by("reader", "index")
         )
         readers = sorted({s.reader_id for s in sessions})
         cases = [
             SimulatedCase(c.pk, int(c.truth.positive), c.size_stratum)
-            for c in target.cases.select_related("truth", "study").order_by("case_id")
+            for c in target.cases.analysed().select_related("truth", "study").order_by("case_id")
         ]
         modalities = [(m.pk, m.shows_dl) for m in target.modalities.order_by("order")]
         cells = simulate_ratings(np.random.default_rng(seed), readers, cases, modalities, aided_effect=effects)
