@@ -318,8 +318,8 @@ def test_database_failure_while_applying_removes_the_files(tmp_path, admin, stud
     real_ingest = actions.ingest_series
     stored = []
 
-    def ingest_then_race(study_, manifest):
-        ingest = real_ingest(study_, manifest)
+    def ingest_then_race(study_, manifest, *args):
+        ingest = real_ingest(study_, manifest, *args)
         stored.append(ingest.prefix)
         if failure == "integrity":  # a concurrent import commits the same case id first
             patient = Patient.objects.create(study=study_, pseudonym="RACER")

@@ -143,6 +143,7 @@ def hostile_study(tmp_path, monkeypatch):
     Case.objects.filter(study=study, case_id="P001-L1").update(case_id=CASE)  # straight into the database
     Patient.objects.filter(study=study, pseudonym="P001").update(pseudonym=PATIENT)
     launch_study(admin, study, accept_missing_predictions=True)
+    actions.set_interim_analysis(admin, study, allowed=True)  # the statistician's exports while it runs
     call_command("simulate_reads", study.name, "--no-progress", "--seed", "3")
     return study
 

@@ -238,10 +238,13 @@ def test_a_two_series_phantom_study_imports_both_phases_and_precomputes_on_the_p
     assert heads[0].SeriesInstanceUID != heads[1].SeriesInstanceUID
     assert list(heads[0].ImageOrientationPatient) == list(heads[1].ImageOrientationPatient)
     assert (float(heads[0].SliceThickness), float(heads[1].SliceThickness)) == (2.5, 5.0)
-    assert actions.readiness(study).ready, actions.readiness(study).problems
+    # Every series of every case is readable: the one unmet check is the DL predictions, not yet computed.
+    assert actions.readiness(study).missing_predictions == 2
+    assert all("DL prediction" in p for p in actions.readiness(study).problems), actions.readiness(study).problems
 
     # Precompute reads the primary series only; the extra series changes nothing there.
     call_command("precompute", "--study", study.name, "--no-progress")
     assert "2 predicted, 0 unchanged (skipped), 0 failed" in capsys.readouterr().out
+    assert actions.readiness(study).ready, actions.readiness(study).problems
     for p in Prediction.objects.filter(case__study=study).select_related("case__series"):
         assert p.overlay_shape == [40, p.case.series.rows, p.case.series.columns]
