@@ -199,6 +199,32 @@ export class RatingPanel {
     if (text) this.showStatus();
   }
 
+  /**
+   * Practice reads: the truth after the rating, until the reader presses "Next case".
+   * @returns {Promise<void>} resolved on the click
+   */
+  showFeedback(feedback, answer) {
+    const given = answer.not_assessable ? `not assessable (${answer.not_assessable_reason})` : `${answer.rating}`;
+    return new Promise((resolve) => {
+      const next = h('button', { type: 'button', dataset: { testid: 'practice-next' } }, 'Next case');
+      const box = h(
+        'div',
+        { class: 'ra-feedback', dataset: { testid: 'practice-feedback', truth: String(feedback.truth || '') }, role: 'status' },
+        h('strong', {}, `Truth: ${feedback.truth_label || feedback.truth}`),
+        feedback.truth_source ? ` (${feedback.truth_source})` : '',
+        h('div', {}, `Your rating: ${given}`),
+        next,
+      );
+      next.addEventListener('click', () => {
+        box.remove();
+        resolve();
+      });
+      this.saveStatus.after(box);
+      box.scrollIntoView?.({ block: 'nearest' });
+      next.focus();
+    });
+  }
+
   /** On short screens the side panel scrolls: a message the reader must see is brought into view. */
   showStatus() {
     if (this.saveStatus.textContent) this.saveStatus.scrollIntoView?.({ block: 'nearest' });

@@ -58,13 +58,16 @@ export class ReadingApp {
     const capsPromise = initCornerstone();
     capsPromise.catch(() => {}); // awaited below
     try {
-      let { data: session } = await this.api.session(this.sessionId);
+      const boot = takeBoot(this.sessionId);
+      let { data: session } = (boot && (await boot.session.catch(() => null))) || (await this.api.session(this.sessionId));
       if (session.state === 'open') ({ data: session } = await this.api.startSession(this.sessionId));
       this.session = session;
       mark('session');
       const blocked = this.blockedMessage(session);
       if (blocked) return this.showMessage(blocked.title, blocked.text, `session-${session.state}`);
-      const first = this.api.nextItem(this.sessionId);
+      // The item the boot script asked for (an in-progress session), else a request now.
+      const early = boot && session.state === 'in_progress' ? await boot.next.catch(() => null) : null;
+      const first = early ? Promise.resolve(early) : this.api.nextItem(this.sessionId);
       first.catch(() => {}); // awaited in loadNext
       const caps = await capsPromise;
       mark('cornerstone');
@@ -153,12 +156,16 @@ export class ReadingApp {
     const s = this.session;
     this.ws = new Workstation(caps, this.hooks, { onFocusRating: () => this.rating.focus() });
     this.progressEl = h('span', { dataset: { testid: 'progress' } }, `${s.n_read} of ${s.n_items}`);
+    this.practiceEl = s.practice
+      ? h('div', { class: 'ra-practice', dataset: { testid: 'practice-banner' } }, 'Practice session: not part of the study; the truth is shown after each rating.')
+      : null;
     this.caseEl = h('span', { class: 'ra-case' });
     this.modalityEl = h('span', { class: 'ra-modality', dataset: { testid: 'modality' } });
     const header = h(
       'div',
       { class: 'ra-head' },
-      h('div', { class: 'ra-study' }, s.study, ` · session ${s.index}${s.n_sessions ? ` of ${s.n_sessions}` : ''}`),
+      h('div', { class: 'ra-study' }, s.study, s.practice ? ' · practice' : ` · session ${s.index}${s.n_sessions ? ` of ${s.n_sessions}` : ''}`),
+      this.practiceEl,
       h('div', { class: 'ra-progress' }, 'Read ', this.progressEl, this.caseEl, ' · ', this.modalityEl),
     );
     this.warningEl = h('div', { class: 'ra-warning', hidden: true, role: 'alert' });
@@ -304,7 +311,14 @@ export class ReadingApp {
       this.hooks.state = 'saved';
       this.lastSaved = true;
       this.progressEl.textContent = `${Math.min(item.n_read + 1, item.n_items)} of ${item.n_items}`;
-      await sleep(SAVED_PAUSE_MS);
+      const feedback = result.data && result.data.practice_feedback;
+      if (feedback) {
+        // Practice only: the truth, shown until the reader moves on (real reads never carry it).
+        this.hooks.state = 'feedback';
+        await this.rating.showFeedback(feedback, payload);
+      } else {
+        await sleep(SAVED_PAUSE_MS);
+      }
       if (token !== this.itemToken) return;
       this.submitting = false;
       await this.loadNext();
@@ -323,6 +337,13 @@ export class ReadingApp {
       this.rating.saveStatus.append(' ', h('button', { type: 'button', onclick: () => window.location.reload() }, 'Reload'));
     }
   }
+}
+
+/** The requests readerstudy/static/readerstudy/reading-boot.js started before the bundle ran, once. */
+function takeBoot(sessionId) {
+  const boot = window.__readingBoot;
+  window.__readingBoot = null;
+  return boot && String(boot.sessionId) === String(sessionId) ? boot : null;
 }
 
 /** Performance marks of the page's start-up steps (read by bench.viewer: where the first image's time goes). */

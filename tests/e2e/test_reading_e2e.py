@@ -477,3 +477,40 @@ def test_two_series_cases_hang_side_by_side_and_scroll_in_sync(page, live_server
     assert [v["series_role"] for v in read.viewer_state["viewports"]] == ["portal-venous", "arterial"]
     errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
     assert not errors, errors
+
+
+def test_a_practice_session_shows_the_truth_after_each_rating_and_counts_for_nothing(page, live_server, tmp_path):
+    from django.contrib.auth import get_user_model
+
+    from readerstudy.results.table import reads_table
+    from tests.factories import build_study
+
+    study = build_study(tmp_path, readers=1, n_patients=2, lesions_per_patient=1, practice_cases=2, predict=0.7)
+    reader = get_user_model().objects.get(username="reader1")
+    reader.set_password(PASSWORD)
+    reader.save()
+    practice = ReadingSession.objects.get(study=study, reader=reader, practice=True)
+    items = list(practice.items.select_related("case__truth", "modality").order_by("position"))
+    assert len(items) == 4  # two practice cases, each in both modalities
+
+    log_in(page, live_server, "reader1")
+    first = page.get_by_test_id("worklist-session").first
+    assert first.get_attribute("data-practice") == "true" and "Practice (optional)" in first.inner_text()
+    first.get_by_role("link", name="Start").click()
+    page.get_by_test_id("instructions-ack").click()
+    for position, item in enumerate(items):
+        wait_ready(page, position)
+        assert page.get_by_test_id("practice-banner").is_visible()
+        rate_and_submit(page, 60 + position)
+        feedback = page.get_by_test_id("practice-feedback")
+        feedback.wait_for(timeout=30_000)
+        assert feedback.get_attribute("data-truth") == item.case.truth.label
+        assert f"Your rating: {60 + position}" in feedback.inner_text()
+        page.get_by_test_id("practice-next").click()
+    message = page.get_by_test_id("reading-message")
+    message.wait_for(timeout=60_000)
+    assert message.get_attribute("data-state") == "complete"
+    assert Read.objects.filter(item__session=practice).count() == 4
+    assert reads_table(study).empty  # practice reads are in no export and no analysis
+    errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
+    assert not errors, errors
