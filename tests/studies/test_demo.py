@@ -21,6 +21,10 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     call_command("demo", data_dir=str(data), no_progress=True, no_precompute=True)
     study = Study.objects.get(name=DEMO_STUDY)
     assert study.status == "launched" and study.design == "crossover"
+    from readerstudy.results.management.commands.demo import SIMULATED_STUDY
+
+    simulated = Study.objects.get(name=SIMULATED_STUDY)
+    assert simulated.status == "closed"  # all reads in: the statistician sees every comparison
     n_cases, n_patients = Case.objects.filter(study=study).count(), Patient.objects.filter(study=study).count()
     assert n_cases >= 40 and n_patients >= 15
     labels = set(Case.objects.filter(study=study).values_list("truth__label", flat=True))

@@ -105,11 +105,14 @@ class Command(BaseCommand):
             call_command(
                 "simulate_reads", simulated.name, *(["--no-progress"] if no_progress else []), stdout=self.stdout
             )
+            # Every read is in: closed, so the statistician sees the comparisons (a running study hides them
+            # unless its admin allows interim looks).
+            actions.close_study(users["admin"], simulated)
 
         self.stdout.write(
             f"\nusers: {', '.join(name for name, _ in DEMO_USERS)}; password {source}: {password}\n"
             "readers: http://127.0.0.1:8000/reading/  statistician: http://127.0.0.1:8000/results/  "
-            "admin: http://127.0.0.1:8000/admin/"
+            "study admin: http://127.0.0.1:8000/studies/ (progress, readers, import)  admin: http://127.0.0.1:8000/admin/"
         )
 
     def _report_other_studies(self) -> None:
