@@ -16,17 +16,31 @@ from readerstudy.studies.admin import StudyAdmin
 from readerstudy.studies.models import Study
 
 
-@admin.action(description="Launch selected studies (write reading orders, open sessions)")
-def launch(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Study]) -> None:
+def _launch(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Study], *, accept: bool) -> None:
     for study in queryset:
         try:
-            n_items = actions.launch_study(request.user, study)
+            n_items = actions.launch_study(request.user, study, accept_missing_predictions=accept)
         except ActionError as exc:
             model_admin.message_user(request, str(exc), level=messages.ERROR)
         else:
             model_admin.message_user(request, f"{study.name}: launched, {n_items} items stored", level=messages.SUCCESS)
 
 
+@admin.action(description="Launch selected studies (write reading orders, open sessions)")
+def launch(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Study]) -> None:
+    _launch(model_admin, request, queryset, accept=False)
+
+
+# The explicit acceptance the study page's checkbox gives, as its own action (an admin action has no form);
+# the launch event records it.
+@admin.action(description="Launch selected studies, accepting cases without DL predictions (aided items show none)")
+def launch_accepting_missing_predictions(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Study]
+) -> None:
+    _launch(model_admin, request, queryset, accept=True)
+
+
+StudyAdmin.add_action(launch_accepting_missing_predictions, first=True)
 StudyAdmin.add_action(launch, first=True)
 
 

@@ -124,6 +124,22 @@ def test_launch_and_close_admin_actions_go_through_the_actions(tmp_path, logged_
     assert study.status == "closed"
 
 
+def test_the_admin_launches_without_predictions_only_when_told_to_accept_them(tmp_path, logged_in, admin_user):
+    study = build_study(tmp_path, readers=1, launch=False)
+    url = reverse("admin:studies_study_changelist")
+    response = logged_in.post(url, {"action": "launch", "_selected_action": [study.pk]}, follow=True)
+    assert "no DL prediction" in response.content.decode()
+    study.refresh_from_db()
+    assert study.status == "draft"
+    action = "launch_accepting_missing_predictions"
+    response = logged_in.post(url, {"action": action, "_selected_action": [study.pk]}, follow=True)
+    assert "launched" in response.content.decode()
+    study.refresh_from_db()
+    assert study.status == "launched"
+    event = AuditEvent.objects.get(verb="launch_study", study=study)
+    assert event.after["accepted_missing_predictions"]
+
+
 def test_launch_refusal_lists_every_problem_in_the_admin(logged_in, admin_user):
     study = actions.create_study(admin_user, "Not ready", seed=1)
     response = logged_in.post(
