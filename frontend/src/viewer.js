@@ -215,6 +215,8 @@ export class SeriesViewport {
     this.lesion = lesion || null;
     this.geometry = stackGeometry(imageIds);
     const index = Math.min(Math.max(0, sliceIndex ?? Math.floor(imageIds.length / 2)), imageIds.length - 1);
+    // Listening from before setStack: the page waits for this first render, not for another one after it.
+    this.firstRender = this.renderEvent();
     await this.viewport.setStack(imageIds, index);
     this.initialVoi = voi;
     this.viewport.resetCamera();
@@ -461,6 +463,20 @@ export class SeriesViewport {
       g.appendChild(line);
     }
     svg.appendChild(g);
+  }
+
+  /** Resolve at the next IMAGE_RENDERED (or after timeoutMs), without asking for a render. */
+  renderEvent(timeoutMs = 2000) {
+    return new Promise((resolve) => {
+      const E = csEnums.Events.IMAGE_RENDERED;
+      const done = () => {
+        clearTimeout(timer);
+        this.el.removeEventListener(E, done);
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.el.addEventListener(E, done);
+    });
   }
 
   /** Resolve after the next IMAGE_RENDERED (or after timeoutMs). */

@@ -145,7 +145,7 @@ export class Workstation {
     this.loaded = this.loadRest(allIds, isCurrent);
     if (overlayPromise && isCurrent()) await this.loadOverlay(item, overlayPromise, isCurrent);
     if (!isCurrent()) return false;
-    await this.grid.cells[0].nextRender();
+    await this.grid.cells[0].firstRender;
     this.updateCorners();
     this.grid.cells[0].el.focus({ preventScroll: true });
     return isCurrent();
