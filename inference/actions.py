@@ -104,6 +104,39 @@ def record_prediction(
     return prediction
 
 
+def push_segmentations(actor: Actor, study: Study) -> int:
+    """Send the DICOM SEG of every case's shown prediction to the configured DICOMweb server (STOW-RS); returns
+    how many. Study admins only; one audit event after the server took them (a network send is no transaction).
+
+    The SEGs reference the de-identified series (pseudonymous UIDs): on a research PACS holding the study's
+    de-identified images they attach to them; on the clinical source PACS they would not (the UID remapping is
+    one-way by design)."""
+    from readerstudy.studies.dicomweb import DicomwebConfig, FetchError, store_instances
+
+    check_study_admin(actor, study)
+    config = DicomwebConfig.from_settings()
+    if config is None:
+        raise InvalidInput("no DICOMweb server configured (set DICOMWEB_URL to push segmentations)")
+    cases = Case.objects.filter(study=study).order_by("case_id")
+    shown = [p for p in (shown_prediction(c) for c in cases) if p is not None and p.seg]
+    if not shown:
+        raise InvalidInput(f"study {study.name!r} has no stored DICOM SEG to push: precompute first")
+    blobs = []
+    for prediction in shown:
+        with prediction.seg.open("rb") as f:
+            blobs.append(f.read())
+    try:
+        n = store_instances(config, blobs)
+    except FetchError as exc:
+        raise Conflict(f"segmentations not pushed: {exc}") from None
+    with transaction.atomic():
+        audit.record(
+            actor, Verb.PUSH_SEGMENTATIONS, study, study=study,
+            after={"n_segmentations": n, "server": config.url, "predictions": [p.pk for p in shown]},
+        )  # fmt: skip
+    return n
+
+
 def check_predictions_open(study: Study) -> None:
     if study.status != Study.Status.DRAFT:
         raise Conflict(

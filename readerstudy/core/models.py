@@ -40,6 +40,7 @@ class Verb(models.TextChoices):
     # results
     REQUEST_EXPORT = "request_export", "request_export"
     START_ANALYSIS = "start_analysis", "start_analysis"
+    PUSH_SEGMENTATIONS = "push_segmentations", "push_segmentations"
     # every background job: its outcome (done or failed), written by the action that finishes it
     FINISH_JOB = "finish_job", "finish_job"
 

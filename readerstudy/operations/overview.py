@@ -1,6 +1,7 @@
 """The study overview: status, design, counts, the readiness checklist (each unmet check links to its fix),
 launch (with the explicit acceptance of missing DL predictions), precompute runs, and the interim-look switch."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count
@@ -9,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from inference.actions import push_segmentations
 from inference.jobs import start_precompute
 from inference.models import PrecomputeRun, Prediction
 from readerstudy.core.errors import ActionError
@@ -87,8 +89,23 @@ def overview(request: HttpRequest, study_id: int) -> HttpResponse:
         "launchable": launchable,
         "missing_predictions": missing_predictions,
         "runs": precompute_runs(study),
+        "pacs_configured": bool(settings.DICOMWEB_URL),
+        "pacs_url": settings.DICOMWEB_URL,
     }
     return render(request, "operations/overview.html", context)
+
+
+@login_required
+@require_POST
+def push_seg(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = admin_study(request.user, study_id)
+    try:
+        n = push_segmentations(actor(request), study)
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"{n} DL segmentation(s) stored on the PACS.")
+    return redirect("operations:overview", study.pk)
 
 
 @login_required

@@ -11,6 +11,7 @@ urlpatterns = [
     path("<id:study_id>/launch/", overview.launch, name="launch"),
     path("<id:study_id>/interim/", overview.interim, name="interim"),
     path("<id:study_id>/precompute/", overview.precompute, name="precompute"),
+    path("<id:study_id>/push-seg/", overview.push_seg, name="push_seg"),
     path("<id:study_id>/configure/", configure.configure, name="configure"),
     path("<id:study_id>/readers/", readers.readers, name="readers"),
     path("<id:study_id>/readers/<id:membership_id>/", readers.update_reader, name="reader"),

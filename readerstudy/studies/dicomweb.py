@@ -14,6 +14,7 @@ connect and per read).
 
 from __future__ import annotations
 
+import io
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -220,3 +221,19 @@ class SeriesFetcher:
 def _value(item: dict, tag: str) -> str:
     values = item.get(tag, {}).get("Value") or [""]
     return str(values[0]) if isinstance(values, list) else ""
+
+
+def store_instances(config: DicomwebConfig | None, blobs: list[bytes]) -> int:
+    """STOW-RS: store DICOM instances (e.g. DL segmentations) on the configured server, in one request; returns
+    how many were sent. Raises FetchError (ServerError where the server as a whole failed) with the reason."""
+    if config is None:
+        raise ServerError(NOT_CONFIGURED.replace("to import series by UID", "to push segmentations"))
+    import pydicom
+
+    datasets = [pydicom.dcmread(io.BytesIO(blob)) for blob in blobs]
+    fetcher = SeriesFetcher(Path("."), config)  # its client, session and error mapping; no staging needed
+    try:
+        fetcher._connect().store_instances(datasets=datasets)
+    except (requests.RequestException, OSError) as exc:
+        raise fetcher._server(exc) from None
+    return len(datasets)
