@@ -110,39 +110,13 @@ class SeriesFetcher:
 
     def _connect(self) -> Any:
         if self._client is None:
-            from dicomweb_client.api import DICOMwebClient  # requests + retrying: only imports by UID need them
-
             assert self.config is not None
-            session = requests.Session()
-            session.trust_env = False  # no proxy or .netrc credentials from the environment: the settings say it
-            if self.config.token:
-                session.headers["Authorization"] = f"Bearer {self.config.token}"
-            elif self.config.username:
-                session.auth = (self.config.username, self.config.password)
-            try:
-                client = DICOMwebClient(self.config.url, session=session, timeout=self.config.timeout_s)
-            except ValueError as exc:
-                raise ServerError(f"DICOMWEB_URL {self.config.url!r} is not a usable URL ({exc})") from None
-            client.set_http_retry_params(retry=False)  # a row error now beats minutes of back-off
-            self._client = client
+            self._client = connect(self.config)
         return self._client
 
     def _server(self, exc: Exception) -> FetchError:
         assert self.config is not None
-        url = self.config.url
-        if isinstance(exc, requests.HTTPError) and exc.response is not None:
-            status = exc.response.status_code
-            if status in (401, 403):
-                return ServerError(
-                    f"the DICOMweb server {url} refused access (HTTP {status}); "
-                    "check DICOMWEB_USERNAME/DICOMWEB_PASSWORD or DICOMWEB_TOKEN"
-                )
-            return FetchError(f"the DICOMweb server {url} answered HTTP {status} {exc.response.reason}")
-        if isinstance(exc, requests.Timeout):
-            return ServerError(f"the DICOMweb server {url} did not answer within {self.config.timeout_s:g} s")
-        if isinstance(exc, requests.ConnectionError):
-            return ServerError(f"cannot reach the DICOMweb server {url} ({type(exc).__name__})")
-        return FetchError(f"the DICOMweb server {url} sent an answer that cannot be read ({type(exc).__name__})")
+        return server_error(self.config, exc)
 
     def _find(self, study_uid: str, series_uid: str, modalities: tuple[str, ...]) -> set[str]:
         """QIDO-RS: the series exists in the study with an allowed modality; the SOP instance UIDs it holds."""
@@ -223,6 +197,43 @@ def _value(item: dict, tag: str) -> str:
     return str(values[0]) if isinstance(values, list) else ""
 
 
+def connect(config: DicomwebConfig) -> Any:
+    """A DICOMweb client for the configured server: its own session (no proxy or .netrc credentials from the
+    environment: the settings say it), the configured credentials, and no retries."""
+    from dicomweb_client.api import DICOMwebClient  # requests + retrying: only DICOMweb work needs them
+
+    session = requests.Session()
+    session.trust_env = False
+    if config.token:
+        session.headers["Authorization"] = f"Bearer {config.token}"
+    elif config.username:
+        session.auth = (config.username, config.password)
+    try:
+        client = DICOMwebClient(config.url, session=session, timeout=config.timeout_s)
+    except ValueError as exc:
+        raise ServerError(f"DICOMWEB_URL {config.url!r} is not a usable URL ({exc})") from None
+    client.set_http_retry_params(retry=False)  # a row error now beats minutes of back-off
+    return client
+
+
+def server_error(config: DicomwebConfig, exc: Exception) -> FetchError:
+    """The reason a request failed, as the reader of an error list needs it (ServerError: the whole server)."""
+    url = config.url
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        if status in (401, 403):
+            return ServerError(
+                f"the DICOMweb server {url} refused access (HTTP {status}); "
+                "check DICOMWEB_USERNAME/DICOMWEB_PASSWORD or DICOMWEB_TOKEN"
+            )
+        return FetchError(f"the DICOMweb server {url} answered HTTP {status} {exc.response.reason}")
+    if isinstance(exc, requests.Timeout):
+        return ServerError(f"the DICOMweb server {url} did not answer within {config.timeout_s:g} s")
+    if isinstance(exc, requests.ConnectionError):
+        return ServerError(f"cannot reach the DICOMweb server {url} ({type(exc).__name__})")
+    return FetchError(f"the DICOMweb server {url} sent an answer that cannot be read ({type(exc).__name__})")
+
+
 def store_instances(config: DicomwebConfig | None, blobs: list[bytes]) -> int:
     """STOW-RS: store DICOM instances (e.g. DL segmentations) on the configured server, in one request; returns
     how many were sent. Raises FetchError (ServerError where the server as a whole failed) with the reason."""
@@ -231,9 +242,8 @@ def store_instances(config: DicomwebConfig | None, blobs: list[bytes]) -> int:
     import pydicom
 
     datasets = [pydicom.dcmread(io.BytesIO(blob)) for blob in blobs]
-    fetcher = SeriesFetcher(Path("."), config)  # its client, session and error mapping; no staging needed
     try:
-        fetcher._connect().store_instances(datasets=datasets)
+        connect(config).store_instances(datasets=datasets)
     except (requests.RequestException, OSError) as exc:
-        raise fetcher._server(exc) from None
+        raise server_error(config, exc) from None
     return len(datasets)
