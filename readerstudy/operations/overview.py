@@ -1,6 +1,9 @@
 """The study overview: status, design, counts, the readiness checklist (each unmet check links to its fix),
 launch (with the explicit acceptance of missing DL predictions), precompute runs, and the interim-look switch."""
 
+from collections.abc import Callable
+from typing import Any
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -95,17 +98,27 @@ def overview(request: HttpRequest, study_id: int) -> HttpResponse:
     return render(request, "operations/overview.html", context)
 
 
+def _act(
+    request: HttpRequest, study: Study, call: Callable[[], Any], done: Callable[[Any], str], anchor: str = ""
+) -> HttpResponse:
+    """Run one action for the overview's buttons: its refusal or its outcome as a message, back to the overview."""
+    try:
+        result = call()
+    except ActionError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done(result))
+    return redirect(reverse("operations:overview", args=[study.pk]) + anchor)
+
+
 @login_required
 @require_POST
 def push_seg(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
-    try:
-        n = push_segmentations(actor(request), study)
-    except ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"{n} DL segmentation(s) stored on the PACS.")
-    return redirect("operations:overview", study.pk)
+    return _act(
+        request, study, lambda: push_segmentations(actor(request), study),
+        lambda n: f"{n} DL segmentation(s) stored on the PACS.",
+    )  # fmt: skip
 
 
 @login_required
@@ -113,13 +126,10 @@ def push_seg(request: HttpRequest, study_id: int) -> HttpResponse:
 def launch(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
     accept = request.POST.get("accept_missing_predictions") == "on"
-    try:
-        n_items = launch_study(actor(request), study, accept_missing_predictions=accept)
-    except ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Launched: {n_items} items stored; readers can start their first session.")
-    return redirect("operations:overview", study.pk)
+    return _act(
+        request, study, lambda: launch_study(actor(request), study, accept_missing_predictions=accept),
+        lambda n_items: f"Launched: {n_items} items stored; readers can start their first session.",
+    )  # fmt: skip
 
 
 @login_required
@@ -127,23 +137,17 @@ def launch(request: HttpRequest, study_id: int) -> HttpResponse:
 def interim(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
     allowed = request.POST.get("interim_analysis_allowed") == "on"
-    try:
-        actions.set_interim_analysis(actor(request), study, allowed)
-    except ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Interim looks {'allowed' if allowed else 'not allowed'} for statisticians.")
-    return redirect("operations:overview", study.pk)
+    return _act(
+        request, study, lambda: actions.set_interim_analysis(actor(request), study, allowed),
+        lambda _: f"Interim looks {'allowed' if allowed else 'not allowed'} for statisticians.",
+    )  # fmt: skip
 
 
 @login_required
 @require_POST
 def precompute(request: HttpRequest, study_id: int) -> HttpResponse:
     study = admin_study(request.user, study_id)
-    try:
-        run = start_precompute(actor(request), study)
-    except ActionError as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Precompute run {run.pk} started.")
-    return redirect(reverse("operations:overview", args=[study.pk]) + "#precompute")
+    return _act(
+        request, study, lambda: start_precompute(actor(request), study),
+        lambda run: f"Precompute run {run.pk} started.", "#precompute",
+    )  # fmt: skip
