@@ -478,19 +478,4 @@ export class SeriesViewport {
       this.el.addEventListener(E, done);
     });
   }
-
-  /** Resolve after the next IMAGE_RENDERED (or after timeoutMs). */
-  nextRender(timeoutMs = 2000) {
-    return new Promise((resolve) => {
-      const E = csEnums.Events.IMAGE_RENDERED;
-      const done = () => {
-        clearTimeout(timer);
-        this.el.removeEventListener(E, done);
-        resolve();
-      };
-      const timer = setTimeout(done, timeoutMs);
-      this.el.addEventListener(E, done);
-      this.viewport.render();
-    });
-  }
 }
