@@ -186,12 +186,19 @@ def start_command_precompute(study: Study, *, backend: str, device: str) -> Prec
 PRECOMPUTE_COUNTERS = {"done": "n_done", "skipped": "n_skipped", "failed": "n_failed"}
 
 
-def precompute_progress(run: PrecomputeRun, *, n_cases: int | None = None, outcome: str | None = None) -> None:
-    """The task's progress: the batch's size when it starts, then one case's outcome at a time (not audited)."""
+def precompute_progress(
+    run: PrecomputeRun, *, n_cases: int | None = None, outcome: str | None = None, device: str | None = None
+) -> None:
+    """The task's progress: the batch's size (and the worker's device) when it starts, then one case's outcome at
+    a time (not audited). A start counts from zero: a task run again after its worker was lost counts the
+    predictions its first attempt stored as skipped, so the counters always add up to the cases handled."""
     also = []
     if n_cases is not None:
-        run.n_cases = n_cases
-        also.append("n_cases")
+        run.n_cases, run.n_done, run.n_skipped, run.n_failed = n_cases, 0, 0, 0
+        also += ["n_cases", "n_done", "n_skipped", "n_failed"]
+    if device is not None and device != run.device:
+        run.device = device
+        also.append("device")
     if outcome is not None:
         field = PRECOMPUTE_COUNTERS[outcome]
         setattr(run, field, getattr(run, field) + 1)

@@ -5,22 +5,27 @@ saves a row itself. nnU-Net (TotalSegmentator) starts worker processes, so the s
 a subprocess (see inference.pipeline.segment): a daemonic task worker is fine.
 """
 
+from django.conf import settings
 from django_tasks import task
 
 from inference import actions
 from inference.models import PrecomputeRun
 from inference.precompute import load_models, precompute
+from readerstudy.core.workers import on_lost
 from readerstudy.studies.models import Case
 
 
-@task()
+# Its own queue: GPU machines run only ``task_worker --queue-name inference --device cuda``. Run again after a
+# lost worker, it resumes: cases whose prediction is stored are skipped (precompute is idempotent).
+@task(queue_name="inference")
 def precompute_task(*, run_id: int) -> None:
     run = PrecomputeRun.objects.select_related("study", "created_by").get(pk=run_id)
     cases = list(Case.objects.filter(study=run.study).select_related("series", "study"))
-    actions.precompute_progress(run, n_cases=len(cases))
+    device = settings.INFERENCE_DEVICE or run.device  # the worker's --device wins: it knows its machine
+    actions.precompute_progress(run, n_cases=len(cases), device=device)
     try:
         actions.check_predictions_open(run.study)  # launched after the run was queued: frozen, say so
-        segmenter, classifier = load_models(run.backend, run.device)
+        segmenter, classifier = load_models(run.backend, device)
         summary = precompute(
             cases,
             backend=segmenter,
@@ -32,3 +37,10 @@ def precompute_task(*, run_id: int) -> None:
         actions.finish_precompute(run, errors=[*run.errors, f"{type(exc).__name__}: {exc}"], failed=True)
         raise
     actions.finish_precompute(run, errors=summary.errors, failed=bool(summary.failed))
+
+
+@on_lost(precompute_task.module_path)
+def precompute_lost(kwargs: dict, reason: str) -> None:
+    run = PrecomputeRun.objects.select_related("study", "created_by").get(pk=kwargs["run_id"])
+    if not run.finished:
+        actions.finish_precompute(run, errors=[*run.errors, f"worker lost: {reason}"], failed=True)

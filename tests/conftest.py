@@ -111,3 +111,38 @@ def totalseg_example() -> Path:
     folder = TOTALSEG_EXAMPLE / "example_ct_dicom"
     assert folder.is_dir(), f"missing {folder}: tests/data is part of the repository (see its README)"
     return folder
+
+
+# --- object storage: an S3-protocol server (moto's server mode; fixtures/s3server.py says why) ------------------
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One S3-protocol server per test session, on a free loopback port, with an empty bucket."""
+    from fixtures.s3server import S3Unavailable, start_s3
+
+    try:
+        server = start_s3(tmp_path_factory.mktemp("s3"))
+    except S3Unavailable as exc:
+        pytest.skip(f"no S3-protocol server for the object-storage tests ({exc})")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_storage(settings, s3) -> Any:
+    """The default storage is the S3 server's bucket, under a prefix of this test's own (nothing shared)."""
+    import uuid
+
+    from readerstudy.storage_config import s3_storage as s3_entry
+
+    env = s3.env(prefix=f"test-{uuid.uuid4().hex}")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": s3_entry(
+            bucket=env["S3_BUCKET"], endpoint_url=env["S3_ENDPOINT_URL"], region=env["S3_REGION"],
+            prefix=env["S3_PREFIX"], access_key=env["S3_ACCESS_KEY_ID"], secret_key=env["S3_SECRET_ACCESS_KEY"],
+        ),
+    }  # fmt: skip
+    s3.prefix = env["S3_PREFIX"]
+    return s3

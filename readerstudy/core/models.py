@@ -160,3 +160,26 @@ class Job(models.Model):
             self.errors = errors
         self.finished_at = timezone.now()
         self.save(update_fields=["status", "progress", "message", "errors", "finished_at", *also])
+
+
+class TaskWorker(models.Model):
+    """A task worker process (``manage.py task_worker``) and its heartbeat.
+
+    The heartbeat is how a killed worker is told from a busy one: a task whose worker has been silent for
+    ``WORKER_STALE_SECONDS`` goes back to the queue (``core.workers.requeue_orphans``).
+    """
+
+    worker_id = models.CharField(max_length=64, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    device = models.CharField(max_length=8, blank=True, help_text="cpu or cuda for inference workers")
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname}:{self.pid} ({','.join(self.queues)})"
