@@ -79,6 +79,14 @@ def alive_workers(*, now: datetime | None = None, queue: str | None = None) -> l
     return [w for w in workers if queue is None or queue in w.queues or "*" in w.queues]
 
 
+def runs_in_process() -> bool:
+    """Whether tasks run inside the process that enqueues them (the demo's immediate backend): no worker needed."""
+    from django_tasks import DEFAULT_TASK_BACKEND_ALIAS, task_backends
+    from django_tasks.backends.immediate import ImmediateBackend
+
+    return isinstance(task_backends[DEFAULT_TASK_BACKEND_ALIAS], ImmediateBackend)
+
+
 def requeue_orphans(*, now: datetime | None = None) -> list[str]:
     """Put back on the queue every RUNNING task whose worker is dead; returns their ids.
 

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from inference.actions import push_segmentations
 from inference.jobs import start_precompute
 from inference.models import PrecomputeRun, Prediction
+from readerstudy.core import workers
 from readerstudy.core.errors import ActionError
 from readerstudy.operations.access import actor, admin_study
 from readerstudy.operations.links import fix_link
@@ -92,6 +93,7 @@ def overview(request: HttpRequest, study_id: int) -> HttpResponse:
         "launchable": launchable,
         "missing_predictions": missing_predictions,
         "runs": precompute_runs(study),
+        "inference_workers": None if workers.runs_in_process() else workers.alive_workers(queue="inference"),
         "pacs_configured": bool(settings.DICOMWEB_URL),
         "pacs_url": settings.DICOMWEB_URL,
     }

@@ -28,3 +28,28 @@ def test_a_command_line_precompute_is_a_recorded_run_shown_on_the_overview(tmp_p
     html = client.get(f"/studies/{study.pk}/").content.decode()
     assert 'data-testid="precompute-run" data-status="done"' in html and "command line" in html
     assert "2 of 2" in html
+
+
+DATABASE_TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "inference"]}}
+
+
+def test_the_overview_says_which_inference_workers_run(settings, boss):
+    from readerstudy.core import workers
+
+    study = actions.set_up_study(boss, "Workers")
+    client = Client()
+    client.force_login(boss)
+
+    def shown() -> str:
+        html = client.get(f"/studies/{study.pk}/").content.decode()
+        return html.split('data-testid="inference-workers" data-alive="')[1].split('"')[0]
+
+    assert shown() == "in-process"  # the demo's immediate backend: no worker needed
+    settings.TASKS = DATABASE_TASKS
+    assert shown() == "0"
+    workers.register_worker("gpu-node-1", ["inference"], "cuda")
+    workers.register_worker("web-1", ["default"])
+    assert shown() == "1"
+    assert "(cuda, seen" in client.get(f"/studies/{study.pk}/").content.decode()
+    workers.stop_worker("gpu-node-1")
+    assert shown() == "0"
