@@ -1,6 +1,7 @@
 """Peer-format writers and readers: round trips through analyse(), the files' structure, and clear errors."""
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +228,7 @@ def test_jafroc_workbook_structure(study):
     body = truth[1:]
     assert [r[0] for r in body] == list(range(1, n0 + n1 + 1))  # negatives 1..K1 then positives, like RJafroc
     assert [r[1] for r in body] == [0] * n0 + [1] * n1 and [r[2] for r in body] == [0] * n0 + [1] * n1
-    assert {r[3] for r in body} == {"reader1, reader2, reader3, reader4, reader5"}
+    assert {r[3] for r in body} == {"1, 2, 3, 4, 5"}  # integer ReaderIDs: RJafroc's default reader needs them
     assert {r[4] for r in body} == {"aided, unaided"}
     assert [r[5] for r in body[:3]] == ["ROC", "crossed", None]
     fp = list(wb["FP"].iter_rows(values_only=True))
@@ -253,7 +254,9 @@ def test_jafroc_explicit_case_map_and_plain_ids(study):
     wb.save(buffer)
     plain = formats.read_jafroc(buffer.getvalue())
     assert set(plain["case"]) == {str(n) for n in numbers.values()} and "patient" not in plain.columns
-    assert_same_analysis(analyse(plain, analyses=("rrrc",)), analyse(study, analyses=("rrrc",)), ("rrrc",))
+    assert sorted(plain["reader"].unique()) == ["1", "2", "3", "4", "5"]  # the ReaderIDs, without the names
+    numbered = study.replace({"reader": {f"reader{j}": str(j) for j in range(1, 6)}})
+    assert_same_analysis(analyse(plain, analyses=("rrrc",)), analyse(numbered, analyses=("rrrc",)), ("rrrc",))
 
 
 def _workbook(sheets):
@@ -388,5 +391,21 @@ def test_check_columns_names_the_missing_ones(study):
 def test_jafroc_ids_rules(study):
     spaced = study.replace({"case": {"P001-L1": "P001 L1"}})  # case ids become integers: any text is fine
     assert "P001 L1" in set(formats.read_jafroc(formats.write_jafroc(spaced))["case"])
-    with pytest.raises(ValueError, match="reader id 'dr smith' is empty or contains a comma or whitespace"):
-        formats.write_jafroc(study.replace({"reader": {"reader1": "dr smith"}}))
+    named = study.replace({"reader": {"reader1": "dr smith"}})  # readers become integers too: any name is kept
+    assert "dr smith" in set(formats.read_jafroc(formats.write_jafroc(named))["reader"])
+    with pytest.raises(ValueError, match="modality id 'dl aided' is empty or contains a comma or whitespace"):
+        formats.write_jafroc(study.replace({"modality": {"aided": "dl aided"}}))
+
+
+def test_jafroc_reader_ids_are_what_rjafrocs_default_reader_takes(study):
+    """``DfReadDataFile(f)`` (old format) sorts ``as.integer(ReaderID)`` of the FP and TP sheets: every ReaderID
+    must be an integer, numbered in the readers' natural order (reader2 before reader10), names kept in the map."""
+    renamed = study.replace({"reader": {"reader2": "reader10"}})
+    wb = load_workbook(io.BytesIO(formats.write_jafroc(renamed)))
+    ids = [r[0] for sheet in ("FP", "TP") for r in wb[sheet].iter_rows(min_row=2, values_only=True)]
+    assert all(isinstance(i, int) for i in ids) and sorted(set(ids)) == [1, 2, 3, 4, 5]
+    stored = json.loads(wb.custom_doc_props[formats.JAFROC_MAP_PROPERTY].value)
+    assert stored["reader"] == {"1": "reader1", "2": "reader3", "3": "reader4", "4": "reader5", "5": "reader10"}
+    back = formats.read_jafroc(formats.write_jafroc(renamed))
+    assert sorted(back["reader"].unique()) == sorted(renamed["reader"].unique())
+    assert_same_analysis(analyse(back, analyses=("rrrc",)), analyse(renamed, analyses=("rrrc",)), ("rrrc",))

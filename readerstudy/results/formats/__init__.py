@@ -11,7 +11,8 @@ float ratings, so ``read_x(write_x(df))`` gives the same ``analyse()`` result as
   integer reader and case ids, so RJafroc users should take the JAFROC workbook instead.
 - RJafroc JAFROC workbook (``.xlsx``): sheets ``Truth`` (CaseID, LesionID, Weight, ReaderID, ModalityID,
   Paradigm), ``FP`` (ReaderID, ModalityID, CaseID, FP_Rating) and ``TP`` (ReaderID, ModalityID, CaseID,
-  LesionID, TP_Rating). Readable by ``DfReadDataFile(f)`` (old format: the first three Truth columns) and by
+  LesionID, TP_Rating). Readable by ``DfReadDataFile(f)`` (old format: the first three Truth columns; it needs
+  integer ReaderIDs, so readers are numbered 1..J and their names kept in the workbook's id map) and by
   ``DfReadDataFile(f, newExcelFileFormat = TRUE)`` (all six; Paradigm = "ROC", "crossed").
 - MRMCaov CSV: ``reader, treatment, case, truth, rating`` (the VanDyke example's names), plus ``patient``
   when the table has one, for ``mrmc(empirical_auc(truth, rating), treatment, reader, case, data)``.

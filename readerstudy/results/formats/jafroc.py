@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import zipfile
 from collections.abc import Mapping
 
@@ -38,21 +39,25 @@ def _append_text(ws: object, values: list) -> None:
 def write_jafroc(df: pd.DataFrame) -> bytes:
     """The ratings as an RJafroc JAFROC ROC workbook (xlsx bytes).
 
-    JAFROC needs integer case ids: see :func:`jafroc_case_numbers`. The map back to our case (and patient)
-    ids is stored as a custom document property, which RJafroc ignores (its new-format reader rejects extra
-    worksheets) and :func:`read_jafroc` uses.
+    JAFROC needs integer case ids (see :func:`jafroc_case_numbers`), and RJafroc's default reader
+    (``DfReadDataFile(f)``, the old format) also integer reader ids: it sorts ``as.integer(ReaderID)``, so a
+    reader name becomes NA and the file fails. Readers are numbered 1..J in id order. The map back to our reader,
+    case and patient ids is stored as a custom document property, which RJafroc ignores (its new-format reader
+    rejects extra worksheets) and :func:`read_jafroc` uses. Modality ids stay text (both RJafroc readers keep
+    them as character).
     """
     from openpyxl import Workbook
     from openpyxl.packaging.custom import StringProperty
 
     table = _ratings(df, ("patient",))
-    # the Truth sheet lists readers and modalities comma/space separated; cases become integers anyway
-    _check_plain_ids(table, "JAFROC", ("reader", "modality"))
+    # the Truth sheet lists modalities comma/space separated; readers and cases become integers anyway
+    _check_plain_ids(table, "JAFROC", ("modality",))
     cases = _cases(table)
     if cases["truth"].nunique() < 2:
         raise ValueError("JAFROC: the ROC workbook needs both non-diseased and diseased cases")
     number = {c: i + 1 for i, c in enumerate(cases["case"])}
-    readers = sorted(table["reader"].unique())
+    readers = sorted(table["reader"].unique(), key=_reader_key)
+    reader_number = {r: j + 1 for j, r in enumerate(readers)}
     modalities = sorted(table["modality"].unique())
 
     wb = Workbook()
@@ -68,31 +73,37 @@ def write_jafroc(df: pd.DataFrame) -> bytes:
                 number[case],
                 int(t),
                 int(t),
-                ", ".join(readers),
+                ", ".join(str(n) for n in reader_number.values()),
                 ", ".join(modalities),
                 paradigm[i] if i < len(paradigm) else None,
             ],
         )
-    ordered = table.assign(number=table["case"].map(number)).sort_values(["modality", "reader", "number"])
+    ordered = table.assign(number=table["case"].map(number), reader_no=table["reader"].map(reader_number))
+    ordered = ordered.sort_values(["modality", "reader_no", "number"])
     fp_ws = wb.create_sheet("FP")
     _append_text(fp_ws, ["ReaderID", "ModalityID", "CaseID", "FP_Rating"])
     tp_ws = wb.create_sheet("TP")
     _append_text(tp_ws, ["ReaderID", "ModalityID", "CaseID", "LesionID", "TP_Rating"])
     for r, m, k, t, x in zip(
-        ordered["reader"], ordered["modality"], ordered["number"], ordered["truth"], ordered["rating"], strict=True
+        ordered["reader_no"], ordered["modality"], ordered["number"], ordered["truth"], ordered["rating"], strict=True
     ):
         value = int(x) if float(x).is_integer() else float(x)
         if t == 1:
-            _append_text(tp_ws, [r, m, int(k), 1, value])
+            _append_text(tp_ws, [int(r), m, int(k), 1, value])
         else:
-            _append_text(fp_ws, [r, m, int(k), value])
-    ids = {"case": {str(n): c for c, n in number.items()}}
+            _append_text(fp_ws, [int(r), m, int(k), value])
+    ids = {"case": {str(n): c for c, n in number.items()}, "reader": {str(n): r for r, n in reader_number.items()}}
     if "patient" in cases.columns:
         ids["patient"] = {str(number[c]): p for c, p in zip(cases["case"], cases["patient"], strict=True)}
     wb.custom_doc_props.append(StringProperty(name=JAFROC_MAP_PROPERTY, value=json.dumps(ids)))
     buffer = io.BytesIO()
     wb.save(buffer)
     return buffer.getvalue()
+
+
+def _reader_key(reader: str) -> tuple:
+    """Reader ids in natural order (reader2 before reader10), so ReaderID 1..J follows the names."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", reader))
 
 
 def _sheet_rows(ws: object, n_cols: int) -> list[tuple[int, tuple]]:
@@ -188,6 +199,7 @@ def read_jafroc(data: bytes, case_map: Mapping[int, str] | None = None) -> pd.Da
     else:
         names = {int(k): str(v) for k, v in stored.get("case", {}).items()}
     patients = {int(k): str(v) for k, v in stored.get("patient", {}).items()} if case_map is None else {}
+    reader_names = {str(k): str(v) for k, v in stored.get("reader", {}).items()}
 
     records = []
     seen: dict[tuple[str, str, int], tuple[str, int]] = {}
@@ -221,6 +233,7 @@ def read_jafroc(data: bytes, case_map: Mapping[int, str] | None = None) -> pd.Da
         raise FormatError(f"JAFROC: no ratings in sheets {fp_name!r} and {tp_name!r}")
     df = pd.DataFrame.from_records(records, columns=["reader", "modality", "number", "truth", "rating"])
     df["case"] = [names.get(k, str(k)) for k in df["number"]]
+    df["reader"] = [reader_names.get(r, r) for r in df["reader"]]
     if patients and set(df["number"]) <= set(patients):
         df["patient"] = df["number"].map(patients)
     return df[[*RATING_COLUMNS, *(["patient"] if "patient" in df.columns else [])]]
