@@ -58,6 +58,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: one line per request (route pattern, status, duration; nothing personal), whatever answers it.
+    "readerstudy.requestlog.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -87,6 +89,9 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ValueError(f"environment variable TRUSTED_PROXY_COUNT={TRUSTED_PROXY_COUNT}: expected 0 or more")
 AXES_CLIENT_IP_CALLABLE = "readerstudy.logins.client_ip"
+# Axes' log lines would name the user and the address: they say what happened only (attempts stay in the database).
+AXES_CLIENT_STR_CALLABLE = "readerstudy.requestlog.axes_client_str"
+AXES_VERBOSE = False  # no start-up banner: logs go to stdout, where commands print their own output
 # Per address across user names (password spraying): after 20 failures within 5 minutes, that address waits 60 s.
 LOGIN_THROTTLE_FAILURES = env_int("LOGIN_THROTTLE_FAILURES", 20)
 LOGIN_THROTTLE_WINDOW_SECONDS = env_int("LOGIN_THROTTLE_WINDOW_SECONDS", 300)
@@ -198,6 +203,7 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # probes may ask over plain HTTP on the loopback
 # Request bodies: reads are small JSON; anything large is refused before it reaches a view.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
 # Case import from the browser (/studies/<id>/import/): the upload is streamed to a temporary file on disk, and
@@ -212,3 +218,30 @@ IMPORT_ZIP_MAX_RATIO = env_int("IMPORT_ZIP_MAX_RATIO", 200)
 # A server-side import area: its direct subfolders (each with a manifest.csv and its series) can be picked on the
 # import page. Unset: the option is hidden. Task workers must see the same folder.
 IMPORT_ROOT = env_str("IMPORT_ROOT", "") or None
+
+# Logs: one line per record on stdout (journald or the container runtime keeps them), key=value. Request lines come
+# from readerstudy.requestlog (route patterns, never paths, users or addresses). LOG_LEVEL: DEBUG ... CRITICAL.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ValueError(f"environment variable LOG_LEVEL={LOG_LEVEL!r}: expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "line": {"format": "time=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"},
+    },
+    "handlers": {
+        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"},
+    },
+    "filters": {"route_not_path": {"()": "readerstudy.requestlog.RouteNotPath"}},
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        # Django's own records go up to the root's handler, once (its defaults would also print them to stderr).
+        "django": {"handlers": [], "level": LOG_LEVEL},
+        # SQL with its parameters (names, e-mail addresses) is logged at DEBUG: never, whatever LOG_LEVEL says.
+        "django.db.backends": {"level": "INFO"},
+        # "Not Found: /path" and "Forbidden (CSRF ...): /path" name the route instead of the path.
+        "django.request": {"filters": ["route_not_path"]},
+        "django.security.csrf": {"filters": ["route_not_path"]},
+    },
+}

@@ -5,10 +5,11 @@ from drf_spectacular.views import SpectacularAPIView
 
 from readerstudy.logins import throttle_logins
 from readerstudy.reading.urls import api_patterns
-from readerstudy.views import home
+from readerstudy.views import healthz, home
 
 urlpatterns = [
     path("", home, name="home"),
+    path("healthz", healthz, name="healthz"),  # unauthenticated: load balancers and monitoring
     # Both login forms go through the per-address throttle (the admin's before admin.site.urls claims it).
     path("admin/login/", throttle_logins(admin.site.login)),
     path("admin/", admin.site.urls),

@@ -1,8 +1,16 @@
+import logging
+
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.files.storage import default_storage
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 
 from readerstudy.studies.models import Membership
+
+logger = logging.getLogger("readerstudy.health")
 
 
 @login_required
@@ -14,3 +22,36 @@ def home(request: HttpRequest) -> HttpResponse:
     if Membership.Role.STATISTICIAN in roles or not request.user.is_staff:
         return redirect("results:index")
     return redirect("admin:index")
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:  # any failure is "database down"; the reason goes to the log, never to the client
+        logger.exception("health check: the database does not answer")
+        return False
+
+
+def _storage_ok() -> bool:
+    # Listing the storage's root reads and writes nothing, and fails where exists() would not: FileSystemStorage's
+    # exists() answers False for a missing MEDIA_ROOT, S3Storage's for a missing bucket; both listings raise.
+    try:
+        default_storage.listdir("")
+        return True
+    except Exception:
+        logger.exception("health check: the file storage cannot be listed")
+        return False
+
+
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    """For load balancers and monitoring: 200 when the database answers and the file storage can be read, else
+    503 naming the failed check. No login and no session (a probe has no cookies), nothing written, never cached;
+    exception texts go to the log only (they can name hosts, users and paths)."""
+    checks = {"database": _database_ok(), "storage": _storage_ok()}
+    body = {"status": "ok" if all(checks.values()) else "fail"}
+    body.update({name: "ok" if ok else "fail" for name, ok in checks.items()})
+    return JsonResponse(body, status=200 if all(checks.values()) else 503)
