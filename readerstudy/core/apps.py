@@ -9,6 +9,7 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         from django.urls import register_converter
 
+        from readerstudy.core import checks  # noqa: F401  (registers the deploy checks)
         from readerstudy.core.converters import IdConverter
 
         # Registered once for every app's urls.py (reading's and results' both use <id:...>).
