@@ -50,6 +50,8 @@ max_requests_jitter = env_int("GUNICORN_MAX_REQUESTS_JITTER", 0)
 worker_tmp_dir = env_str("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "") or None
 # Proxies whose X-Forwarded-Proto gunicorn believes (Django's SECURE_PROXY_SSL_HEADER reads it too).
 forwarded_allow_ips = env_str("GUNICORN_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
-accesslog = env_str("GUNICORN_ACCESS_LOG", "-") or None
+# Off by default: gunicorn's access lines carry the client address and the full path with its query string (one-time
+# tokens, search terms). Django logs every request by route instead (readerstudy.requests). "-" turns it on.
+accesslog = env_str("GUNICORN_ACCESS_LOG", "") or None
 errorlog = env_str("GUNICORN_ERROR_LOG", "-")
 loglevel = env_str("GUNICORN_LOG_LEVEL", "info")
