@@ -29,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="FRRC error term with Cov2 - Cov3 as is (MRMCaov) instead of max(.., 0) (Iowa)",
     )
+    parser.add_argument(
+        "--complete-readers-only",
+        action="store_true",
+        help="leave out readers who did not rate every case of their block in every modality (else: refuse)",
+    )
     parser.add_argument("--json", metavar="OUT.json", help="also write the full result as JSON")
     args = parser.parse_args(argv)
     try:
@@ -40,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             analyses=args.analysis.split(","),
             alpha=args.alpha,
             frrc_truncate=not args.frrc_untruncated,
+            complete_readers_only=args.complete_readers_only,
         )
     except AnalysisInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

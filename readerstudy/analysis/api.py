@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from readerstudy.analysis.covariance import COV_METHODS, auc_covariance
-from readerstudy.analysis.data import ReaderStudy, build_study, case_strata, check_both_classes, read_ratings
+from readerstudy.analysis.data import ReaderStudy, case_strata, check_both_classes, read_ratings
 from readerstudy.analysis.errors import AnalysisInputError
 from readerstudy.analysis.orh import ANALYSES, ORComponents, frrc, rrfc, rrrc
+from readerstudy.analysis.splitplot import SplitPlotStudy, build_design, design_entries, split_plot_auc_covariance
 from readerstudy.analysis.strata import holm
 
 
@@ -45,7 +46,7 @@ def _check_options(cov: str, analyses: Sequence[str]) -> tuple[str, ...]:
 
 
 def analyse_study(
-    study: ReaderStudy,
+    study: ReaderStudy | SplitPlotStudy,
     cov: str = "jackknife",
     analyses: Sequence[str] = ANALYSES,
     alpha: float = 0.05,
@@ -54,14 +55,18 @@ def analyse_study(
 ) -> dict:
     """OR analysis of an already validated study (see :func:`analyse` for the result's keys)."""
     analyses = _check_options(cov, analyses)
-    check_both_classes(study, what)
+    if not isinstance(study, SplitPlotStudy):
+        check_both_classes(study, what)
     n_m, n_r, n_k = study.ratings.shape
     if n_r < 2 and {"rrrc", "rrfc"} & set(analyses):
         raise AnalysisInputError(
             f"{what} has {n_r} reader ({study.readers[0]!r}); random-reader analyses "
             "(RRRC, RRFC) need at least 2 readers"
         )
-    auc, covariance = auc_covariance(study.ratings.reshape(n_m * n_r, n_k), study.truth, cov, study.clusters)
+    if isinstance(study, SplitPlotStudy):  # each group's block apart, see splitplot.py
+        auc, covariance = split_plot_auc_covariance(study, cov, what)
+    else:
+        auc, covariance = auc_covariance(study.ratings.reshape(n_m * n_r, n_k), study.truth, cov, study.clusters)
     comps = ORComponents(auc.reshape(n_m, n_r), covariance)
     grid = auc.reshape(n_m, n_r)
     se = np.sqrt(np.clip(np.diag(covariance), 0, None)).reshape(n_m, n_r)
@@ -81,6 +86,7 @@ def analyse_study(
         "anova": comps.anova(),
         "var_components": comps.var_components(),
     }
+    out.update(design_entries(study))  # design, groups
     if "rrrc" in analyses:
         out["rrrc"] = rrrc(comps, study.modalities, alpha)
     if "frrc" in analyses:
@@ -112,13 +118,16 @@ def analyse(
     analyses: Sequence[str] = ANALYSES,
     alpha: float = 0.05,
     frrc_truncate: bool = True,
+    complete_readers_only: bool = False,
 ) -> dict:
     """Obuchowski-Rockette-Hillis analysis of a long ratings table (DataFrame or CSV path).
 
     ``cov``: "jackknife" (default), "delong" or "unbiased"; ``cluster``: column naming each case's patient
     (jackknife deletes, and DeLong groups, whole patients); ``stratum``: column whose values split the cases
     into strata analysed separately (cases without a value join every stratum) with Holm-adjusted p-values;
-    ``frrc_truncate``: FRRC error term with max(Cov2 - Cov3, 0) (Iowa/RJafroc, default) or not (MRMCaov).
+    ``frrc_truncate``: FRRC error term with max(Cov2 - Cov3, 0) (Iowa/RJafroc, default) or not (MRMCaov);
+    ``complete_readers_only``: leave out readers who did not rate every case of their block in every modality
+    instead of refusing the table. The design (fully crossed or split-plot) is detected from the reads.
 
     Returns plain floats keyed as documented in the README (``n_readers`` ... ``rrrc``/``frrc``/``rrfc``,
     and ``strata`` when stratified); undefined numbers are None. Bad input raises AnalysisInputError; a
@@ -126,8 +135,9 @@ def analyse(
     """
     analyses = _check_options(cov, analyses)
     df = read_ratings(source, cluster, stratum)
-    study = build_study(df, cluster)
+    study, design = build_design(df, cluster, complete_readers_only)
     result = analyse_study(study, cov, analyses, alpha, frrc_truncate)
+    result.update(plain(design))  # design, groups, completion
     if stratum is None:
         return result
     labels, case_stratum = case_strata(df, stratum)

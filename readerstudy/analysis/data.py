@@ -134,8 +134,12 @@ def _per_case(
     return per_case
 
 
-def build_study(df: pd.DataFrame, cluster: str | None = None) -> ReaderStudy:
-    """Validate a ratings table (see :func:`read_ratings`) and shape it into a :class:`ReaderStudy`."""
+def build_study(df: pd.DataFrame, cluster: str | None = None, missing_ok: bool = False) -> ReaderStudy:
+    """Validate a ratings table (see :func:`read_ratings`) and shape it into a :class:`ReaderStudy`.
+
+    ``missing_ok``: cells nobody rated are NaN instead of an error (the split-plot detection starts from
+    that array, see ``splitplot.py``); the result is then not a fully crossed study yet.
+    """
     reader, readers = _codes(df["reader"], "reader")
     modality, modalities = _codes(df["modality"], "modality")
     case, cases = _codes(df["case"], "case")
@@ -158,7 +162,7 @@ def build_study(df: pd.DataFrame, cluster: str | None = None) -> ReaderStudy:
             + "; ".join(_cell(c, modalities, readers, cases) for c in dup[:_MAX_LISTED])
             + "; expected one rating per cell"
         )
-    if (counts == 0).any():
+    if not missing_ok and (counts == 0).any():
         gap = np.flatnonzero(counts == 0)
         raise AnalysisInputError(
             f"not fully crossed: {gap.size} reader x modality x case cell(s) missing, e.g. "
@@ -166,7 +170,7 @@ def build_study(df: pd.DataFrame, cluster: str | None = None) -> ReaderStudy:
             + "; expected every reader to rate every case in every modality"
         )
 
-    ratings = np.empty(n_m * n_r * n_k)
+    ratings = np.full(n_m * n_r * n_k, np.nan)
     ratings[cell] = rating
     study = ReaderStudy(
         [str(m) for m in modalities],

@@ -64,6 +64,19 @@ def _analysis(name: str, res: dict) -> list[str]:
     return out
 
 
+def _design(result: dict) -> list[str]:
+    """The split-plot groups and the readers left out as incomplete (nothing for a complete fully crossed study)."""
+    out = []
+    if result.get("design") == "split-plot":
+        groups = "; ".join(f"readers {', '.join(g['readers'])}: {g['n_cases']} cases" for g in result["groups"])
+        out.append(f"design: split-plot, {len(result['groups'])} reader groups ({groups})")
+    dropped = [(r, c) for r, c in result.get("completion", {}).items() if not c["kept"]]
+    if dropped:
+        shown = ", ".join(f"{r} ({c['reads']}/{c['expected']} reads)" for r, c in dropped)
+        out.append(f"left out as incomplete: reader {shown}")
+    return out
+
+
 def format_report(result: dict, title: str = "MRMC analysis") -> str:
     """Counts, reader AUCs, OR variance components and each requested analysis as text tables."""
     clusters = f", {result['n_clusters']} clusters" if result.get("n_clusters") is not None else ""
@@ -72,6 +85,7 @@ def format_report(result: dict, title: str = "MRMC analysis") -> str:
         f"{result['n_cases']} cases ({result['n_positive']} positive, {result['n_negative']} negative{clusters}); "
         f"covariance: {result['cov_method']}"
     ]
+    out += _design(result)
     rows = [[r, *(_f(result["auc"][m][r]) for m in result["modalities"])] for r in result["readers"]]
     rows.append(["mean", *(_f(result["modality_auc"][m]) for m in result["modalities"])])
     out += _table(["reader", *result["modalities"]], rows)
