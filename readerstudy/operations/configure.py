@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 
 from readerstudy.core.errors import ActionError
 from readerstudy.operations.access import actor, admin_study
-from readerstudy.studies import actions
+from readerstudy.studies import actions, plan
 from readerstudy.studies.models import INSTRUCTIONS_MAX_CHARS, Study
 
 LIST_TEXT_MAX_CHARS = 10_000  # a textarea of one entry per line (legend, labels, reasons, presets)
@@ -48,6 +48,17 @@ class ConfigForm(forms.Form):
     not_assessable_reasons = forms.CharField(
         widget=forms.Textarea, max_length=LIST_TEXT_MAX_CHARS, help_text="one reason a line"
     )
+    # The statistical plan (studies.plan checks the values against the scale and each other).
+    reader_groups = forms.IntegerField(
+        min_value=1, max_value=plan.READER_GROUPS_MAX, help_text="1: fully crossed; 2 or more: split-plot groups"
+    )
+    plan_threshold = forms.IntegerField(
+        required=False, min_value=0, max_value=100, help_text="a read at or above it calls the case positive"
+    )
+    plan_hypothesis = forms.ChoiceField(choices=Study.Hypothesis.choices)
+    plan_margin = forms.FloatField(min_value=0, max_value=plan.MARGIN_MAX, help_text="non-inferiority margin")
+    plan_frrc_convention = forms.ChoiceField(choices=Study.FrrcConvention.choices)
+    plan_effect_size = forms.FloatField(required=False, min_value=0, max_value=0.5, help_text="e.g. 0.05 in AUC")
 
     def clean_size_bins_mm(self) -> list[float]:
         try:

@@ -22,7 +22,7 @@ from readerstudy.core.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from readerstudy.core.jobs import finish_job
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
-from readerstudy.studies import storage
+from readerstudy.studies import plan, storage
 from readerstudy.studies.dicomweb import SeriesFetcher
 from readerstudy.studies.ingest import Ingest, ingest_series
 from readerstudy.studies.manifest import Manifest, read_manifest
@@ -68,6 +68,7 @@ EDITABLE_FIELDS = (
     "size_bins_mm",
     "window_presets",
     *READING_CONFIG_FIELDS,
+    *plan.PLAN_FIELDS,
 )
 LABEL_NAME_MAX_CHARS = 64
 TEXT_FIELD_MAX_CHARS = {"question": 300, "scale_low_label": 100, "scale_high_label": 100}  # the columns' max_length
@@ -203,6 +204,7 @@ def study_state(study: Study) -> dict:
         # The instructions by digest: up to 20 000 characters need not be copied into every study event.
         **{field: getattr(study, field) for field in READING_CONFIG_FIELDS if field != "instructions"},
         "instructions_sha256": hashlib.sha256(study.instructions.encode()).hexdigest(),
+        **plan.plan_state(study),
     }
 
 
@@ -281,6 +283,7 @@ def update_study(actor: Actor, study: Study, **changes: Any) -> Study:
             changes.setdefault("default_preset", study.default_preset)  # must name one of the new presets
             reference = Study(window_presets=changes["window_presets"])
         changes.update(check_reading_config(changes, reference))
+        changes.update(plan.check_plan(changes, study))
         before = study_state(study)
         for key, value in changes.items():
             setattr(study, key, value)

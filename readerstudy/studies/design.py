@@ -18,6 +18,12 @@ practice session holding every practice case in every modality, per case in the 
 first), the case order shuffled per reader. It draws from its own stream of the study's seed, so adding practice
 cases changes nothing in the design's own sessions. Practice cases never enter the design's sessions.
 
+Split-plot (``groups`` G >= 2, within either design): readers are dealt into G groups of near-equal size and the
+cases into G blocks of whole patients, balanced by each case's ``balance`` key (truth and size stratum: each block
+gets near-equal numbers of every key); group g reads block g only, in every modality, under the design above.
+Readers are dealt round-robin in a seeded random order; patients, largest first in a seeded random order, each go to
+the block that holds the fewest cases of that patient's commonest key (ties: fewest cases, then at random).
+
 Patient grouping: with ``adjacent`` or ``spread`` a patient's lesions go to the same block (blocks are then
 balanced by lesion count, largest patients first); ``adjacent`` reads them one after another, ``spread`` places
 them evenly apart in the session so that one lesion's read does not prime the next.
@@ -38,6 +44,7 @@ class CaseRef:
 
     case: Hashable
     patient: Hashable
+    balance: Hashable = None  # split-plot blocks hold near-equal numbers of each key (e.g. truth and size stratum)
 
 
 Item = tuple[Hashable, Hashable]  # (case, modality)
@@ -144,13 +151,47 @@ def make_schedule(
     cases: Sequence[CaseRef],
     modalities: Sequence[Hashable],
     grouping: PatientGrouping = "none",
+    groups: int = 1,
 ) -> Schedule:
-    """The stored randomisation of a study: a pure function of its seed and sorted inputs."""
+    """The stored randomisation of a study: a pure function of its seed and sorted inputs (``groups`` >= 2: a
+    split-plot study, see the module's docstring)."""
     rng = np.random.default_rng(seed)
     build = {"crossover": crossover_schedule, "sequential": sequential_schedule}.get(design)
     if build is None:
         raise ValueError(f"unknown design {design!r}: expected 'crossover' or 'sequential'")
-    return build(rng, readers, cases, modalities, grouping)
+    if groups == 1:
+        return build(rng, readers, cases, modalities, grouping)
+    schedule: Schedule = {}
+    for group_readers, block in split_plot_groups(rng, readers, cases, groups):
+        schedule.update(build(rng, group_readers, block, modalities, grouping))
+    return schedule
+
+
+def split_plot_groups(
+    rng: np.random.Generator, readers: Sequence[Hashable], cases: Sequence[CaseRef], groups: int
+) -> list[tuple[list[Hashable], list[CaseRef]]]:
+    """Readers in ``groups`` groups and the cases in as many blocks (whole patients, balanced by key)."""
+    by_patient = _group_by_patient(cases)
+    if not 2 <= groups <= min(len(readers), len(by_patient)):
+        raise ValueError(
+            f"a split-plot design of {groups} groups needs at least {groups} readers and {groups} patients "
+            f"(has {len(readers)} readers, {len(by_patient)} patients)"
+        )
+    dealt = [readers[i] for i in rng.permutation(len(readers))]
+    reader_groups = [dealt[g::groups] for g in range(groups)]
+    patients = [list(by_patient)[i] for i in rng.permutation(len(by_patient))]
+    ranked = sorted(patients, key=lambda p: -len(by_patient[p]))  # stable: the shuffle breaks ties
+    blocks: list[list[CaseRef]] = [[] for _ in range(groups)]
+    for patient in ranked:
+        lesions = by_patient[patient]
+        keys = [c.balance for c in lesions]
+        key = max(set(keys), key=lambda k: (keys.count(k), str(k)))
+        counts = np.array([sum(c.balance == key for c in b) for b in blocks])
+        sizes = np.array([len(b) for b in blocks])
+        best = np.flatnonzero(counts == counts.min())
+        candidates = best[sizes[best] == sizes[best].min()]
+        blocks[int(rng.choice(candidates))].extend(lesions)
+    return list(zip(reader_groups, blocks, strict=True))
 
 
 # Spawn key of the practice session's random stream: np.random.default_rng([seed, PRACTICE_STREAM]).

@@ -81,6 +81,14 @@ class Study(models.Model):
         ONE_BY_TWO = "1x2", "Two viewports side by side"
         TWO_BY_TWO = "2x2", "Four viewports"
 
+    class Hypothesis(models.TextChoices):
+        SUPERIORITY = "superiority", "Superiority"
+        NON_INFERIORITY = "non_inferiority", "Non-inferiority (with the margin)"
+
+    class FrrcConvention(models.TextChoices):
+        TRUNCATED = "truncated", "max(Cov2 - Cov3, 0) (Iowa program, RJafroc)"
+        UNTRUNCATED = "untruncated", "Cov2 - Cov3 untruncated (MRMCaov)"
+
     class OverlayMode(models.TextChoices):
         FILL_OUTLINE = "fill_outline", "Filled with outline"
         OUTLINE = "outline", "Outline only"
@@ -128,6 +136,19 @@ class Study(models.Model):
         help_text="While the study runs, statisticians may see modality comparisons (an interim look); "
         "counts and completeness are always visible.",
     )
+    # Split-plot: readers in this many groups, each group reading its own block of cases in every modality
+    # (allocated at launch, balanced by truth and size stratum, a patient's lesions in one block); 1: fully crossed.
+    reader_groups = models.PositiveSmallIntegerField(default=1)
+    # The statistical plan, fixed before launch (frozen with the rest of the set-up): the rating threshold of the
+    # binary endpoints (a case is called positive when rating >= it; None: no binary endpoints), the hypothesis
+    # and its margin on the figure-of-merit scale, the FRRC convention, and the effect size the study is sized for.
+    plan_threshold = models.PositiveSmallIntegerField(null=True, blank=True)
+    plan_hypothesis = models.CharField(max_length=20, choices=Hypothesis.choices, default=Hypothesis.SUPERIORITY)
+    plan_margin = models.FloatField(default=0.0)
+    plan_frrc_convention = models.CharField(
+        max_length=12, choices=FrrcConvention.choices, default=FrrcConvention.TRUNCATED
+    )
+    plan_effect_size = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -153,6 +174,16 @@ class Study(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(overlay_mode__in=["fill_outline", "outline", "off"]), name="study_overlay_mode_valid"
+            ),
+            models.CheckConstraint(condition=Q(reader_groups__gte=1), name="study_reader_groups_positive"),
+            models.CheckConstraint(
+                condition=Q(plan_hypothesis__in=["superiority", "non_inferiority"]), name="study_plan_hypothesis_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(plan_margin__gte=0) & Q(plan_margin__lt=1), name="study_plan_margin_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(plan_frrc_convention__in=["truncated", "untruncated"]), name="study_plan_frrc_valid"
             ),
         ]
 

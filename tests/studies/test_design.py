@@ -131,3 +131,65 @@ def test_design_rejects_bad_input():
         make_schedule("parallel", 1, ["r"], cases, MODALITIES)
     with pytest.raises(ValueError, match="unique"):
         make_schedule("crossover", 1, ["r"], cases + cases[:1], MODALITIES)
+
+
+# --- split-plot -------------------------------------------------------------------------------------------------
+
+
+def _split_plot_cases(n_patients: int = 30) -> list:
+    from readerstudy.studies.design import CaseRef
+
+    cases = []
+    for p in range(n_patients):
+        for lesion in range(1 + p % 3):  # 1 to 3 lesions per patient
+            truth = (p + lesion) % 2
+            stratum = ("<=10", "10-30", ">30")[(p * 7 + lesion) % 3]
+            cases.append(CaseRef(f"P{p:02d}-L{lesion}", f"P{p:02d}", (truth, stratum)))
+    return cases
+
+
+@pytest.mark.parametrize("design", ["crossover", "sequential"])
+@pytest.mark.parametrize("groups", [2, 3])
+def test_split_plot_groups_read_their_own_block_in_every_modality(design, groups):
+    from readerstudy.studies.design import make_schedule
+
+    cases = _split_plot_cases()
+    readers = [f"r{i}" for i in range(7)]
+    schedule = make_schedule(design, 99, readers, cases, ["unaided", "aided"], groups=groups)
+    assert set(schedule) == set(readers)
+    read_by = {r: {c for session in schedule[r] for c, _ in session} for r in readers}
+    blocks = {frozenset(v) for v in read_by.values()}
+    assert len(blocks) == groups, "one block per group"
+    assert set().union(*blocks) == {c.case for c in cases} and sum(map(len, blocks)) == len(cases), "a partition"
+    group_sizes = sorted(sum(read_by[r] == b for r in readers) for b in blocks)
+    assert group_sizes[-1] - group_sizes[0] <= 1, "readers dealt evenly"
+    for r in readers:
+        items = [item for session in schedule[r] for item in session]
+        assert sorted(items) == sorted((c, m) for c in read_by[r] for m in ("unaided", "aided")), "every modality"
+    patient_of = {c.case: c.patient for c in cases}
+    for block in blocks:
+        others = set().union(*(b for b in blocks if b != block))
+        assert not {patient_of[c] for c in block} & {patient_of[c] for c in others}, "a patient stays in one block"
+    key_of = {c.case: c.balance for c in cases}
+    for key in set(key_of.values()):
+        counts = [sum(key_of[c] == key for c in block) for block in blocks]
+        assert max(counts) - min(counts) <= 3, (key, counts)  # whole patients of up to 3 lesions: near-equal
+    again = make_schedule(design, 99, readers, cases, ["unaided", "aided"], groups=groups)
+    assert again == schedule, "a pure function of the seed"
+
+
+def test_one_group_is_the_fully_crossed_design_unchanged():
+    from readerstudy.studies.design import make_schedule
+
+    cases = _split_plot_cases(10)
+    readers = ["a", "b", "c"]
+    assert make_schedule("crossover", 5, readers, cases, ["u", "d"]) == make_schedule(
+        "crossover", 5, readers, cases, ["u", "d"], groups=1
+    )
+
+
+def test_split_plot_needs_a_reader_and_a_patient_per_group():
+    from readerstudy.studies.design import make_schedule
+
+    with pytest.raises(ValueError, match="needs at least 4 readers and 4 patients \\(has 3 readers, 30 patients\\)"):
+        make_schedule("crossover", 1, ["a", "b", "c"], _split_plot_cases(), ["u", "d"], groups=4)
