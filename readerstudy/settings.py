@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 
 from readerstudy.env import demo_secret, env_bool, env_int, env_list, env_str
+from readerstudy.storage_config import FILESYSTEM_STORAGE, STATICFILES_STORAGE, s3_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -47,6 +48,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "django_tasks",
+    "django_tasks_db",
     "axes",
     "readerstudy.core",
     "readerstudy.studies",
@@ -147,6 +149,23 @@ WHITENOISE_MIMETYPES = {".wasm": "application/wasm", ".mjs": "text/javascript"}
 # Files under assets/ carry a content hash in their names: cache them for a year.
 WHITENOISE_IMMUTABLE_FILE_TEST = r"^.+[.-][0-9a-zA-Z_-]{8,12}\..+$"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Series, predictions and exports go through Django's storage API: a local folder (MEDIA_ROOT) by default, an
+# S3-protocol object store in production (STORAGE_BACKEND=s3), which every machine reaches by the same names.
+STORAGE_BACKEND = env_str("STORAGE_BACKEND", "filesystem")
+if STORAGE_BACKEND == "filesystem":
+    _default_storage = FILESYSTEM_STORAGE
+elif STORAGE_BACKEND == "s3":
+    _default_storage = s3_storage(
+        bucket=env_str("S3_BUCKET", ""),
+        endpoint_url=env_str("S3_ENDPOINT_URL", ""),
+        region=env_str("S3_REGION", ""),
+        prefix=env_str("S3_PREFIX", ""),
+        access_key=env_str("S3_ACCESS_KEY_ID", ""),
+        secret_key=env_str("S3_SECRET_ACCESS_KEY", ""),
+    )
+else:
+    raise ValueError(f"environment variable STORAGE_BACKEND={STORAGE_BACKEND!r}: expected filesystem or s3")
+STORAGES = {"default": _default_storage, "staticfiles": STATICFILES_STORAGE}
 # DL models: the demo's small phantom-trained weights ship in fixtures/models; production points elsewhere.
 INFERENCE_MODELS_DIR = Path(env_str("INFERENCE_MODELS_DIR", str(BASE_DIR / "fixtures" / "models")))
 # Case import by UID (manifest columns study_instance_uid + series_instance_uid): the PACS's DICOMweb root, e.g.
@@ -172,8 +191,28 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-# Background work goes through the tasks API: immediate in the demo, a worker backend in production.
-TASKS = {"default": {"BACKEND": env_str("TASKS_BACKEND", "django_tasks.backends.immediate.ImmediateBackend")}}
+# Background work goes through the tasks API: immediate (in the request) in the demo; in production the database
+# backend on PostgreSQL, served by ``manage.py task_worker`` processes: ``--queue-name default`` (imports, exports,
+# analysis runs) on the web machine, ``--queue-name inference --device cuda`` on GPU machines. A dotted backend path
+# is accepted too.
+TASK_BACKENDS = {
+    "immediate": "django_tasks.backends.immediate.ImmediateBackend",
+    "database": "django_tasks_db.DatabaseBackend",
+}
+TASKS_BACKEND = env_str("TASKS_BACKEND", "immediate")
+TASK_QUEUES = ["default", "inference"]  # inference: precompute only, so GPU workers take nothing else
+TASKS = {"default": {"BACKEND": TASK_BACKENDS.get(TASKS_BACKEND, TASKS_BACKEND), "QUEUES": TASK_QUEUES}}
+# Workers write a heartbeat every WORKER_HEARTBEAT_SECONDS; a task whose worker has been silent for
+# WORKER_STALE_SECONDS (killed, machine lost) goes back to the queue and runs again (precompute resumes where its
+# stored predictions end).
+WORKER_HEARTBEAT_SECONDS = env_int("WORKER_HEARTBEAT_SECONDS", 10)
+WORKER_STALE_SECONDS = env_int("WORKER_STALE_SECONDS", 60)
+if not 0 < WORKER_HEARTBEAT_SECONDS < WORKER_STALE_SECONDS:
+    raise ValueError("WORKER_HEARTBEAT_SECONDS must be above 0 and below WORKER_STALE_SECONDS")
+# The device an inference worker runs on (its --device option sets it); empty: the device the run asked for.
+INFERENCE_DEVICE = env_str("INFERENCE_DEVICE", "")
+if INFERENCE_DEVICE not in ("", "cpu", "cuda"):
+    raise ValueError(f"environment variable INFERENCE_DEVICE={INFERENCE_DEVICE!r}: expected cpu or cuda")
 
 # E-mail (the set-password link of a reader account created on the readers page): printed to the console in the
 # demo; production sets an SMTP backend (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
@@ -222,6 +261,7 @@ IMPORT_ZIP_MAX_RATIO = env_int("IMPORT_ZIP_MAX_RATIO", 200)
 # A server-side import area: its direct subfolders (each with a manifest.csv and its series) can be picked on the
 # import page. Unset: the option is hidden. Task workers must see the same folder.
 IMPORT_ROOT = env_str("IMPORT_ROOT", "") or None
+
 
 # Logs: one line per record on stdout (journald or the container runtime keeps them), key=value. Request lines come
 # from readerstudy.requestlog (route patterns, never paths, users or addresses). LOG_LEVEL: DEBUG ... CRITICAL.

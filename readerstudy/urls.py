@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from readerstudy.logins import throttle_logins
 from readerstudy.reading.urls import api_patterns
-from readerstudy.views import healthz, home
+from readerstudy.views import healthz, home, ping
 
 urlpatterns = [
     path("", home, name="home"),
@@ -25,6 +25,7 @@ urlpatterns = [
     path("reading/", include("readerstudy.reading.urls")),
     path("results/", include("readerstudy.results.urls")),
     path("studies/", include("readerstudy.operations.urls")),
+    path("api/ping/", ping, name="ping"),
     path("api/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -24,6 +24,13 @@ def home(request: HttpRequest) -> HttpResponse:
     return redirect("admin:index")
 
 
+@login_required
+def ping(request: HttpRequest) -> JsonResponse:
+    """The smallest authenticated JSON view (session, user, one response): the load benchmark's baseline, against
+    which each reading endpoint's cost per request is measured in the same run."""
+    return JsonResponse({"user": request.user.pk})
+
+
 def _database_ok() -> bool:
     try:
         with connection.cursor() as cursor:
