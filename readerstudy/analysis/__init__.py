@@ -22,6 +22,8 @@ _EXPORTS = {
     "build_study": "data",
     "read_ratings": "data",
     "ReaderStudy": "data",
+    "build_design": "splitplot",
+    "SplitPlotStudy": "splitplot",
     "format_report": "report",
 }
 __all__ = sorted(_EXPORTS)
