@@ -25,6 +25,11 @@ _EXPORTS = {
     "build_design": "splitplot",
     "SplitPlotStudy": "splitplot",
     "format_report": "report",
+    "power_from_pilot": "power",
+    "cases_for_power": "power",
+    "power_grid": "power",
+    "pilot_variance": "power",
+    "PilotVariance": "power",
 }
 __all__ = sorted(_EXPORTS)
 

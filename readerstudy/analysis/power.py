@@ -337,13 +337,14 @@ def _smallest_cases(
     """The smallest total K >= 2 whose power reaches ``target`` (a stratum holds ``share`` of the K cases).
 
     The power need not rise with K all the way (RRRC with few readers: ddf falls towards J - 1 and the power
-    can peak above its K -> inf limit), so every K is tried up to _DENSE_CASES, first in a block of 2048, then
-    a 0.1% grid up to MAX_CASES, refined to every K below the first grid point that reaches the target."""
+    can peak above its K -> inf limit), so every K is tried up to _DENSE_CASES (in blocks of 128, 384, 1536 and
+    the rest, stopping at the first block that reaches the target), then a 0.1% grid up to MAX_CASES, refined to
+    every K below the first grid point that reaches the target."""
     out: dict[str, Any] = {"cases": None, "target_power": target}
     out["power_limit"] = _limit_power(v, readers, effect, analysis, alpha)
     dense, grid = _search_points()
     best = out["power_limit"]
-    for ks in (dense[:2047], dense[2047:], grid):
+    for ks in (dense[:128], dense[128:512], dense[512:2048], dense[2048:], grid):
         arrays = or_power(v, readers, ks * share, effect, analysis, alpha)
         power = arrays["power"]
         reached = np.flatnonzero(power >= target)
