@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 
 from readerstudy.core.dates import format_when
 from readerstudy.core.errors import NotFound, NotOpenYet
-from readerstudy.reading.models import Read, ReadingSession, SessionItem
+from readerstudy.reading.models import ReadingSession, SessionItem
 from readerstudy.studies.models import Study, Truth
 
 # Images of the item after the current one may be fetched ahead, so the next case shows at once.
@@ -104,10 +104,10 @@ def dl_allowed(item: SessionItem) -> bool:
     # A practice session is sequential per case (unaided first) whatever the study's design.
     if item.session.study.design != Study.Design.SEQUENTIAL and not item.session.practice:
         return True
-    earlier = SessionItem.objects.filter(
-        session=item.session, case=item.case, modality__order__lt=item.modality.order
-    ).values_list("pk", flat=True)
-    return Read.objects.filter(item__in=list(earlier)).count() == len(earlier)
+    # Every earlier modality's item of the case read, i.e. none of them unread: one query.
+    return not SessionItem.objects.filter(
+        session=item.session, case_id=item.case_id, modality__order__lt=item.modality.order, read__isnull=True
+    ).exists()
 
 
 def practice_feedback(item: SessionItem) -> dict | None:

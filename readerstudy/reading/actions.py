@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from inference.actions import shown_prediction
@@ -187,8 +188,10 @@ def mark_served(item: SessionItem, *, now: datetime | None = None) -> datetime:
         return item.first_served_at
     now = now or timezone.now()
     # One conditional UPDATE: concurrent first requests cannot both set it, and a later one never moves it.
-    SessionItem.objects.filter(pk=item.pk, first_served_at__isnull=True).update(first_served_at=now)
-    item.first_served_at = SessionItem.objects.values_list("first_served_at", flat=True).get(pk=item.pk)
+    if SessionItem.objects.filter(pk=item.pk, first_served_at__isnull=True).update(first_served_at=now):
+        item.first_served_at = now  # ours: no need to read it back
+    else:  # a concurrent first request set it first: theirs stands
+        item.first_served_at = SessionItem.objects.values_list("first_served_at", flat=True).get(pk=item.pk)
     return cast(datetime, item.first_served_at)
 
 
@@ -225,62 +228,87 @@ def submit_read(
     if not isinstance(not_assessable, bool):
         raise InvalidInput(f"not_assessable: expected true or false, got {not_assessable!r}")
     comment = check_comment(comment)
+    checked = _Checked(rating, idempotency_key, seconds, viewer_state, not_assessable, not_assessable_reason, comment)
+    try:
+        return _store_read(actor, item.pk, checked, now)
+    except IntegrityError:
+        # A concurrent submission stored this item's read (only without row locks: SQLite), or used this key in
+        # another session of the reader (practice and session 1 are open together), between our checks and our
+        # insert. Our transaction was rolled back as a whole (no savepoint around the insert: two more queries on
+        # every submit); the second run finds the winner's read and replays it, or refuses.
+        return _store_read(actor, item.pk, checked, now)
 
+
+@dataclass(frozen=True)
+class _Checked:
+    """A submission's fields after submit_read's checks that need no database."""
+
+    rating: Any  # checked against the study's scale under the lock
+    idempotency_key: str
+    seconds: float
+    viewer_state: dict
+    not_assessable: bool
+    not_assessable_reason: Any  # checked against the study's reasons under the lock
+    comment: str
+
+
+def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime) -> SubmitResult:
+    """submit_read's transaction: lock, refuse or replay, store the read and its audit event."""
+    key, not_assessable, comment = checked.idempotency_key, checked.not_assessable, checked.comment
     with transaction.atomic():
-        session = _own_session(actor, item.session_id, lock=True)
-        item = SessionItem.objects.select_related("case", "modality").get(pk=item.pk)
-        item.session = session  # the locked row, its study loaded: dl_allowed() below reads it
-        study = session.study
+        locked = _lock_own_item(actor, item_pk)
+        session, study = locked.session, locked.session.study
         submitted = Submission(
-            *_assessment(study, rating, not_assessable, not_assessable_reason), not_assessable, comment
+            *_assessment(study, checked.rating, not_assessable, checked.not_assessable_reason), not_assessable, comment
         )
-        value = submitted.rating
-
-        stored = Read.objects.filter(item=item).first()
+        # One query for both refusals: this item's stored read (a retry, or a conflict), and another read of
+        # this reader under the same key. The item's own read is checked first, as a retry must be answered
+        # even after its session finished.
+        earlier = list(Read.objects.filter(Q(item=locked) | Q(reader=actor, idempotency_key=key))[:2])
+        stored = next((r for r in earlier if r.item_id == locked.pk), None)
         if stored is not None:
-            return SubmitResult(_replayed(session, item, stored, idempotency_key, submitted), created=False)
-        if Read.objects.filter(reader=actor, idempotency_key=idempotency_key).exists():
+            return SubmitResult(_replayed(session, locked, stored, key, submitted), created=False)
+        if earlier:
             raise Conflict("idempotency_key was already used for another read")
 
         check_session_readable(session, now)
-        next_item = SessionItem.objects.filter(session=session, read__isnull=True).order_by("position").first()
-        assert next_item is not None  # ``item`` itself is in the session and unread
-        if next_item.pk != item.pk:
+        # The first two unread items: the first must be this one; without a second, this read finishes the
+        # session (the session lock keeps any other read of it out until we commit).
+        unread = list(
+            SessionItem.objects.filter(session=session, read__isnull=True)
+            .order_by("position")
+            .values_list("pk", "position")[:2]
+        )
+        assert unread  # ``locked`` itself is in the session and unread
+        if unread[0][0] != locked.pk:
             # The stored order is the randomisation: reading out of order would change the experiment (and,
             # in sequential designs, show the aided item before the unaided read is locked).
-            raise Conflict(f"item {item.position + 1} is not the next one; read item {next_item.position + 1} first")
+            raise Conflict(f"item {locked.position + 1} is not the next one; read item {unread[0][1] + 1} first")
 
         # The DL output this reader is shown now (frozen since launch): stored with the read.
-        prediction = shown_prediction(item.case) if dl_allowed(item) else None
-        # Server time from the item's first serve (None: never served through the API, e.g. a script's read).
-        # Both ends are this server's clock; max() only guards a ``now`` passed from the past.
-        served = item.first_served_at
+        prediction = shown_prediction(locked.case) if dl_allowed(locked) else None
+        # Server time from the item's first serve (None: never served through the API, e.g. a script's
+        # read). Both ends are this server's clock; max() only guards a ``now`` passed from the past.
+        served = locked.first_served_at
         served_seconds = max(0.0, (now - served).total_seconds()) if served is not None else None
-        try:
-            with transaction.atomic():
-                read = Read.objects.create(
-                    item=item,
-                    study=study,
-                    reader=actor,
-                    case=item.case,
-                    modality=item.modality,
-                    rating=value,
-                    submitted_at=now,
-                    active_seconds=seconds,
-                    served_seconds=served_seconds,
-                    not_assessable=not_assessable,
-                    not_assessable_reason=submitted.reason,
-                    comment=comment,
-                    viewer_state=viewer_state,
-                    idempotency_key=idempotency_key,
-                    prediction=prediction,
-                )
-        except IntegrityError:
-            # Only reachable without row locks (SQLite): another submission won the race.
-            stored = Read.objects.get(item=item)
-            return SubmitResult(_replayed(session, item, stored, idempotency_key, submitted), created=False)
-
-        finished = not SessionItem.objects.filter(session=session, read__isnull=True).exists()
+        read = Read.objects.create(
+            item=locked,
+            study=study,
+            reader=actor,
+            case=locked.case,
+            modality=locked.modality,
+            rating=submitted.rating,
+            submitted_at=now,
+            active_seconds=checked.seconds,
+            served_seconds=served_seconds,
+            not_assessable=not_assessable,
+            not_assessable_reason=submitted.reason,
+            comment=comment,
+            viewer_state=checked.viewer_state,
+            idempotency_key=key,
+            prediction=prediction,
+        )
+        finished = len(unread) == 1
         if finished:
             _finish_session(session, now)
         audit.record(
@@ -289,15 +317,15 @@ def submit_read(
             read,
             study=study,
             after={
-                "case": item.case.case_id,
-                "modality": item.modality.key,
+                "case": locked.case.case_id,
+                "modality": locked.modality.key,
                 "session": session.index,
-                "position": item.position,
-                "rating": value,
+                "position": locked.position,
+                "rating": submitted.rating,
                 "not_assessable": not_assessable,
                 "not_assessable_reason": submitted.reason,
                 "comment": comment,
-                "active_seconds": seconds,
+                "active_seconds": checked.seconds,
                 "served_seconds": served_seconds,
                 "prediction": prediction.pk if prediction else None,
                 "session_finished": finished,
@@ -305,6 +333,26 @@ def submit_read(
             },
         )
     return SubmitResult(read, created=True)
+
+
+def _lock_own_item(actor: Actor, item_pk: int) -> SessionItem:
+    """The item re-read with its session (locked), study, case and modality: one query.
+
+    FOR UPDATE OF the session row only (not the item, case or study rows) serialises every write in one reader's
+    session: concurrent retries of the same read see one stored read (the others replay it), two items submitted
+    at once are checked against one stored order (only the next one passes), and the last read racing the
+    session's finish sees one consistent state. The item is re-read under the lock (its first_served_at may have
+    been set since the caller fetched it)."""
+    item = (
+        SessionItem.objects.select_related("session__study", "case", "modality")
+        .select_for_update(of=("session",))
+        .filter(pk=item_pk)
+        .first()
+    )
+    # Another reader's session answers "not found", not "forbidden": it does not reveal that it exists.
+    if item is None or item.session.reader_id != getattr(actor, "pk", None):
+        raise NotFound("no such reading session")
+    return item
 
 
 @dataclass(frozen=True)
@@ -447,9 +495,9 @@ def _finish_session(session: ReadingSession, now: datetime) -> None:
     if session.practice:
         return  # optional practice: its finish starts no washout and moves no other session's opening
     opens = now + timedelta(days=session.study.washout_days)
-    ReadingSession.objects.filter(study=session.study, reader=session.reader, index=session.index + 1).update(
-        available_from=opens
-    )
+    ReadingSession.objects.filter(
+        study_id=session.study_id, reader_id=session.reader_id, index=session.index + 1
+    ).update(available_from=opens)
 
 
 def _number(field: str, value: Any) -> float:

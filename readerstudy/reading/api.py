@@ -100,12 +100,16 @@ def marker_gap_mm(case: Case) -> float:
     return math.ceil((case.diameter_mm / 2 + MARKER_CLEARANCE_MM) / MARKER_GAP_STEP_MM) * MARKER_GAP_STEP_MM
 
 
-def item_payload(item: SessionItem) -> dict:
-    """What the reading page needs for the current item. DL fields exist only where the blinding rules allow
-    them; no rating is ever part of it (only unread items are served)."""
+def item_payload(item: SessionItem, following: SessionItem | None) -> dict:
+    """What the reading page needs for the current item (``following``: the item after it, whose images the page
+    preloads). DL fields exist only where the blinding rules allow them; no rating is ever part of it (only unread
+    items are served). Loaded with ``item``: its session, study, case, series and modality; with ``following``:
+    its case and series."""
     session, case, study = item.session, item.case, item.session.study
     series = case.series
-    shown_series = case_series.of_case(case)
+    # Both cases' series in one query.
+    shown = case_series.of_cases([case] if following is None else [case, following.case])
+    shown_series = shown[case.pk]
     # One query for both counts: this runs on every case a reader opens.
     progress = SessionItem.objects.filter(session=session).aggregate(n_items=Count("id"), n_read=Count("read"))
     payload = {
@@ -153,11 +157,8 @@ def item_payload(item: SessionItem) -> dict:
                 "overlay_shape": prediction.overlay_shape,
                 "labels": with_colors(prediction.overlay_labels),  # today's palette, whatever was stored
             }
-    following = (
-        SessionItem.objects.filter(session=session, position=item.position + 1).select_related("case__series").first()
-    )
-    if following is not None:
-        payload["next_images"] = case_series.all_image_urls(following)  # every series of the next case
+    if following is not None:  # every series of the next case
+        payload["next_images"] = case_series.all_image_urls(following, shown[following.case_id])
     return payload
 
 
@@ -245,21 +246,27 @@ class NextItemView(ActionAPIView):
         summary="The current (next unread) item of a session",
     )
     def get(self, request: Request, session_id: int) -> Response:
-        session = access.own_session(request.user, session_id)
+        # The first two unread items of the reader's own session (the current one, and the next one for
+        # preloading), with their session, study, case, series and modality: one query.
+        items = list(
+            SessionItem.objects.filter(
+                session__in=access.own_sessions(request.user).filter(pk=session_id), read__isnull=True
+            )
+            .select_related("session__study", "case__series", "modality")
+            .order_by("position")[:2]
+        )
+        # None unread: a session not the reader's (404), not open (409), or complete (204).
+        session = items[0].session if items else access.own_session(request.user, session_id)
         if session.finished_at is not None:
             return Response(status=status.HTTP_204_NO_CONTENT)  # complete: nothing of it is served again
         access.check_session_readable(session, timezone.now())
-        # The first unread item, with everything its payload needs, in one query.
-        item = (
-            SessionItem.objects.filter(session=session, read__isnull=True)
-            .select_related("session__study", "case__series", "modality")
-            .order_by("position")
-            .first()
-        )
-        if item is None:
+        if not items:
             return Response(status=status.HTTP_204_NO_CONTENT)
+        item = items[0]
+        # Items are read in order: the second unread one is the next position (anything else: no preload).
+        following = items[1] if len(items) > 1 and items[1].position == item.position + 1 else None
         actions.mark_served(item)
-        return Response(item_payload(item))
+        return Response(item_payload(item, following))
 
 
 class ItemView(ActionAPIView):
@@ -268,7 +275,12 @@ class ItemView(ActionAPIView):
         item = access.own_item(request.user, item_id)
         access.check_item_visible(item, timezone.now())  # the current item only: never a preloaded one
         actions.mark_served(item)
-        return Response(item_payload(item))
+        following = (
+            SessionItem.objects.filter(session_id=item.session_id, position=item.position + 1)
+            .select_related("case__series")
+            .first()
+        )
+        return Response(item_payload(item, following))
 
 
 class SubmitReadSerializer(serializers.Serializer):

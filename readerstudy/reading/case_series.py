@@ -15,10 +15,19 @@ from readerstudy.studies.roles import DEFAULT_SERIES_ROLE
 def of_case(case: Case) -> list[CaseSeries]:
     """The case's series by position; a case without CaseSeries rows (none should exist: the import and
     migration 0005 write them) is shown its primary series under the default role."""
-    rows = list(CaseSeries.objects.filter(case=case).select_related("series").order_by("position"))
-    if not rows or rows[0].position != 0:
-        rows.insert(0, CaseSeries(case=case, series=case.series, role=DEFAULT_SERIES_ROLE, position=0))
-    return rows
+    return of_cases([case])[case.pk]
+
+
+def of_cases(cases: list[Case]) -> dict[int, list[CaseSeries]]:
+    """``of_case`` of several cases (the current item's and the next one's) in one query, by case pk."""
+    by_pk: dict[int, list[CaseSeries]] = {case.pk: [] for case in cases}
+    for row in CaseSeries.objects.filter(case__in=list(by_pk)).select_related("series").order_by("position"):
+        by_pk[row.case_id].append(row)
+    for case in {case.pk: case for case in cases}.values():
+        rows = by_pk[case.pk]
+        if not rows or rows[0].position != 0:
+            rows.insert(0, CaseSeries(case=case, series=case.series, role=DEFAULT_SERIES_ROLE, position=0))
+    return by_pk
 
 
 def slice_urls(item: SessionItem, shown: CaseSeries) -> list[str]:
@@ -43,9 +52,10 @@ def payload(item: SessionItem, rows: list[CaseSeries]) -> list[dict]:
     ]
 
 
-def all_image_urls(item: SessionItem) -> list[str]:
-    """Every slice URL of every series of the item's case (what the page may preload for the next item)."""
-    return [url for row in of_case(item.case) for url in slice_urls(item, row)]
+def all_image_urls(item: SessionItem, rows: list[CaseSeries] | None = None) -> list[str]:
+    """Every slice URL of every series of the item's case (what the page may preload for the next item);
+    ``rows``: the case's ``of_case``, where the caller has it."""
+    return [url for row in (of_case(item.case) if rows is None else rows) for url in slice_urls(item, row)]
 
 
 def shown_series(item: SessionItem, position: int) -> CaseSeries | None:
