@@ -136,7 +136,7 @@ def _bootstrap(p: Pairs, m: dict[str, np.ndarray], groups: dict[str, np.ndarray]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     readers, reader_idx = np.unique(p.reader, return_inverse=True)
     patients, patient_idx = np.unique(p.patient, return_inverse=True)
-    stats = {g: {name: [] for name in (*COUNTS, "change_toward_dl")} for g in groups}
+    stats: dict[str, dict[str, list[float]]] = {g: {name: [] for name in (*COUNTS, "change_toward_dl")} for g in groups}
     for _ in range(BOOTSTRAP_REPLICATES):
         # Weight of a pair = times its reader was drawn x times its patient was drawn (two-way bootstrap).
         reader_draws = np.bincount(rng.integers(0, readers.size, readers.size), minlength=readers.size)

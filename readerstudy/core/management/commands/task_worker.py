@@ -34,7 +34,8 @@ class Command(db_worker.Command):
             help="Run inference on this device, whatever the run asked for (default: the run's own choice).",
         )
 
-    def handle(self, *args: Any, device: str | None, **options: Any) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:  # db_worker's options, and --device
+        device: str | None = options.pop("device", None)
         if device == "cuda":
             import torch  # a worker, never the web tier: only --device cuda needs torch before the first task
 
