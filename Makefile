@@ -67,6 +67,7 @@ clean-demo:
 
 bench-analysis: setup
 	$(PY) -m bench.analysis
+	$(PY) -m bench.analysis.power
 
 bench-viewer: setup
 	$(PY) -m bench.viewer
