@@ -229,7 +229,7 @@ def _f_power(ncp: np.ndarray, ddf: np.ndarray, alpha: float) -> tuple[np.ndarray
     """Critical value and P(F'(1, ddf; ncp) > it); ddf = inf is the chi-square(1) limit."""
     sp = _special()
     finite = np.isfinite(ddf)
-    safe_ddf = np.where(finite, ddf, 1.0)  # NaN ddf stays NaN through ncfdtr below
+    safe_ddf = np.where(finite, ddf, 1.0)  # a placeholder where ddf is inf (chi-square below) or NaN (masked)
     chi_crit = float(sp.chdtri(1.0, alpha))
     fcrit = np.where(finite, sp.fdtri(1.0, safe_ddf, 1.0 - alpha), chi_crit)
     fcrit = np.where(np.isnan(ddf), math.nan, fcrit)
