@@ -12,7 +12,8 @@ import math
 from itertools import combinations
 
 import numpy as np
-from scipy import stats
+
+from readerstudy.analysis import dist
 
 ANALYSES = ("rrrc", "frrc", "rrfc")
 
@@ -34,15 +35,14 @@ def _sqrt(a: float) -> float:
 def t_test(estimate: float, se: float, df: float, alpha: float) -> dict:
     """Two-sided t test and CI; df = inf gives the normal (z) version."""
     stat = _div(estimate, se)
-    dist = stats.norm if math.isinf(df) else stats.t(df)
-    half = dist.ppf(1 - alpha / 2) * se
+    half = dist.t_ppf(1 - alpha / 2, df) * se
     return {
         "estimate": estimate,
         "se": se,
         "df": None if math.isinf(df) else df,
         "t": stat,
         "ci": [estimate - half, estimate + half],
-        "p": float(2 * dist.sf(abs(stat))),
+        "p": 2 * dist.t_sf(abs(stat), df) if not math.isnan(stat) else math.nan,
     }
 
 
@@ -62,9 +62,7 @@ def auc_ci(auc: float, se: float, df: float, alpha: float) -> dict:
 def _f_sf(f: float, df1: float, df2: float) -> float:
     if math.isnan(f) or math.isnan(df2):
         return math.nan
-    if math.isinf(df2):  # F(df1, inf) = chi2(df1) / df1
-        return float(stats.chi2.sf(f * df1, df1))
-    return float(stats.f.sf(f, df1, df2))
+    return dist.f_sf(f, df1, df2)  # F(df1, inf) = chi2(df1) / df1
 
 
 class ORComponents:
@@ -184,7 +182,7 @@ def frrc(
     between_readers = (_pos(cov23) if truncate else cov23) if r > 1 else 0.0
     denominator = c.var_error - c.cov1 + (r - 1) * between_readers
     chisq = _div((t - 1) * c.ms_t, denominator)
-    p = float(stats.chi2.sf(chisq, t - 1)) if t > 1 and not math.isnan(chisq) else math.nan
+    p = dist.chi2_sf(chisq, t - 1) if t > 1 and not math.isnan(chisq) else math.nan
     se = _sqrt(2 / r * denominator)
     differences = [{"modalities": names, **z_test(est, se, alpha)} for names, est in _pairs(c, modalities)]
     single = {}
