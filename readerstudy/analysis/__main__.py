@@ -7,15 +7,18 @@ import json
 import sys
 
 from readerstudy.analysis.api import analyse
+from readerstudy.analysis.binary import FOMS
 from readerstudy.analysis.covariance import COV_METHODS
 from readerstudy.analysis.errors import AnalysisInputError
+from readerstudy.analysis.onesided import HYPOTHESES
 from readerstudy.analysis.report import format_report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m readerstudy.analysis",
-        description="Obuchowski-Rockette-Hillis MRMC analysis of empirical AUCs from a long ratings CSV "
+        description="Obuchowski-Rockette-Hillis MRMC analysis of empirical AUCs (or sensitivity or specificity at a "
+        "threshold) from a long ratings CSV "
         "(columns reader, modality, case, truth, rating).",
     )
     parser.add_argument("ratings", help="ratings CSV")
@@ -34,6 +37,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave out readers who did not rate every case of their block in every modality (else: refuse)",
     )
+    parser.add_argument(
+        "--fom", choices=FOMS, default="auc", help="figure of merit: the AUC (default), or sensitivity or specificity"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        help="rating at or above which a read calls a case positive (sensitivity, specificity)",
+    )
+    parser.add_argument("--hypothesis", choices=HYPOTHESES, help="add a one-sided test of each difference (A - B)")
+    parser.add_argument("--margin", type=float, help="non-inferiority margin M > 0: H0: A - B <= -M")
     parser.add_argument("--json", metavar="OUT.json", help="also write the full result as JSON")
     args = parser.parse_args(argv)
     try:
@@ -46,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
             alpha=args.alpha,
             frrc_truncate=not args.frrc_untruncated,
             complete_readers_only=args.complete_readers_only,
+            fom=args.fom,
+            threshold=args.threshold,
+            margin=args.margin,
+            hypothesis=args.hypothesis,
         )
     except AnalysisInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from readerstudy.analysis.binary import check_fom, fom_covariance, name_by_fom
 from readerstudy.analysis.covariance import COV_METHODS, auc_covariance
 from readerstudy.analysis.data import ReaderStudy, case_strata, check_both_classes, read_ratings
 from readerstudy.analysis.errors import AnalysisInputError
+from readerstudy.analysis.onesided import add_one_sided, check_hypothesis
 from readerstudy.analysis.orh import ANALYSES, ORComponents, frrc, rrfc, rrrc
 from readerstudy.analysis.splitplot import SplitPlotStudy, build_design, design_entries, split_plot_auc_covariance
 from readerstudy.analysis.strata import holm
@@ -52,10 +54,16 @@ def analyse_study(
     alpha: float = 0.05,
     frrc_truncate: bool = True,
     what: str = "the data set",
+    fom: str = "auc",
+    threshold: float | None = None,
+    margin: float | None = None,
+    hypothesis: str | None = None,
 ) -> dict:
     """OR analysis of an already validated study (see :func:`analyse` for the result's keys)."""
     analyses = _check_options(cov, analyses)
-    if not isinstance(study, SplitPlotStudy):
+    fom, threshold = check_fom(fom, threshold)
+    hypothesis, margin_value = check_hypothesis(hypothesis, margin)
+    if not isinstance(study, SplitPlotStudy) and fom == "auc":  # a binary FOM needs its own class only
         check_both_classes(study, what)
     n_m, n_r, n_k = study.ratings.shape
     if n_r < 2 and {"rrrc", "rrfc"} & set(analyses):
@@ -63,7 +71,9 @@ def analyse_study(
             f"{what} has {n_r} reader ({study.readers[0]!r}); random-reader analyses "
             "(RRRC, RRFC) need at least 2 readers"
         )
-    if isinstance(study, SplitPlotStudy):  # each group's block apart, see splitplot.py
+    if fom != "auc":  # sensitivity or specificity at the threshold, see binary.py
+        auc, covariance = fom_covariance(study, fom, threshold, cov, what)
+    elif isinstance(study, SplitPlotStudy):  # each group's block apart, see splitplot.py
         auc, covariance = split_plot_auc_covariance(study, cov, what)
     else:
         auc, covariance = auc_covariance(study.ratings.reshape(n_m * n_r, n_k), study.truth, cov, study.clusters)
@@ -93,7 +103,7 @@ def analyse_study(
         out["frrc"] = frrc(comps, study.modalities, study.readers, alpha, truncate=frrc_truncate)
     if "rrfc" in analyses:
         out["rrfc"] = rrfc(comps, study.modalities, alpha)
-    return plain(out)
+    return add_one_sided(name_by_fom(plain(out), fom, threshold), hypothesis, margin_value, alpha)
 
 
 def _holm_across(strata: dict, analyses: Sequence[str]) -> None:
@@ -119,6 +129,10 @@ def analyse(
     alpha: float = 0.05,
     frrc_truncate: bool = True,
     complete_readers_only: bool = False,
+    fom: str = "auc",
+    threshold: float | None = None,
+    margin: float | None = None,
+    hypothesis: str | None = None,
 ) -> dict:
     """Obuchowski-Rockette-Hillis analysis of a long ratings table (DataFrame or CSV path).
 
@@ -128,15 +142,21 @@ def analyse(
     ``frrc_truncate``: FRRC error term with max(Cov2 - Cov3, 0) (Iowa/RJafroc, default) or not (MRMCaov);
     ``complete_readers_only``: leave out readers who did not rate every case of their block in every modality
     instead of refusing the table. The design (fully crossed or split-plot) is detected from the reads.
+    ``fom``: "auc" (default), "sensitivity" or "specificity" at ``threshold`` (a read calls a case positive
+    when its rating >= threshold; required for those two, refused for the AUC); ``hypothesis``
+    ("superiority" or "non-inferiority", with ``margin`` M > 0) adds a one-sided test to every difference.
 
     Returns plain floats keyed as documented in the README (``n_readers`` ... ``rrrc``/``frrc``/``rrfc``,
     and ``strata`` when stratified); undefined numbers are None. Bad input raises AnalysisInputError; a
     stratum that cannot be analysed gets ``{"error": message}`` instead.
     """
     analyses = _check_options(cov, analyses)
+    check_fom(fom, threshold)
+    check_hypothesis(hypothesis, margin)
     df = read_ratings(source, cluster, stratum)
     study, design = build_design(df, cluster, complete_readers_only)
-    result = analyse_study(study, cov, analyses, alpha, frrc_truncate)
+    plan: dict[str, Any] = {"fom": fom, "threshold": threshold, "margin": margin, "hypothesis": hypothesis}
+    result = analyse_study(study, cov, analyses, alpha, frrc_truncate, **plan)
     result.update(plain(design))  # design, groups, completion
     if stratum is None:
         return result
@@ -147,7 +167,7 @@ def analyse(
         keep = (case_stratum == code) | shared
         try:
             strata[label] = analyse_study(
-                study.subset(keep), cov, analyses, alpha, frrc_truncate, what=f"stratum {stratum}={label!r}"
+                study.subset(keep), cov, analyses, alpha, frrc_truncate, what=f"stratum {stratum}={label!r}", **plan
             )
         except AnalysisInputError as exc:
             strata[label] = {"error": str(exc)}

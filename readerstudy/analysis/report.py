@@ -24,7 +24,31 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
-def _analysis(name: str, res: dict) -> list[str]:
+def _one_sided(res: dict) -> list[str]:
+    """The one-sided superiority / non-inferiority test of each difference (when the analysis asked for one)."""
+    tests = [(d["modalities"], d["one_sided"]) for d in res["differences"] if "one_sided" in d]
+    if not tests:
+        return []
+    first = tests[0][1]
+    level = f"{1 - first['alpha']:.4g}"
+    rows = [
+        [
+            f"{a} - {b} <= {_f(o['null_bound'])}",
+            _f(o.get("t", o.get("z"))),
+            _f(o["p"]),
+            _f(o["lower_bound"]),
+            "-" if o["rejected"] is None else ("yes" if o["rejected"] else "no"),
+        ]
+        for (a, b), o in tests
+    ]
+    margin = f", margin {_f(first['margin'])}" if first["hypothesis"] == "non-inferiority" else ""
+    return [
+        f"one-sided {first['hypothesis']}{margin}:",
+        *_table(["H0", "t" if "t" in first else "z", "p", f"{level} lower bound", "H0 rejected"], rows),
+    ]
+
+
+def _analysis(name: str, res: dict, fom: str = "auc") -> list[str]:
     stat = ("X2", "chisq") if name == "frrc" else ("F", "f")
     if name == "frrc":
         head = f"{stat[0]} = {_f(res[stat[1]])}, df = {res['df']}, p = {_f(res['p'])}"
@@ -46,8 +70,9 @@ def _analysis(name: str, res: dict) -> list[str]:
             for d in res["differences"]
         ]
         out += _table(["difference", "estimate", "SE", "df", "95% CI", "p"], rows)
-    rows = [[m, _f(s["auc"]), _f(s["se"]), _f(s["df"], 3), _ci(s["ci"])] for m, s in res["single"].items()]
-    out += _table(["modality", "AUC", "SE", "df", "95% CI"], rows)
+        out += _one_sided(res)
+    rows = [[m, _f(s[fom]), _f(s["se"]), _f(s["df"], 3), _ci(s["ci"])] for m, s in res["single"].items()]
+    out += _table(["modality", "AUC" if fom == "auc" else fom, "SE", "df", "95% CI"], rows)
     if res.get("per_reader"):
         rows = [
             [
@@ -86,14 +111,17 @@ def format_report(result: dict, title: str = "MRMC analysis") -> str:
         f"covariance: {result['cov_method']}"
     ]
     out += _design(result)
-    rows = [[r, *(_f(result["auc"][m][r]) for m in result["modalities"])] for r in result["readers"]]
-    rows.append(["mean", *(_f(result["modality_auc"][m]) for m in result["modalities"])])
+    fom = result.get("fom", "auc")
+    if fom != "auc":
+        out.append(f"figure of merit: {fom}, a read calls a case positive when its rating >= {result['threshold']}")
+    rows = [[r, *(_f(result[fom][m][r]) for m in result["modalities"])] for r in result["readers"]]
+    rows.append(["mean", *(_f(result[f"modality_{fom}"][m]) for m in result["modalities"])])
     out += _table(["reader", *result["modalities"]], rows)
     vc = result["var_components"]
     out.append("OR components: " + ", ".join(f"{k} = {_f(v)}" for k, v in vc.items()))
     for name in ("rrrc", "frrc", "rrfc"):
         if name in result:
-            out += ["", *_analysis(name, result[name])]
+            out += ["", *_analysis(name, result[name], fom)]
     for label, sub in result.get("strata", {}).items():
         out.append("")
         if "error" in sub:
