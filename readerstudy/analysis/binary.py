@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from readerstudy.analysis.covariance import COV_METHODS, gram
 from readerstudy.analysis.errors import AnalysisInputError
 
 if TYPE_CHECKING:
@@ -84,11 +85,6 @@ def _unit_sums(y: np.ndarray, units: np.ndarray, n_units: int) -> tuple[np.ndarr
     return s, n
 
 
-def _gram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b.T for a few long rows, without BLAS threads (which spin for long on a busy machine)."""
-    return np.einsum("ik,jk->ij", a, b)
-
-
 def binary_covariance(
     x: np.ndarray,
     truth: np.ndarray,
@@ -127,16 +123,15 @@ def binary_covariance(
             )
         dev = (total[:, None] - s) / left
         dev -= dev.mean(axis=1, keepdims=True)
-        return theta, (n_units - 1) / n_units * _gram(dev, dev)
+        return theta, (n_units - 1) / n_units * gram(dev, dev)
     a = s - n * theta[:, None]
-    return theta, n_units / (n_units - 1) * _gram(a, a) / np.outer(count, count)
+    return theta, n_units / (n_units - 1) * gram(a, a) / np.outer(count, count)
 
 
 def fom_covariance(
     study: ReaderStudy | SplitPlotStudy, fom: str, threshold: float | None, method: str, what: str = "the data set"
 ) -> tuple[np.ndarray, np.ndarray]:
     """FOM values (G,) and covariance (G x G, modality-major rows m * R + r) of a fully crossed or split-plot study."""
-    from readerstudy.analysis.covariance import COV_METHODS
     from readerstudy.analysis.splitplot import SplitPlotStudy
 
     fom, threshold = check_fom(fom, threshold)
