@@ -68,13 +68,15 @@ def launch_study(
         modalities = list(study.modalities.order_by("order"))
         cases = list(Case.objects.filter(study=study).analysed().select_related("patient").order_by("case_id"))
         practice_cases = list(Case.objects.filter(study=study, practice=True).order_by("case_id"))
+        balance = _split_plot_balance(study, cases) if study.reader_groups > 1 else {}
         schedule = design.make_schedule(
             study.design,
             study.seed,
             readers=[m.user_id for m in readers],
-            cases=[design.CaseRef(c.pk, c.patient_id) for c in cases],
+            cases=[design.CaseRef(c.pk, c.patient_id, balance.get(c.pk)) for c in cases],
             modalities=[m.pk for m in modalities],
             grouping=cast(design.PatientGrouping, study.patient_grouping),  # the choices, checked by a constraint
+            groups=study.reader_groups,
         )
         # The optional practice session: every practice case in every modality, unaided first per case.
         practice = design.practice_schedule(
@@ -121,6 +123,16 @@ def launch_study(
             },
         )
     return n_items
+
+
+def _split_plot_balance(study: Study, cases: list[Case]) -> dict[int, tuple[str, str]]:
+    """Each case's (truth, size stratum): split-plot blocks get near-equal numbers of each. Launch alone reads the
+    truth here, to balance the blocks; nothing of it is stored with the schedule or served."""
+    from readerstudy.analysis.strata import size_stratum
+    from readerstudy.studies.models import Truth
+
+    truth = dict(Truth.objects.filter(case__in=[c.pk for c in cases]).values_list("case_id", "label"))
+    return {c.pk: (truth.get(c.pk, ""), size_stratum(c.diameter_mm, study.size_bins_mm)) for c in cases}
 
 
 def _write_session(

@@ -743,6 +743,7 @@ def readiness(study: Study, *, accept_missing_predictions: bool = False) -> Read
         *_modality_checks(study),
         _reader_check(study),
         *_case_checks(study),
+        *_split_plot_checks(study),
     ]
     missing = 0
     cases = Case.objects.filter(study=study)
@@ -784,6 +785,26 @@ def _reader_check(study: Study) -> Check:
         return Check("readers", False, "at least 1 reader needed, none added")
     warning = "only 1 reader: random-reader (RRRC) analysis needs at least 2" if n_readers < 2 else ""
     return Check("readers", True, f"{n_readers} reader{'s' if n_readers != 1 else ''}", warning=warning)
+
+
+def _split_plot_checks(study: Study) -> list[Check]:
+    """A split-plot study needs a reader and a patient per group (two readers per group for RRRC)."""
+    groups = study.reader_groups
+    if groups <= 1:
+        return []
+    n_readers = study.memberships.filter(role=Membership.Role.READER).count()
+    n_patients = Patient.objects.filter(study=study, cases__practice=False).distinct().count()
+    if n_readers < groups or n_patients < groups:
+        return [
+            Check(
+                "reader_groups",
+                False,
+                f"split-plot in {groups} groups needs at least {groups} readers and {groups} patients "
+                f"(has {n_readers} readers, {n_patients} patients)",
+            )
+        ]
+    warning = f"{n_readers} readers in {groups} groups: fewer than 2 per group" if n_readers < 2 * groups else ""
+    return [Check("reader_groups", True, f"split-plot: {n_readers} readers in {groups} groups", warning=warning)]
 
 
 def _case_checks(study: Study) -> list[Check]:

@@ -84,3 +84,35 @@ def test_the_configure_page_sets_the_plan(boss, study):
     assert (study.plan_threshold, study.plan_hypothesis, study.plan_margin, study.reader_groups) == (
         60, "non_inferiority", 0.04, 2,
     )  # fmt: skip
+
+
+def test_a_split_plot_study_launches_each_group_on_its_own_block(tmp_path):
+    from readerstudy.reading.models import SessionItem
+    from readerstudy.studies.models import Study
+
+    study = build_study(tmp_path, readers=4, n_patients=6, lesions_per_patient=2, launch=False)
+    admin = make_user("admin")
+    actions.update_study(admin, study, reader_groups=2)
+    from readerstudy.reading.actions import launch_study
+
+    launch_study(admin, study, accept_missing_predictions=True)
+    blocks = {}
+    for reader, case, modality in SessionItem.objects.filter(session__study=study).values_list(
+        "session__reader__username", "case__case_id", "modality__key"
+    ):
+        blocks.setdefault(reader, set()).add((case, modality))
+    distinct = {frozenset(c for c, _ in items) for items in blocks.values()}
+    assert len(distinct) == 2 and sum(len(b) for b in distinct) == 12, "two blocks partition the 12 cases"
+    for items in blocks.values():
+        assert {m for _, m in items} == {"unaided", "aided"} and len(items) == 2 * len({c for c, _ in items})
+    assert Study.objects.get(pk=study.pk).reader_groups == 2
+
+
+def test_readiness_wants_a_reader_and_a_patient_per_group(tmp_path):
+    study = build_study(tmp_path, readers=2, n_patients=2, lesions_per_patient=1, launch=False)
+    actions.update_study(make_user("admin"), study, reader_groups=3)
+    study.refresh_from_db()
+    check = actions.readiness(study, accept_missing_predictions=True)
+    assert "split-plot in 3 groups needs at least 3 readers and 3 patients (has 2 readers, 2 patients)" in (
+        check.problems
+    )
