@@ -418,3 +418,14 @@ def test_cli_strata_and_clusters(refdata, tmp_path):
 def test_cli_bad_input_exits_2(refdata, args, message):
     proc = run(refdata / "vandyke.csv", *args)
     assert proc.returncode == 2 and message in proc.stderr and proc.stdout == ""
+
+
+def test_cli_reads_only_what_it_needs(refdata):
+    """scipy.stats costs about a second to import; the power path uses scipy.special only."""
+    code = (
+        "import sys; from readerstudy.analysis.power import main; "
+        f"main([{str(refdata / 'vandyke.csv')!r}, '--readers', '6', '--cases', '100', '--effect', '0.05']); "
+        "assert 'scipy.stats' not in sys.modules, 'scipy.stats imported'"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
