@@ -1,6 +1,6 @@
 from django.urls import path
 
-from readerstudy.operations import configure, imports, overview, progress, readers, views
+from readerstudy.operations import configure, imports, overview, planning, progress, readers, views
 
 app_name = "operations"
 
@@ -13,6 +13,7 @@ urlpatterns = [
     path("<id:study_id>/precompute/", overview.precompute, name="precompute"),
     path("<id:study_id>/push-seg/", overview.push_seg, name="push_seg"),
     path("<id:study_id>/configure/", configure.configure, name="configure"),
+    path("<id:study_id>/planning/", planning.planning, name="planning"),
     path("<id:study_id>/readers/", readers.readers, name="readers"),
     path("<id:study_id>/readers/<id:membership_id>/", readers.update_reader, name="reader"),
     path("<id:study_id>/readers/<id:membership_id>/remove/", readers.remove_reader, name="remove_reader"),

@@ -357,6 +357,20 @@ def set_up_study(
     return study
 
 
+def set_plan_pilot(actor: Actor, study: Study, variance: Any, source: str) -> Study:
+    """Store a pilot's variance components as the study's (the planned power uses them); draft only, audited."""
+    record = plan.pilot_record(variance, source)
+    with transaction.atomic():
+        study = lock_study(study)
+        check_study_admin(actor, study)
+        _check_draft(study, "change the statistical plan")
+        before = study_state(study)
+        study.plan_pilot = record
+        study.save(update_fields=["plan_pilot"])
+        audit.record(actor, Verb.UPDATE_STUDY, study, study=study, before=before, after=study_state(study))
+    return study
+
+
 def set_interim_analysis(actor: Actor, study: Study, allowed: bool) -> Study:
     """Allow (or stop) interim looks: modality comparisons shown to statisticians while the study runs."""
     if not isinstance(allowed, bool):
@@ -744,6 +758,7 @@ def readiness(study: Study, *, accept_missing_predictions: bool = False) -> Read
         _reader_check(study),
         *_case_checks(study),
         *_split_plot_checks(study),
+        *_planned_power_check(study),
     ]
     missing = 0
     cases = Case.objects.filter(study=study)
@@ -785,6 +800,27 @@ def _reader_check(study: Study) -> Check:
         return Check("readers", False, "at least 1 reader needed, none added")
     warning = "only 1 reader: random-reader (RRRC) analysis needs at least 2" if n_readers < 2 else ""
     return Check("readers", True, f"{n_readers} reader{'s' if n_readers != 1 else ''}", warning=warning)
+
+
+PLANNED_POWER_TARGET = 0.8
+
+
+def _planned_power_check(study: Study) -> list[Check]:
+    """The planned RRRC power of the study as configured (informational: a low power warns, never blocks)."""
+    n_readers = study.memberships.filter(role=Membership.Role.READER).count()
+    n_cases = Case.objects.filter(study=study, practice=False).count()
+    planned = plan.planned_power(study, readers=n_readers, cases=n_cases)
+    if planned is None:
+        return [
+            Check("planned_power", True, "no planned power: set the plan's effect size and a pilot (planning page)")
+        ]
+    text = (
+        f"planned power {planned['power']:.2f} (RRRC, {n_readers} readers, {n_cases} cases"
+        f"{f', {study.reader_groups} groups' if study.reader_groups > 1 else ''}, effect {planned['effect']:g}, "
+        f"pilot: {planned['source']})"
+    )
+    low = planned["power"] < PLANNED_POWER_TARGET
+    return [Check("planned_power", True, text, warning=f"{text}: below {PLANNED_POWER_TARGET:g}" if low else "")]
 
 
 def _split_plot_checks(study: Study) -> list[Check]:

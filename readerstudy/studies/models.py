@@ -149,6 +149,9 @@ class Study(models.Model):
         max_length=12, choices=FrrcConvention.choices, default=FrrcConvention.TRUNCATED
     )
     plan_effect_size = models.FloatField(null=True, blank=True)
+    # The pilot's OR variance components (readerstudy.analysis.power.PilotVariance) and where they came from: what
+    # the planned power of the configured study is computed from (the planning page sets it).
+    plan_pilot = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     launched_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

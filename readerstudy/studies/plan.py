@@ -84,5 +84,58 @@ def check_plan(changes: dict[str, Any], study: Study) -> dict[str, Any]:
 
 
 def plan_state(study: Study) -> dict[str, Any]:
-    """The plan as audit events and reports store it."""
-    return {field: getattr(study, field) for field in PLAN_FIELDS}
+    """The plan as audit events and reports store it (the pilot by its source and size)."""
+    pilot = study.plan_pilot or {}
+    variance = pilot.get("variance", {})
+    summary = {"source": pilot.get("source"), "readers": variance.get("n_readers"), "cases": variance.get("n_cases")}
+    return {**{field: getattr(study, field) for field in PLAN_FIELDS}, "plan_pilot": summary if pilot else None}
+
+
+# --- the pilot and the planned power -------------------------------------------------------------------------
+
+PILOT_SOURCE_MAX_CHARS = 200
+
+
+def pilot_record(variance: Any, source: str) -> dict[str, Any]:
+    """What ``Study.plan_pilot`` stores: the variance components (every field of PilotVariance) and their source."""
+    from dataclasses import asdict
+
+    if not isinstance(source, str) or not source.strip() or len(source) > PILOT_SOURCE_MAX_CHARS:
+        raise InvalidInput(f"pilot source: expected a description of 1 to {PILOT_SOURCE_MAX_CHARS} characters")
+    fields = asdict(variance)
+    fields["modalities"], fields["modality_auc"] = list(fields["modalities"]), list(fields["modality_auc"])
+    return {"source": source.strip(), "variance": fields}
+
+
+def pilot_variance(study: Study) -> Any:
+    """The study's stored pilot as a PilotVariance, or None."""
+    if not study.plan_pilot:
+        return None
+    from readerstudy.analysis.power import PilotVariance
+
+    fields = dict(study.plan_pilot["variance"])
+    fields["modalities"], fields["modality_auc"] = tuple(fields["modalities"]), tuple(fields["modality_auc"])
+    return PilotVariance(**fields)
+
+
+def planned_power(study: Study, *, readers: int, cases: int, alpha: float = 0.05) -> dict[str, Any] | None:
+    """RRRC power of the configured study (its readers, cases, reader groups) for the plan's effect size, from the
+    stored pilot; None without an effect size or a pilot, or with fewer than 2 readers or cases."""
+    variance = pilot_variance(study)
+    effect = study.plan_effect_size
+    if variance is None or effect is None or readers < 2 or cases < 2:
+        return None
+    if study.reader_groups > 1:
+        from readerstudy.analysis.splitplot_power import split_plot_power
+
+        if readers < study.reader_groups or cases < study.reader_groups:
+            return None
+        power = float(split_plot_power(variance, readers, study.reader_groups, cases, effect, "rrrc", alpha)["power"])
+    else:
+        from readerstudy.analysis.power import power_from_pilot
+
+        power = float(power_from_pilot(variance, readers, cases, effect, analysis="rrrc", alpha=alpha)["rrrc"]["power"])
+    return {
+        "power": power, "readers": readers, "cases": cases, "effect": effect, "groups": study.reader_groups,
+        "alpha": alpha, "source": study.plan_pilot["source"], "analysis": "rrrc",
+    }  # fmt: skip
