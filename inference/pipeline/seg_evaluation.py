@@ -36,8 +36,10 @@ from readerstudy.analysis.strata import size_stratum, stratum_labels
 __all__ = [
     "STRUCTURES",
     "evaluate_case",
+    "format_table",
     "lesion_rows",
     "match_lesions",
+    "nan_to_none",
     "segmentation_report",
     "summarise_lesions",
     "summarise_structures",
@@ -276,6 +278,43 @@ def segmentation_report(
         "lesions_by_stratum": summarise_lesions(values, bins),
         "cases": {name: dict(case) for name, case in cases.items()},
     }
+
+
+def _cell(value: Any, digits: int) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+def format_table(report: Mapping[str, Any]) -> str:
+    """The report as a plain-text table: structures, then lesions by stratum. Dice, NSD, clDice and Betti errors
+    are means, HD95 the median of finite values (a missed lesion's is infinite); ``-`` where there is none."""
+    names = ("Dice", "HD95 mm", "NSD", "clDice", "b0 err", "b1 err", "b2 err")
+    head = f"{'':10} {'n':>4} " + " ".join(f"{n:>{8 if n == 'HD95 mm' else 6}}" for n in names)
+
+    def cells(row: Mapping[str, Any]) -> str:
+        return " ".join(
+            [
+                f"{_cell(row.get('dice_mean'), 3):>6}",
+                f"{_cell(row.get('hd95_mm_median'), 1):>8}",
+                f"{_cell(row.get('nsd_mean'), 3):>6}",
+                f"{_cell(row.get('cldice_mean'), 3):>6}",
+                *(f"{_cell(row.get(f'b{k}_error_mean'), 2):>6}" for k in range(3)),
+            ]
+        )
+
+    lines = [
+        f"Segmentation: {report['n_cases']} series, NSD at {report['nsd_tolerance_mm']:g} mm "
+        "(means; HD95: median of finite values)",
+        head,
+    ]
+    for name, row in report["structures"].items():
+        lines.append(f"{name:10} {row['n_cases']:>4} {cells(row)}")
+    lines += ["Lesions by size stratum (reference diameter, mm; matched by overlap)", f"{head}  detected  FP"]
+    for name, row in report["lesions_by_stratum"].items():
+        if row["n"]:
+            lines.append(f"{name:10} {row['n']:>4} {cells(row)}  {row['detected']:>8}  {row['false_positives']:>2}")
+        else:
+            lines.append(f"{name:10} {0:>4} {'':62}  {'':>8}  {row['false_positives']:>2}")
+    return "\n".join(lines)
 
 
 def nan_to_none(value: Any) -> Any:

@@ -1,0 +1,107 @@
+"""Segmentation evaluation of a study's stored predictions against reference masks: the thin layer around
+:mod:`inference.pipeline.seg_evaluation` (it finds the series, their grids and the stored labelmaps).
+
+:func:`segmentation_evaluation` returns the plain dict that ``manage.py evaluate_predictions`` prints and
+writes as JSON, for the platform's report to show as well. Reading only: nothing is written.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from django.core.files.storage import default_storage
+
+from inference.actions import shown_prediction
+from inference.pipeline.reference_masks import ReferenceMaskError, SeriesGrid, load_masks, series_affine
+from inference.pipeline.seg_evaluation import evaluate_case, segmentation_report
+from inference.pipeline.seg_metrics import NSD_TOLERANCE_MM
+from readerstudy.studies.manifest import id_problem
+from readerstudy.studies.models import ImageSeries, Study
+from readerstudy.studies.storage import slice_name
+
+__all__ = ["NoReferenceMasks", "segmentation_evaluation", "series_grid"]
+
+
+class NoReferenceMasks(LookupError):
+    """No reference mask matches any of the study's series (the message says where it looked)."""
+
+
+def series_grid(series: ImageSeries) -> SeriesGrid:
+    """The series' voxel grid from its first slice's header and the stored slice positions."""
+    with default_storage.open(slice_name(series, 0), "rb") as f:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+    pos = series.slice_positions_mm
+    dz = (pos[-1] - pos[0]) / (len(pos) - 1) if series.n_slices > 1 else float(ds.get("SliceThickness") or 1.0)
+    affine = series_affine(ds.ImageOrientationPatient, ds.ImagePositionPatient, ds.PixelSpacing, dz)
+    return SeriesGrid((series.n_slices, series.rows, series.columns), affine)
+
+
+def _stored_masks(series: ImageSeries, study: Study, grid: SeriesGrid) -> dict[str, np.ndarray] | None:
+    case = series.cases.filter(study=study).first()
+    prediction = shown_prediction(case) if case is not None else None
+    if prediction is None or not prediction.overlay:
+        return None
+    with prediction.overlay.open("rb") as f:
+        labelmap = np.frombuffer(gzip.decompress(f.read()), dtype=np.uint8).reshape(prediction.overlay_shape)
+    if labelmap.shape != grid.shape:
+        raise ReferenceMaskError(f"stored prediction of {series}: shape {labelmap.shape}, the series {grid.shape}")
+    return {"liver": labelmap >= 1, "lesions": labelmap >= 2}  # labelmap: 1 liver, 2 target, 3 other lesions
+
+
+def segmentation_evaluation(
+    study: Study,
+    masks: Path,
+    *,
+    pred_masks: Path | None = None,
+    tolerance_mm: float = NSD_TOLERANCE_MM,
+    topology: bool = True,
+    warn: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Every series of ``study`` with a reference mask under ``masks`` (see
+    :mod:`inference.pipeline.reference_masks`), compared with its stored prediction (liver, lesions) and with
+    the structures found under ``pred_masks`` (same layouts; they replace the stored ones, e.g. vessels from
+    TotalSegmentator's ``liver_vessels``). Raises :class:`NoReferenceMasks` when none matches.
+
+    ``warn`` receives a line per skipped series; ``progress(done, total)`` is called after each series.
+    """
+    say = warn or (lambda _line: None)
+    series_list = list(ImageSeries.objects.filter(cases__study=study).distinct().select_related("patient"))
+    cases: dict[str, dict[str, Any]] = {}
+    for done, series in enumerate(series_list, start=1):
+        name = series.patient.pseudonym
+        problem = id_problem(name)
+        if problem is not None:  # a pseudonym from before ids were checked: not a safe file name under MASKS
+            say(f"patient skipped: pseudonym {problem}; its mask cannot be looked up safely")
+        else:
+            grid = series_grid(series)
+            reference = load_masks(masks, name, grid)
+            predicted = _stored_masks(series, study, grid) or {}
+            if pred_masks is not None:
+                predicted.update(load_masks(pred_masks, name, grid) or {})
+            if reference is None:
+                pass
+            elif not predicted:
+                say(f"{name}: no stored prediction with an overlay and no predicted masks: skipped")
+            else:
+                key = name if name not in cases else f"{name} {series.pk}"
+                cases[key] = evaluate_case(
+                    predicted,
+                    reference,
+                    grid.spacing_mm,
+                    bins=study.size_bins_mm,
+                    tolerance_mm=tolerance_mm,
+                    topology=topology,
+                )
+        if progress is not None:
+            progress(done, len(series_list))
+    if not cases:
+        raise NoReferenceMasks(f"no reference masks in {masks} match the study's patients")
+    report = segmentation_report(cases, bins=study.size_bins_mm, tolerance_mm=tolerance_mm)
+    liver = [c["structures"]["liver"]["dice"] for c in cases.values() if "liver" in c["structures"]]
+    return {"n_series": len(cases), "liver_dice_mean": float(np.mean(liver)) if liver else None, **report}
