@@ -11,7 +11,8 @@ Where :func:`load_masks` looks for patient ``P`` in a folder (the first that exi
    is values 1 and 2 (lesions lie in the liver), lesion instances are the 26-connected components of value 2.
 3. ``P.dcm`` / ``P.seg.dcm``: a DICOM SEG (read with highdicom); see :func:`read_seg_masks` for its segments.
 4. a folder ``P/`` with ``liver.nii[.gz]``, ``lesions.nii[.gz]`` (instance labels, or binary), ``vessels.nii[.gz]``
-   (any subset), or with one DICOM SEG ``*.dcm``.
+   (any subset; TotalSegmentator's names ``liver_lesions`` and ``liver_vessels`` are read too, so its output
+   folder for the patient serves as it is), or with one DICOM SEG ``*.dcm``.
 
 No resampling: NIfTI and SEG grids must coincide with the series' voxel grid, in any axis order or direction
 (a NIfTI written by TotalSegmentator or dcm2niix from this series, a SEG drawn on it), and may cover part of it
@@ -44,6 +45,9 @@ __all__ = [
 _FG = np.ones((3, 3, 3), bool)
 _LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 LABELMAP_VALUES = {"liver": (1, 2), "lesions": (2,), "vessels": (3,)}
+#: File names per structure in a patient's folder: ours, then TotalSegmentator's output names (``total``,
+#: ``liver_lesions`` and ``liver_vessels`` tasks), so its output folder can be used as it is.
+_FILE_NAMES = {"liver": ("liver",), "lesions": ("lesions", "liver_lesions"), "vessels": ("vessels", "liver_vessels")}
 
 
 class ReferenceMaskError(ValueError):
@@ -247,8 +251,8 @@ def load_masks(folder: Path, name: str, grid: SeriesGrid) -> dict[str, np.ndarra
     if not sub.is_dir():
         return None
     out: dict[str, np.ndarray] = {}
-    for kind in ("liver", "lesions", "vessels"):
-        path = _first(sub, [f"{kind}.nii.gz", f"{kind}.nii"])
+    for kind, names in _FILE_NAMES.items():
+        path = _first(sub, [f"{n}{ext}" for n in names for ext in (".nii.gz", ".nii")])
         if path is not None:
             data = read_nifti(path, grid)
             if kind == "lesions":

@@ -120,6 +120,13 @@ def test_load_masks_layouts(tmp_path):
     assert masks is not None and set(masks) == {"liver", "lesions", "vessels"}
     assert masks["lesions"].max() == 2 and (masks["lesions"] > 0).sum() == lesions.sum()
     np.testing.assert_array_equal(masks["vessels"], vessels)
+    # TotalSegmentator's output names (liver_vessels task: liver_vessels.nii.gz beside liver_tumor.nii.gz)
+    (tmp_path / "TS").mkdir()
+    nii(vessels, tmp_path / "TS" / "liver_vessels.nii.gz")
+    nii(lesions, tmp_path / "TS" / "liver_tumor.nii.gz")  # not our lesions: ignored
+    masks = load_masks(tmp_path, "TS", grid)
+    assert masks is not None and set(masks) == {"vessels"}
+    np.testing.assert_array_equal(masks["vessels"], vessels)
     # one labelmap: 1 liver, 2 lesion, 3 vessel; the liver is 1 and 2
     labelmap = liver.astype(np.uint8)
     labelmap[lesions > 0] = 2
