@@ -76,14 +76,16 @@ def queue_export(actor: Actor, study: Study, kind: str) -> Export:
 
 
 def queue_analysis(actor: Actor, study: Study, parameters: dict) -> AnalysisRun:
-    """Write a queued analysis run with checked parameters (``jobs.start_analysis`` enqueues its task)."""
+    """Write a queued analysis run with checked parameters (``jobs.start_analysis`` enqueues its task); without
+    an ``frrc_convention`` the run takes the plan's."""
     from readerstudy.results.runs import check_parameters
 
     check_results_access(actor, study)
     _check_has_reads(study)
     check_comparisons_visible(actor, study)
     try:
-        parameters = check_parameters(parameters)
+        # The FRRC convention defaults to the study's plan (the form offers the other).
+        parameters = check_parameters({"frrc_convention": study.plan_frrc_convention, **parameters})
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     with transaction.atomic():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import textwrap
 from collections.abc import Sequence
 
@@ -22,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
 from readerstudy.analysis.auc import empirical_auc
+from readerstudy.results.labels import stratum_display, stratum_key
 
 SINGLE_COLUMN_IN = 3.5
 DOUBLE_COLUMN_IN = 7.2
@@ -43,8 +43,13 @@ STYLE = {
     "svg.hashsalt": "readerstudy",  # stable element ids: the same figure gives the same SVG
     "pdf.fonttype": 42,
 }
-# Colour-blind-safe (Okabe-Ito) colours per modality, in display order.
-COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+# One colour per reader: the colour-blind-safe Okabe-Ito palette without its black (black draws the reader-averaged
+# curves), yellow last (faint on white). Past 7 readers the colours repeat with a marker per round.
+COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
+MARKERS = ["", "o", "s", "^", "D", "v"]
+# One line style per modality, in display order.
+LINE_STYLES = ["-", "--", ":", "-."]
+MAX_READERS_IN_PANEL_LEGEND = 8
 FPF_LABEL = "1 − specificity (false-positive fraction)"
 TPF_LABEL = "sensitivity (true-positive fraction)"
 
@@ -118,19 +123,31 @@ def _reader_label(reader: str) -> str:
     return f"Reader {reader}" if str(reader).isdigit() else str(reader)
 
 
+def reader_style(index: int) -> dict:
+    """Colour (and, past the palette's length, a marker) of the reader at ``index`` in sorted order."""
+    marker = MARKERS[(index // len(COLOURS)) % len(MARKERS)]
+    style: dict = {"color": COLOURS[index % len(COLOURS)]}
+    if marker:
+        style.update(marker=marker, markersize=3, markevery=0.1)
+    return style
+
+
 def roc_curves(  # noqa: C901
     df: pd.DataFrame,
     modality_order: Sequence[str] | None = None,
     result: dict | None = None,
     combined: bool = False,
 ) -> Figure:
-    """Empirical ROC curves: thin line per reader, thick reader-averaged curve per modality.
+    """Empirical ROC curves: one colour per reader, one line style per modality, and a thick black
+    reader-averaged curve per modality (in that modality's line style).
 
     The average is vertical (mean sensitivity at each false-positive fraction, see :func:`vertical_average`),
     so its area is the mean reader AUC, the quantity the OR analysis compares. AUCs in the legends come from
     ``result`` (an ``analyse()`` dict) when given, else from :func:`empirical_auc` on ``df``
-    (``reader, modality, case, truth, rating``). One panel per modality, or one axes for all with
-    ``combined=True``.
+    (``reader, modality, case, truth, rating``). One panel per modality (each legend: the mean curve, then each
+    reader with their AUC; past 8 readers their range, and the readers' colours in a legend below the panels), or
+    one axes for all with ``combined=True`` (the modalities' line styles with their mean AUC, then each reader
+    with their AUC in every modality).
     """
     table = df[["reader", "modality", "case", "truth", "rating"]].copy()
     for col in ("reader", "modality", "case"):
@@ -145,16 +162,18 @@ def roc_curves(  # noqa: C901
         raise ValueError("ROC curves need both positive and negative cases")
     cases = truth.index.to_numpy()
     readers = sorted(table["reader"].unique())
+    styles = [reader_style(j) for j in range(len(readers))]
 
     with matplotlib.rc_context(STYLE):
         n_panels = 1 if combined else len(modalities)
         width = SINGLE_COLUMN_IN if n_panels == 1 else DOUBLE_COLUMN_IN
         fig = Figure(figsize=(width, width / n_panels + 0.5 if n_panels > 1 else width), layout="constrained")
         axes = fig.subplots(1, n_panels, squeeze=False, sharey=True)[0]
-        combined_handles: list[Line2D] = []
+        mean_handles: list[Line2D] = []
+        reader_aucs: dict[str, list[float]] = {r: [] for r in readers}
         for i, modality in enumerate(modalities):
             ax = axes[0 if combined else i]
-            colour = COLOURS[i % len(COLOURS)]
+            ls = LINE_STYLES[i % len(LINE_STYLES)]
             grid = (table[table["modality"] == modality]
                     .pivot_table(index="reader", columns="case", values="rating", aggfunc="first")
                     .reindex(index=readers, columns=cases))  # fmt: skip
@@ -169,22 +188,25 @@ def roc_curves(  # noqa: C901
                 aucs = [float(a) for a in empirical_auc(x, t)]
                 mean_auc = float(np.mean(aucs))
             curves = [roc_points(t, row) for row in x]
-            for fpf, tpf in curves:
-                ax.plot(fpf, tpf, color=colour, lw=0.6, alpha=0.45, solid_joinstyle="miter")
+            for (fpf, tpf), style in zip(curves, styles, strict=True):
+                ax.plot(fpf, tpf, ls=ls, lw=0.8, alpha=0.85, solid_joinstyle="miter", **style)
             fpf_avg, tpf_avg = vertical_average(curves, n_negative)
-            ax.plot(fpf_avg, tpf_avg, color=colour, lw=2.0)
-            handles = [Line2D([], [], color=colour, lw=2.0, label=f"{_display(modality)}: mean AUC {mean_auc:.3f}")]
-            if len(readers) <= 6 and not combined:
-                handles += [Line2D([], [], color=colour, lw=0.6, alpha=0.6, label=f"{_reader_label(r)}: AUC {a:.3f}")
-                            for r, a in zip(readers, aucs, strict=True)]  # fmt: skip
+            ax.plot(fpf_avg, tpf_avg, color="black", ls=ls, lw=2.0)
+            mean = Line2D([], [], color="black", ls=ls, lw=2.0, label=f"{_display(modality)}: mean AUC {mean_auc:.3f}")
+            mean_handles.append(mean)
+            for r, a in zip(readers, aucs, strict=True):
+                reader_aucs[r].append(a)
+            if combined:
+                continue
+            handles = [mean]
+            if len(readers) <= MAX_READERS_IN_PANEL_LEGEND:
+                handles += [Line2D([], [], ls=ls, lw=0.8, label=f"{_reader_label(r)}: AUC {a:.3f}", **style)
+                            for r, a, style in zip(readers, aucs, styles, strict=True)]  # fmt: skip
             else:
                 spread = f"{len(readers)} readers: AUC {min(aucs):.3f}–{max(aucs):.3f}"
-                handles.append(Line2D([], [], color=colour, lw=0.6, alpha=0.6, label=spread))
-            if combined:
-                combined_handles += handles
-            else:
-                ax.set_title(_display(modality))
-                ax.legend(handles=handles, loc="lower right", handlelength=1.6)
+                handles.append(Line2D([], [], color="0.5", ls=ls, lw=0.8, label=spread))
+            ax.set_title(_display(modality))
+            ax.legend(handles=handles, loc="lower right", handlelength=2.2)
         for ax in axes:
             ax.plot([0, 1], [0, 1], color="0.6", lw=0.6, ls="--", zorder=0)
             ax.set_xlim(-0.01, 1.01)
@@ -194,7 +216,16 @@ def roc_curves(  # noqa: C901
             ax.set_yticks(np.linspace(0, 1, 6))
             ax.set_xlabel(FPF_LABEL)
         if combined:
-            axes[0].legend(handles=combined_handles, loc="lower right", handlelength=1.6)
+            reader_handles = [
+                Line2D([], [], lw=0.8, label=f"{_reader_label(r)}: AUC {' / '.join(f'{a:.3f}' for a in aucs)}", **style)
+                for (r, aucs), style in zip(reader_aucs.items(), styles, strict=True)
+            ]
+            title = "AUC " + " / ".join(_display(m) for m in modalities) if len(modalities) > 1 else None
+            axes[0].legend(handles=mean_handles + reader_handles, loc="lower right", handlelength=2.2, title=title)
+        elif len(readers) > MAX_READERS_IN_PANEL_LEGEND:
+            fig.legend(handles=[Line2D([], [], lw=0.8, label=_reader_label(r), **style)
+                                for r, style in zip(readers, styles, strict=True)],
+                       loc="outside lower center", ncols=min(len(readers), 6))  # fmt: skip
         axes[0].set_ylabel(TPF_LABEL)
         # Settle the layout once and freeze it: re-running it at every save shifts sizes by a hair, and the
         # same figure should give the same bytes.
@@ -204,18 +235,6 @@ def roc_curves(  # noqa: C901
 
 
 # --------------------------------------------------------------------------------------------- forest
-
-
-def _stratum_key(label: str) -> tuple[int, float, str]:
-    """'<=10' < '10-30' < '>30' < anything else (the analysis JSON sorts labels as text)."""
-    numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", label)]
-    if label.startswith("<=") and numbers:
-        return (0, numbers[0], label)
-    if label.startswith(">") and numbers:
-        return (2, numbers[0], label)
-    if len(numbers) == 2:
-        return (1, numbers[0], label)
-    return (3, 0.0, label)
 
 
 def _difference(analysis: dict, first: str, second: str) -> dict | None:
@@ -260,24 +279,9 @@ def forest_rows(result: dict, first: str = "aided", second: str = "unaided", ana
         return out
 
     rows = [row("overall", result)]
-    for label in sorted(result.get("strata", {}), key=_stratum_key):
+    for label in sorted(result.get("strata", {}), key=stratum_key):
         rows.append(row(label, result["strata"][label]))
     return rows
-
-
-def _stratum_display(label: str) -> str:
-    if label == "overall":
-        return "Overall"
-    m = re.fullmatch(r"<=\s*([\d.]+)", label)
-    if m:
-        return f"≤{m.group(1)} mm"
-    m = re.fullmatch(r">\s*([\d.]+)", label)
-    if m:
-        return f">{m.group(1)} mm"
-    m = re.fullmatch(r"([\d.]+)-([\d.]+)", label)
-    if m:
-        return f"{m.group(1)}–{m.group(2)} mm"
-    return label
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -290,8 +294,28 @@ def _p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def forest_plot(rows: Sequence[dict], title: str | None = None, xlabel: str | None = None) -> Figure:
-    """Forest plot of AUC differences with 95% CI whiskers, one row per entry of ``rows`` (top to bottom).
+FOREST_ANALYSES = {
+    "rrrc": "RRRC (random readers and cases; Obuchowski–Rockette, Hillis ddf)",
+    "frrc": "FRRC (fixed readers, random cases; Obuchowski–Rockette)",
+    "rrfc": "RRFC (random readers, fixed cases; modality × reader ANOVA)",
+}
+
+
+def ci_percent(alpha: float) -> str:
+    """0.05 -> "95"."""
+    return f"{100 * (1 - alpha):g}"
+
+
+def forest_title(analysis: str = "rrrc", alpha: float = 0.05) -> str:
+    """What a forest plot shows: the analysis and the CI level (Holm across strata)."""
+    return f"{FOREST_ANALYSES[analysis]}: {ci_percent(alpha)}% CI; p Holm-adjusted across strata"
+
+
+def forest_plot(
+    rows: Sequence[dict], title: str | None = None, xlabel: str | None = None, alpha: float = 0.05
+) -> Figure:
+    """Forest plot of AUC differences with (1 - ``alpha``) CI whiskers, one row per entry of ``rows`` (top to
+    bottom); ``title``: say which analysis made them (:func:`forest_title`).
 
     ``rows`` are dicts as made by :func:`forest_rows`: ``label``, ``n_cases``, ``n_positive``,
     ``n_negative``, ``estimate``, ``ci`` [lo, hi], ``p``, ``p_holm`` and ``message``. A row without an
@@ -323,12 +347,12 @@ def forest_plot(rows: Sequence[dict], title: str | None = None, xlabel: str | No
         text = blended_transform_factory(fig.transFigure, ax.transData)
         header_y = len(rows) - 0.4 + 0.15
         for x, label, ha in ((0.01, "Stratum", "left"), (0.23, "n (pos/neg)", "right"),
-                             (0.58, "Difference [95% CI]", "left"), (0.88, "p", "right"),
+                             (0.58, f"Difference [{ci_percent(alpha)}% CI]", "left"), (0.88, "p", "right"),
                              (0.99, "Holm p", "right")):  # fmt: skip
             ax.text(x, header_y, label, transform=text, ha=ha, va="bottom", fontweight="bold", clip_on=False)
         for yi, r in zip(y, rows, strict=True):
             bold = "bold" if r.get("label") == "overall" else "normal"
-            ax.text(0.01, yi, _stratum_display(str(r.get("label"))), transform=text, ha="left", va="center",
+            ax.text(0.01, yi, stratum_display(str(r.get("label"))), transform=text, ha="left", va="center",
                     fontweight=bold)  # fmt: skip
             if r.get("n_cases") is not None:
                 n = f"{r['n_cases']} ({r.get('n_positive')}/{r.get('n_negative')})"

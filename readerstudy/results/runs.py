@@ -7,30 +7,43 @@ import numpy as np
 import pandas as pd
 
 from readerstudy.analysis import AnalysisInputError, analyse, compare_model_to_readers, model_auc
+from readerstudy.analysis.onesided import check_hypothesis, one_sided
 from readerstudy.analysis.strata import check_size_bins, size_stratum, stratum_labels
 
 COV_METHODS = ("jackknife", "delong", "unbiased")
 ANALYSES = ("rrrc", "frrc", "rrfc")
+# The FRRC error term (analysis README, "FRRC truncation"); the names are Study.FrrcConvention's values.
+FRRC_CONVENTIONS = ("truncated", "untruncated")
+ALPHA = 0.05
+LIBRARIES = ("numpy", "scipy", "pandas")
 
 
-def software_version() -> str:
-    """Identifies the code that made a result (the repository's package version and the key libraries)."""
+def software_versions() -> dict[str, str]:
+    """The package's version and the key libraries' (a methods section cites them)."""
     try:
         own = version("readerstudy")
     except PackageNotFoundError:  # run from the source tree, not pip-installed
         own = "0.1.0"
-    libs = ", ".join(f"{name} {version(name)}" for name in ("numpy", "scipy", "pandas"))
-    return f"readerstudy {own} ({libs})"
+    return {"readerstudy": own, **{name: version(name) for name in LIBRARIES}}
 
 
-def default_parameters(df: pd.DataFrame, size_bins: list[float]) -> dict:
-    """Jackknife, all analyses, the study's size bins; clustered by patient when a patient has several lesions."""
+def software_version() -> str:
+    """Identifies the code that made a result (the repository's package version and the key libraries)."""
+    versions = software_versions()
+    libs = ", ".join(f"{name} {versions[name]}" for name in LIBRARIES)
+    return f"readerstudy {versions['readerstudy']} ({libs})"
+
+
+def default_parameters(df: pd.DataFrame, size_bins: list[float], frrc_convention: str = "truncated") -> dict:
+    """Jackknife, all analyses, the study's size bins, the plan's FRRC convention; clustered by patient when a
+    patient has several lesions."""
     lesions_per_patient = df.drop_duplicates("case").groupby("patient")["case"].count() if len(df) else pd.Series()
     return {
         "cov": "jackknife",
         "analyses": list(ANALYSES),
         "size_bins_mm": list(size_bins),
         "cluster_by_patient": bool((lesions_per_patient > 1).any()),
+        "frrc_convention": frrc_convention,
     }
 
 
@@ -45,7 +58,17 @@ def check_parameters(parameters: dict) -> dict:
     cluster = bool(parameters.get("cluster_by_patient", False))
     if cov == "unbiased" and cluster:
         raise ValueError("the unbiased (U-statistic) covariance has no clustered form: choose jackknife or DeLong")
-    return {"cov": cov, "analyses": analyses, "size_bins_mm": bins, "cluster_by_patient": cluster}
+    convention = parameters.get("frrc_convention", "truncated")
+    if convention not in FRRC_CONVENTIONS:
+        raise ValueError(f"frrc_convention {convention!r}: expected one of {', '.join(FRRC_CONVENTIONS)}")
+    return {
+        "cov": cov,
+        "analyses": analyses,
+        "size_bins_mm": bins,
+        "cluster_by_patient": cluster,
+        "frrc_convention": convention,
+        "alpha": ALPHA,  # not a choice: stored so that the report states its CI level from the run
+    }
 
 
 COMPLETE_CASE_RULE = (
@@ -83,10 +106,22 @@ def complete_cases(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return kept, excluded
 
 
-def run_analysis(df: pd.DataFrame, parameters: dict, *, reading_time: Any = None) -> dict:
+def run_analysis(
+    df: pd.DataFrame,
+    parameters: dict,
+    *,
+    reading_time: Any = None,
+    plan: dict | None = None,
+    imported: pd.DataFrame | None = None,
+    compared: tuple[str, str] | None = None,
+) -> dict:
     """The full result of one run; data that cannot be analysed yields messages, never an exception.
 
     Complete cases only (see complete_cases): ``result["excluded"]`` says how many cases were left out and why.
+    ``plan``: the study's statistical plan (studies.plan.plan_state), stored with the result: its hypothesis adds
+    the planned one-sided test to the ``compared`` difference (assisted, unassisted modality; see planned_tests),
+    its threshold the binary endpoints (``result["binary"]``: sensitivity and specificity, RRRC); ``imported``:
+    every imported case (``case, practice, diameter_mm, truth``) for the flow of cases from import to analysis.
     """
     p = check_parameters(parameters)
     table, excluded = complete_cases(df)
@@ -94,21 +129,95 @@ def run_analysis(df: pd.DataFrame, parameters: dict, *, reading_time: Any = None
     # The run's own bins decide the strata (they may differ from the study's at import).
     table["size_stratum"] = [size_stratum(d, p["size_bins_mm"]) for d in table["diameter_mm"]]
     cluster = "patient" if p["cluster_by_patient"] else None
-    result: dict[str, Any] = {"parameters": p, "summary": summary(table, p["size_bins_mm"]), "excluded": excluded}
+    plan = dict(plan or {})
+    compared = compared or default_compared(sorted(table["modality"].astype(str).unique()))
+    result: dict[str, Any] = {
+        "parameters": p,
+        "software": software_versions(),
+        "plan": plan,
+        "compared": list(compared) if compared else None,
+        "summary": summary(table, p["size_bins_mm"]),
+        "excluded": excluded,
+    }
+    if imported is not None:
+        from readerstudy.results.flow import case_flow
+
+        result["flow"] = case_flow(imported, df, excluded["cases"], p["size_bins_mm"])
+    columns = ["reader", "modality", "case", "truth", "rating", "patient", "size_stratum"]
+    options = {
+        "cov": p["cov"],
+        "cluster": cluster,
+        "stratum": "size_stratum",
+        "alpha": p["alpha"],
+        "frrc_truncate": p["frrc_convention"] == "truncated",
+    }
     try:
-        result["mrmc"] = analyse(
-            table[["reader", "modality", "case", "truth", "rating", "patient", "size_stratum"]],
-            cov=p["cov"],
-            cluster=cluster,
-            stratum="size_stratum",
-            analyses=p["analyses"],
-        )
+        result["mrmc"] = analyse(table[columns], analyses=p["analyses"], **options)
+        if compared and plan.get("plan_hypothesis"):
+            planned_tests(result["mrmc"], plan, compared, p["alpha"])
     except AnalysisInputError as exc:
         result["mrmc"] = {"error": str(exc)}
+    if plan.get("plan_threshold") is not None:
+        result["binary"] = {}
+        for fom in BINARY_FOMS:
+            try:
+                result["binary"][fom] = analyse(
+                    table[columns], analyses=["rrrc"], fom=fom, threshold=plan["plan_threshold"], **options
+                )
+            except AnalysisInputError as exc:
+                result["binary"][fom] = {"error": str(exc)}
     result["model"] = standalone_model(table, cluster, p)
     if reading_time is not None:
         result["reading_time"] = reading_time(table)
     return result
+
+
+BINARY_FOMS = ("sensitivity", "specificity")
+
+
+def default_compared(modalities: list[str]) -> tuple[str, str] | None:
+    """(assisted, unassisted) when the study's modalities do not say: "aided" and "unaided", else the last and
+    first in sorted order."""
+    if {"aided", "unaided"} <= set(modalities):
+        return ("aided", "unaided")
+    return (modalities[-1], modalities[0]) if len(modalities) >= 2 else None
+
+
+def planned_tests(mrmc: dict, plan: dict, compared: tuple[str, str], alpha: float) -> None:
+    """The plan's one-sided test of assisted minus unassisted (``compared``), added as ``one_sided`` to that
+    difference of every analysis, overall and in each analysable stratum.
+
+    One-sided at alpha / 2 (0.025), so that non-inferiority is shown exactly when the lower end of the two-sided
+    (1 - alpha) CI lies above -margin, and superiority when it lies above 0 (analysis/onesided.py); a difference
+    stored the other way round (B - A) is tested flipped, its estimate then -d with the same SE and df.
+    """
+    hypothesis, margin = check_hypothesis(plan["plan_hypothesis"], plan.get("plan_margin") or 0.0)
+    assert hypothesis is not None
+    blocks = [mrmc, *(b for b in (mrmc.get("strata") or {}).values() if "error" not in b)]
+    for block in blocks:
+        for name in ANALYSES:
+            for d in (block.get(name) or {}).get("differences", []):
+                pair = [str(m) for m in d["modalities"]]
+                if sorted(pair) != sorted(compared):
+                    continue
+                estimate = d["estimate"]
+                if pair != list(compared) and estimate is not None:
+                    estimate = -estimate
+                test = one_sided({**d, "estimate": estimate}, hypothesis, margin, alpha / 2)
+                d["one_sided"] = {**test, "difference": list(compared), "estimate": estimate}
+
+
+CLASS_NAMES = {1: "positive (CRLM)", 0: "negative (hemangioma)"}
+
+
+def class_problem(truth: pd.Series | list, where: str = "this stratum") -> str | None:
+    """Why cases of this truth cannot give an AUC (none, or one class only, named), or None when they can."""
+    values = [int(t) for t in truth]
+    if not values:
+        return f"no cases in {where}"
+    if len(set(values)) == 1:
+        return f"all {len(values)} cases in {where} are {CLASS_NAMES[values[0]]}: an AUC needs both classes"
+    return None
 
 
 def summary(table: pd.DataFrame, bins: list[float]) -> dict:
@@ -145,6 +254,10 @@ def standalone_model(table: pd.DataFrame, cluster: str | None, p: dict) -> dict:
     out: dict[str, Any] = {}
     groups = [("overall", cases)] + [(s, cases[cases["size_stratum"] == s]) for s in stratum_labels(p["size_bins_mm"])]
     for name, sub in groups:
+        problem = class_problem(sub["truth"], "the study" if name == "overall" else "this stratum")
+        if problem:
+            out[name] = {"error": problem}
+            continue
         try:
             out[name] = model_auc(
                 sub["truth"].to_numpy(), sub["model_probability"].to_numpy(),

@@ -89,11 +89,14 @@ def _figures(run: AnalysisRun, result: dict, table: "object") -> dict:
     if "error" in mrmc:
         return {}
     modalities = list(run.study.modalities.order_by("order"))
-    aided = next((m.key for m in modalities if m.shows_dl), modalities[-1].key)
-    unaided = next((m.key for m in modalities if not m.shows_dl), modalities[0].key)
+    aided, unaided = compared_modalities(run.study)
     drawn = {
         "roc": figures.roc_curves(table, [m.key for m in modalities], result=mrmc),
-        "forest": figures.forest_plot(figures.forest_rows(mrmc, aided, unaided)),
+        "forest": figures.forest_plot(
+            figures.forest_rows(mrmc, aided, unaided),
+            title=figures.forest_title("rrrc", result["parameters"]["alpha"]),
+            alpha=result["parameters"]["alpha"],
+        ),
     }
     stored = {}
     for name, fig in drawn.items():
@@ -106,21 +109,40 @@ def _figures(run: AnalysisRun, result: dict, table: "object") -> dict:
     return stored
 
 
+def compared_modalities(study: Any) -> tuple[str, str]:
+    """(assisted, unassisted): the first modality that shows the DL output, and the first that does not."""
+    modalities = list(study.modalities.order_by("order"))
+    aided = next((m.key for m in modalities if m.shows_dl), modalities[-1].key)
+    unaided = next((m.key for m in modalities if not m.shows_dl), modalities[0].key)
+    return aided, unaided
+
+
 @task()
 def run_analysis_task(*, run_id: int) -> None:
     run = AnalysisRun.objects.select_related("study", "created_by").get(pk=run_id)
     actions.report_progress(run, 0.1, "reading the study's reads")
     try:
+        from readerstudy.results import records
         from readerstudy.results.reading_time import reading_time_model
+        from readerstudy.studies.plan import plan_state
 
         table = reads_table(run.study)
         actions.report_progress(run, 0.3, f"analysing {len(table)} reads")
-        result = run_analysis(table, run.parameters, reading_time=reading_time_model)
+        result = run_analysis(
+            table,
+            run.parameters,
+            reading_time=reading_time_model,
+            plan=plan_state(run.study),
+            imported=records.imported_cases(run.study),
+            compared=compared_modalities(run.study),
+        )
+        analysed = complete_cases(table)[0]  # the cases the analysis used
+        result["records"] = records.study_records(run.study, analysed["case"].unique())
         actions.report_progress(run, 0.8, "drawing figures")
         actions.finish_analysis(
             run,
             result=result,
-            figures=_figures(run, result, complete_cases(table)[0]),  # the cases the analysis used
+            figures=_figures(run, result, analysed),
             data_sha256=table_sha256(table),
             software_version=software_version(),
         )

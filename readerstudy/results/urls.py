@@ -11,5 +11,6 @@ urlpatterns = [
     path("run/<id:run_id>/", views.run_report, name="run"),
     path("run/<id:run_id>/status", views.run_status, name="status"),
     path("run/<id:run_id>/report.html", views.run_report_download, name="report"),
+    path("run/<id:run_id>/result.json", views.run_result_download, name="result"),
     path("run/<id:run_id>/figure/<slug:name>.<str:fmt>", views.run_figure, name="figure"),
 ]

@@ -10,9 +10,11 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 
 from readerstudy.core.errors import ActionError
-from readerstudy.results import actions, jobs, report
+from readerstudy.results import actions, checklist, flow, jobs, methods, report
+from readerstudy.results.figures import ci_percent as figures_ci
 from readerstudy.results.models import AnalysisRun, Export
 from readerstudy.results.runs import ANALYSES, COV_METHODS, default_parameters
 from readerstudy.results.table import reads_table
@@ -56,6 +58,7 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
                         float(b) for b in request.POST.get("size_bins_mm", "").replace(" ", "").split(",") if b
                     ],
                     "cluster_by_patient": request.POST.get("cluster_by_patient") == "on",
+                    "frrc_convention": request.POST.get("frrc_convention", study.plan_frrc_convention),
                 }
                 run = jobs.start_analysis(request.user, study, parameters)
                 return redirect("results:run", run.pk)
@@ -63,7 +66,7 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
             messages.error(request, str(exc))
         return redirect("results:study", study.pk)
     table = reads_table(study)
-    defaults = default_parameters(table, study.size_bins_mm)
+    defaults = default_parameters(table, study.size_bins_mm, study.plan_frrc_convention)
     context = {
         "study": study,
         "comparisons_hidden": actions.comparisons_hidden(request.user, study),
@@ -76,6 +79,7 @@ def study_results(request: HttpRequest, study_id: int) -> HttpResponse:
         "bins_text": ", ".join(f"{b:g}" for b in defaults["size_bins_mm"]),
         "cov_methods": COV_METHODS,
         "analyses": [(a, report.ANALYSIS_NAMES[a]) for a in ANALYSES],
+        "frrc_conventions": Study.FrrcConvention.choices,
     }
     return render(request, "results/study.html", context)
 
@@ -105,7 +109,7 @@ def _run_for(request: HttpRequest, run_id: int, *, comparisons: bool = True) -> 
 def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
     result = run.result or {}
     mrmc = result.get("mrmc") or {}
-    modalities, auc_rows = report.reader_auc_rows(mrmc) if "error" not in mrmc else ([], [])
+    alpha = (result.get("parameters") or run.parameters).get("alpha", 0.05)
     figures = {}
     for name, formats in (run.figures or {}).items():
         if inline_figures:  # the downloadable report carries its figures inside it
@@ -114,22 +118,31 @@ def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
         else:
             links = {fmt: reverse("results:figure", args=[run.pk, name, fmt]) for fmt in formats}
             figures[name] = {"src": links["png"], **links}
+    sections = report.analysis_sections(mrmc, run.parameters.get("analyses", []), result.get("summary"), alpha)
+    records = result.get("records") or {}
     return {
         "run": run,
         "study": run.study,
         "summary": result.get("summary"),
+        "strata_rows": report.strata_rows(result.get("summary") or {}),
         "excluded": result.get("excluded") or {},  # complete-case analysis: what was left out and why
         "mrmc_error": mrmc.get("error"),
-        "modalities": modalities,
-        "auc_rows": auc_rows,
-        "sections": report.analysis_sections(mrmc, run.parameters.get("analyses", [])) if "error" not in mrmc else [],
+        "sections": sections if "error" not in mrmc else [],
+        "ci_level": figures_ci(alpha),
+        "methods": methods.methods_paragraphs(result, run.software_version),
+        "binary": report.binary_sections(result.get("binary") or {}, result.get("summary"), alpha),
         "model": result.get("model") or {},
         "model_rows": report.model_rows(result.get("model") or {}),
+        "model_comparison": report.model_comparison_rows(result.get("model") or {}),
         "reading_time": result.get("reading_time") or {},
+        "reading_time_rows": report.reading_time_rows(result.get("reading_time") or {}),
+        "checklist": checklist.checklist_rows(result),
+        "flow_svg": mark_safe(flow.flow_svg(result["flow"])) if result.get("flow") else None,  # flow_svg escapes
         "figures": figures,
         "inline": inline_figures,
-        "parameters_json": json.dumps(run.parameters, indent=1),
-        "readers": report.reader_profiles(run.study),
+        "parameters_json": json.dumps(run.parameters, indent=1, sort_keys=True),
+        # As the run found them; older runs (before the records were stored): as they are now.
+        "readers": records["readers"] if "readers" in records else report.reader_profiles(run.study),
     }
 
 
@@ -156,6 +169,26 @@ def run_report_download(request: HttpRequest, run_id: int) -> HttpResponse:
     html = render_to_string("results/report_standalone.html", report_context(run, inline_figures=True))
     response = HttpResponse(html, content_type="text/html; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="analysis-{run.pk}.html"'
+    return response
+
+
+@login_required
+def run_result_download(request: HttpRequest, run_id: int) -> HttpResponse:
+    """The run's whole stored result (parameters, plan, counts, every analysis, records) as JSON."""
+    run = _run_for(request, run_id)
+    if run.status != AnalysisRun.Status.DONE:
+        raise Http404("the run has not finished")
+    document = {
+        "run": run.pk,
+        "study": run.study.name,
+        "created_at": run.created_at.isoformat(),
+        "data_sha256": run.data_sha256,
+        "software_version": run.software_version,
+        "parameters": run.parameters,
+        "result": run.result,
+    }
+    response = HttpResponse(json.dumps(document, indent=1, allow_nan=False), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="analysis-{run.pk}.json"'
     return response
 
 

@@ -98,9 +98,10 @@ def test_roc_figure_without_result_computes_aucs(study, result):
     fig = figures.roc_curves(study, combined=True)
     text = svg_text(figures.render(fig, "svg"))
     for m in ("aided", "unaided"):
-        aucs = result["auc"][m].values()
         assert f"{m.capitalize()}: mean AUC {result['modality_auc'][m]:.3f}" in text
-        assert f"5 readers: AUC {min(aucs):.3f}–{max(aucs):.3f}" in text  # one axes: readers' range, not each
+    for r in result["readers"]:  # one axes: each reader's colour, with their AUC in every modality (sorted)
+        assert f"{r}: AUC {result['auc']['aided'][r]:.3f} / {result['auc']['unaided'][r]:.3f}" in text
+    assert "AUC Aided / Unaided" in text
     assert len(fig.axes) == 1
 
 

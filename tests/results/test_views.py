@@ -17,6 +17,7 @@ from readerstudy.reading.actions import launch_study
 from readerstudy.reading.models import Read
 from readerstudy.results import formats
 from readerstudy.results.models import AnalysisRun, Export
+from readerstudy.results.runs import class_problem
 from readerstudy.results.table import COLUMNS, reads_table
 from readerstudy.studies import actions as study_actions
 from tests.factories import build_study, make_user
@@ -129,6 +130,15 @@ def test_readers_and_anonymous_users_see_no_results(study, tmp_path):
     assert Export.objects.filter(study=study).count() == 1
 
 
+def without_one_sided(value):
+    """A result without the planned one-sided tests the run adds to analyse()'s differences."""
+    if isinstance(value, dict):
+        return {k: without_one_sided(v) for k, v in value.items() if k != "one_sided"}
+    if isinstance(value, list):
+        return [without_one_sided(v) for v in value]
+    return value
+
+
 def numbers_in(html, testid=None):
     return [float(v) for v in re.findall(r'data-value="([^"]+)"', html)]
 
@@ -157,8 +167,10 @@ def test_analysis_run_report_matches_the_analysis_module(study):
         cluster="patient",
         stratum="size_stratum",
     )
-    stored = {k: v for k, v in run.result["mrmc"].items() if k != "stratum_column"}
+    stored = {k: v for k, v in without_one_sided(run.result["mrmc"]).items() if k != "stratum_column"}
     assert stored == {k: v for k, v in expected.items() if k != "stratum_column"}  # exactly, after the JSON round trip
+    # ... and the plan's one-sided test (superiority, the default plan) on each difference (tests/results/test_report)
+    assert run.result["mrmc"]["rrrc"]["differences"][0]["one_sided"]["hypothesis"] == "superiority"
     # The numbers on the page are the module's numbers: reader AUCs, RRRC test, per-stratum differences.
     shown = numbers_in(html)
     for modality in expected["auc"]:
@@ -167,9 +179,11 @@ def test_analysis_run_report_matches_the_analysis_module(study):
     rrrc = expected["rrrc"]
     for value in (rrrc["f"], rrrc["p"], rrrc["df2"], rrrc["differences"][0]["estimate"], *rrrc["differences"][0]["ci"]):
         assert value in shown
-    for stratum in expected["strata"].values():
+    for label, stratum in expected["strata"].items():
         if "error" in stratum:
-            assert escape(stratum["error"]) in html  # e.g. one truth class in >30 mm: a message, not a crash
+            # e.g. one truth class in >30 mm: a message naming the class, not a crash
+            counts = run.result["summary"]["strata"][label]
+            assert escape(class_problem([1] * counts["positive"] + [0] * counts["negative"])) in html
         else:
             d = stratum["rrrc"]["differences"][0]
             assert d["estimate"] in shown and d["p_holm"] in shown
