@@ -7,12 +7,12 @@ read is locked (the same idempotency key or the same rating returns it; a differ
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from inference.actions import shown_prediction
@@ -148,18 +148,41 @@ def _write_session(
     session = ReadingSession.objects.create(
         study=study, reader=membership.user, index=index, available_from=available_from, practice=practice
     )
-    SessionItem.objects.bulk_create(
-        SessionItem(
-            session=session,
-            position=position,
-            case_id=cast(int, case_pk),  # the pks handed to the design
-            modality_id=cast(int, modality_pk),
-            study=study,
-            reader=membership.user,
-        )
+    session_pk, study_pk, reader_pk = session.pk, study.pk, membership.user_id  # once, not once per item
+    _insert_items(
+        # the case and modality pks handed to the design
+        (session_pk, position, cast(int, case_pk), cast(int, modality_pk), study_pk, reader_pk)
         for position, (case_pk, modality_pk) in enumerate(items)
     )
     return len(items)
+
+
+# What launch writes per stored item, in _insert_items' row order; first_served_at stays empty until served.
+ITEM_FIELDS = ("session", "position", "case", "modality", "study", "reader")
+
+
+def _insert_items(rows: Iterable[tuple[int, ...]]) -> None:
+    """Insert stored-order items (values of ITEM_FIELDS), in launch's transaction.
+
+    A launch writes readers x cases x modalities rows (200 000 for 20 readers x 5 000 cases x 2). On PostgreSQL
+    they go through COPY, streamed: bulk_create builds a model instance per row and took 5-7 times as long
+    (``python -m bench.scale``). COPY checks every constraint and foreign key of the table as an INSERT does, and
+    it runs on the transaction's own connection. SQLite (the demo, the tests) takes bulk_create.
+    """
+    connection = transaction.get_connection()
+    meta = SessionItem._meta
+    fields = [next(f for f in meta.concrete_fields if f.name == name) for name in ITEM_FIELDS]
+    if connection.vendor == "postgresql":  # psycopg 3 (requirements.txt): its cursors have copy()
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(f.column) for f in fields)
+        with connection.cursor() as cursor:
+            # Django's cursor wrapper has no COPY: psycopg's own cursor, on the same connection and transaction.
+            with cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
+    attnames = [f.attname for f in fields]
+    SessionItem.objects.bulk_create(SessionItem(**dict(zip(attnames, row, strict=True))) for row in rows)
 
 
 def _own_session(actor: Actor, session_id: int, *, lock: bool) -> ReadingSession:
@@ -211,11 +234,12 @@ def mark_served(item: SessionItem, *, now: datetime | None = None) -> datetime:
 class SubmitResult:
     read: Read
     created: bool  # False: an earlier submission of the same read was returned
+    item: SessionItem  # as read under the lock, with its session, study, case and modality
 
 
 def submit_read(
     actor: Actor,
-    item: SessionItem,
+    item: SessionItem | int,
     *,
     rating: Any,
     idempotency_key: str,
@@ -226,7 +250,10 @@ def submit_read(
     comment: Any = "",
     now: datetime | None = None,
 ) -> SubmitResult:
-    """Store one read: a rating on the study's scale, or (``not_assessable``) one of the study's reasons instead."""
+    """Store one read: a rating on the study's scale, or (``not_assessable``) one of the study's reasons instead.
+
+    ``item``: the item or its id (the API passes the id: whether it is the actor's is checked here, in the query
+    that locks its session)."""
     now = now or timezone.now()
     idempotency_key = str(idempotency_key or "").strip()
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
@@ -241,14 +268,17 @@ def submit_read(
         raise InvalidInput(f"not_assessable: expected true or false, got {not_assessable!r}")
     comment = check_comment(comment)
     checked = _Checked(rating, idempotency_key, seconds, viewer_state, not_assessable, not_assessable_reason, comment)
+    item_pk = item if isinstance(item, int) else item.pk
     try:
-        return _store_read(actor, item.pk, checked, now)
+        return _store_read(actor, item_pk, checked, now, check_key=False)
     except IntegrityError:
-        # A concurrent submission stored this item's read (only without row locks: SQLite), or used this key in
-        # another session of the reader (practice and session 1 are open together), between our checks and our
-        # insert. Our transaction was rolled back as a whole (no savepoint around the insert: two more queries on
-        # every submit); the second run finds the winner's read and replays it, or refuses.
-        return _store_read(actor, item.pk, checked, now)
+        # The key is this reader's for another read (the first run leaves that to the unique constraint: one query
+        # less on every submit), or a concurrent submission stored this item's read (only without row locks:
+        # SQLite) or used this key in another session of the reader (practice and session 1 are open together)
+        # between our checks and our insert. Our transaction was rolled back as a whole (no savepoint around the
+        # insert: two more queries on every submit); the second run checks the key and finds the winner's read,
+        # and replays it or refuses.
+        return _store_read(actor, item_pk, checked, now, check_key=True)
 
 
 @dataclass(frozen=True)
@@ -264,8 +294,9 @@ class _Checked:
     comment: str
 
 
-def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime) -> SubmitResult:
-    """submit_read's transaction: lock, refuse or replay, store the read and its audit event."""
+def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime, *, check_key: bool) -> SubmitResult:
+    """submit_read's transaction: lock, refuse or replay, store the read and its audit event. ``check_key``:
+    refuse a key already used for another read before inserting (else only where the item is not the next one)."""
     key, not_assessable, comment = checked.idempotency_key, checked.not_assessable, checked.comment
     with transaction.atomic():
         locked = _lock_own_item(actor, item_pk)
@@ -273,28 +304,26 @@ def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime) ->
         submitted = Submission(
             *_assessment(study, checked.rating, not_assessable, checked.not_assessable_reason), not_assessable, comment
         )
-        # One query for both refusals: this item's stored read (a retry, or a conflict), and another read of
-        # this reader under the same key. The item's own read is checked first, as a retry must be answered
-        # even after its session finished.
-        earlier = list(Read.objects.filter(Q(item=locked) | Q(reader=actor, idempotency_key=key))[:2])
-        stored = next((r for r in earlier if r.item_id == locked.pk), None)
-        if stored is not None:
-            return SubmitResult(_replayed(session, locked, stored, key, submitted), created=False)
-        if earlier:
-            raise Conflict("idempotency_key was already used for another read")
-
-        check_session_readable(session, now)
-        # The first two unread items: the first must be this one; without a second, this read finishes the
-        # session (the session lock keeps any other read of it out until we commit).
+        # The first two unread items, read under the lock: the first must be this one; without a second, this read
+        # finishes the session (the lock keeps any other read of the session out until we commit).
         unread = list(
             SessionItem.objects.filter(session=session, read__isnull=True)
             .order_by("position")
             .values_list("pk", "position")[:2]
         )
-        assert unread  # ``locked`` itself is in the session and unread
-        if unread[0][0] != locked.pk:
+        current = bool(unread) and unread[0][0] == locked.pk
+        if not current:  # read already (a retry, or a conflict: answered even after its session finished)?
+            stored = Read.objects.filter(item=locked).first()
+            if stored is not None:
+                return SubmitResult(_replayed(session, locked, stored, key, submitted), False, locked)
+        if (check_key or not current) and Read.objects.filter(reader=actor, idempotency_key=key).exists():
+            raise Conflict("idempotency_key was already used for another read")
+
+        check_session_readable(session, now)
+        if not current:
             # The stored order is the randomisation: reading out of order would change the experiment (and,
             # in sequential designs, show the aided item before the unaided read is locked).
+            assert unread  # ``locked`` is in the session and unread
             raise Conflict(f"item {locked.position + 1} is not the next one; read item {unread[0][1] + 1} first")
 
         # The DL output this reader is shown now (frozen since launch): stored with the read.
@@ -344,7 +373,7 @@ def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime) ->
                 "practice": session.practice,
             },
         )
-    return SubmitResult(read, created=True)
+    return SubmitResult(read, True, locked)
 
 
 def _lock_own_item(actor: Actor, item_pk: int) -> SessionItem:
@@ -357,14 +386,32 @@ def _lock_own_item(actor: Actor, item_pk: int) -> SessionItem:
     been set since the caller fetched it)."""
     item = (
         SessionItem.objects.select_related("session__study", "case", "modality")
+        .only(*SUBMIT_FIELDS)
         .select_for_update(of=("session",))
         .filter(pk=item_pk)
         .first()
     )
-    # Another reader's session answers "not found", not "forbidden": it does not reveal that it exists.
+    # Another reader's item answers "not found", not "forbidden": it does not reveal that it exists.
     if item is None or item.session.reader_id != getattr(actor, "pk", None):
-        raise NotFound("no such reading session")
+        raise NotFound("no such item")
+    if item.session.study.status == Study.Status.DRAFT:  # as access.own_item
+        raise NotFound("no such item")
     return item
+
+
+# What submit_read (and the API's answer, practice feedback included) reads of the item and the rows locked with
+# it, and nothing else (not the study's long texts and plan). A field read but not listed costs one more query
+# per submit (tests/reading/test_query_counts.py pins the count).
+SUBMIT_FIELDS = (
+    *("id", "session", "position", "case", "modality", "first_served_at"),
+    *("session__id", "session__study", "session__reader", "session__index", "session__practice"),
+    *("session__available_from", "session__started_at", "session__finished_at"),
+    *("session__study__id", "session__study__name", "session__study__status", "session__study__design"),
+    *("session__study__washout_days", "session__study__rating_min", "session__study__rating_max"),
+    *("session__study__not_assessable_reasons",),
+    *("case__id", "case__case_id", "case__practice"),
+    *("modality__id", "modality__key", "modality__shows_dl", "modality__order"),
+)
 
 
 @dataclass(frozen=True)
