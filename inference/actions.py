@@ -14,7 +14,7 @@ import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from inference.models import BACKENDS, PrecomputeRun, Prediction
+from inference.models import BACKENDS, CLASSIFIERS, PrecomputeRun, Prediction
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput
 from readerstudy.core.jobs import finish_job
@@ -150,35 +150,56 @@ def shown_prediction(case: Case) -> Prediction | None:
 
 
 def queue_precompute(
-    actor: Actor, study: Study, *, backend: str = "phantom-unet", device: str = "cpu"
+    actor: Actor,
+    study: Study,
+    *,
+    backend: str = "phantom-unet",
+    device: str = "cpu",
+    classifier: str = "densenet-crops",
 ) -> PrecomputeRun:
     """Write a queued precompute run of a draft study (admins only); ``jobs.start_precompute`` enqueues it."""
     check_study_admin(actor, study)
     check_predictions_open(study)
     if backend not in BACKENDS:
         raise InvalidInput(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    check_classifier(classifier)
     if device not in ("cpu", "cuda"):
         raise InvalidInput(f"device {device!r}: expected cpu or cuda")
     if not Case.objects.filter(study=study).exists():
         raise InvalidInput(f"study {study.name!r} has no cases to precompute: import cases first")
     with transaction.atomic():
-        run = PrecomputeRun.objects.create(study=study, created_by=actor, backend=backend, device=device)
-        audit.record(actor, Verb.START_PRECOMPUTE, run, study=study, after={"backend": backend, "device": device})
+        run = PrecomputeRun.objects.create(
+            study=study, created_by=actor, backend=backend, device=device, classifier=classifier
+        )
+        audit.record(
+            actor, Verb.START_PRECOMPUTE, run, study=study,
+            after={"backend": backend, "device": device, "classifier": classifier},
+        )  # fmt: skip
     return run
 
 
-def start_command_precompute(study: Study, *, backend: str, device: str) -> PrecomputeRun:
+def check_classifier(classifier: str) -> None:
+    if classifier not in CLASSIFIERS:
+        raise InvalidInput(f"classifier {classifier!r}: expected one of {', '.join(CLASSIFIERS)}")
+
+
+def start_command_precompute(
+    study: Study, *, backend: str, device: str, classifier: str = "densenet-crops"
+) -> PrecomputeRun:
     """The row of a precompute started from the command line (``manage.py precompute``), running at once: recorded
     like a web-started run (no web user started it: the operator at the shell), so the study's pages list it."""
     check_predictions_open(study)
+    check_classifier(classifier)
     with transaction.atomic():
-        run = PrecomputeRun.objects.create(study=study, created_by=None, backend=backend, device=device)
+        run = PrecomputeRun.objects.create(
+            study=study, created_by=None, backend=backend, device=device, classifier=classifier
+        )
         audit.record(
             None,
             Verb.START_PRECOMPUTE,
             run,
             study=study,
-            after={"backend": backend, "device": device, "from": "command"},
+            after={"backend": backend, "device": device, "classifier": classifier, "from": "command"},
         )
     return run
 

@@ -42,6 +42,9 @@ class Prediction(models.Model):
 
 # The segmentation backends a precompute run may use (inference.precompute.load_models builds them).
 BACKENDS = ("phantom-unet", "totalsegmentator")
+# The lesion classifiers a precompute run may use (README "DL inference"; load_models builds them from the files
+# in INFERENCE_MODELS_DIR): crops through the lesion (DenseNet), IBSI radiomics + L1-logistic, every slice + top-k.
+CLASSIFIERS = ("densenet-crops", "radiomics", "slice-topk")
 
 
 class PrecomputeRun(Job):
@@ -53,6 +56,7 @@ class PrecomputeRun(Job):
     study = models.ForeignKey("studies.Study", on_delete=models.PROTECT, related_name="precompute_runs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     backend = models.CharField(max_length=30)
+    classifier = models.CharField(max_length=30, default="densenet-crops", help_text="The lesion classifier.")
     device = models.CharField(max_length=10)
     n_cases = models.PositiveIntegerField(default=0)
     n_done = models.PositiveIntegerField(default=0)

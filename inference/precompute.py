@@ -15,11 +15,11 @@ from typing import Any
 from django.conf import settings
 
 from inference.actions import record_prediction
-from inference.models import BACKENDS, Prediction
+from inference.models import BACKENDS, CLASSIFIERS, Prediction
 from readerstudy.studies.models import Case, ImageSeries, Study
 from readerstudy.studies.storage import local_series_folder
 
-__all__ = ["BACKENDS", "PrecomputeSummary", "load_models", "precompute"]
+__all__ = ["BACKENDS", "CLASSIFIERS", "PrecomputeSummary", "load_models", "precompute"]
 MATCH_TOLERANCE_MM = 10.0
 
 
@@ -34,19 +34,35 @@ class PrecomputeSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def load_models(backend: str, device: str) -> tuple[Any, Any]:
+def load_models(backend: str, device: str, classifier: str = "densenet-crops") -> tuple[Any, Any]:
     """The segmentation backend and the classifier; missing weights raise an error naming the files."""
-    from inference.pipeline.classify import Classifier
     from inference.pipeline.segment import PhantomUNetBackend, TotalSegmentatorBackend
 
     models = Path(settings.INFERENCE_MODELS_DIR)
+    if classifier not in CLASSIFIERS:  # before a segmentation model is loaded
+        raise ValueError(f"classifier {classifier!r}: expected one of {', '.join(CLASSIFIERS)}")
     if backend == "phantom-unet":
         segmenter = PhantomUNetBackend(models / "phantom_unet.pt", device=device)
     elif backend == "totalsegmentator":
         segmenter = TotalSegmentatorBackend(device=device)
     else:
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
-    return segmenter, Classifier(models / "lesion_classifier.pt", device=device)
+    return segmenter, load_classifier(classifier, models, device)
+
+
+def load_classifier(classifier: str, models: Path, device: str) -> Any:
+    """One of :data:`CLASSIFIERS` from its file in ``models`` (README "DL inference", one paragraph each)."""
+    if classifier == "radiomics":
+        from inference.pipeline.radiomics import RadiomicsClassifier
+
+        return RadiomicsClassifier(models / "radiomics_classifier.yaml")
+    if classifier == "slice-topk":
+        from inference.pipeline.slice_classifier import SliceClassifier
+
+        return SliceClassifier(models / "slice_classifier.pt", device=device)
+    from inference.pipeline.classify import Classifier
+
+    return Classifier(models / "lesion_classifier.pt", device=device)
 
 
 class SeriesCache:

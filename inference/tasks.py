@@ -25,7 +25,7 @@ def precompute_task(*, run_id: int) -> None:
     actions.precompute_progress(run, n_cases=len(cases), device=device)
     try:
         actions.check_predictions_open(run.study)  # launched after the run was queued: frozen, say so
-        segmenter, classifier = load_models(run.backend, device)
+        segmenter, classifier = load_models(run.backend, device, classifier=run.classifier)
         summary = precompute(
             cases,
             backend=segmenter,

@@ -110,8 +110,11 @@ def extract_crops(
     z_range: tuple[int, int] | None = None,
     fov_scale: float = 1.0,
     shift_px: tuple[float, float] = (0.0, 0.0),
+    slices: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """``[n_slices, 1, crop_px, crop_px]`` float32 crops (see the module docstring); outside the image = -1."""
+    """``[n_slices, 1, crop_px, crop_px]`` float32 crops (see the module docstring); outside the image = -1.
+
+    ``slices``: crop these slice indices instead of :func:`crop_slices`' ``n_slices`` (one crop each)."""
     k, j, i = (float(v) for v in centre_index)
     _, sy, sx = (float(s) for s in spacing_mm)
     p = int(config["crop_px"])
@@ -122,10 +125,10 @@ def extract_crops(
     cols = i + shift_px[1] + grid / sx
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
     lo, hi = config["window"]
-    out = np.empty((int(config["n_slices"]), 1, p, p), dtype=np.float32)
-    for n, kk in enumerate(
-        crop_slices(k, z_range, diameter_mm, float(spacing_mm[0]), int(config["n_slices"]), hu.shape[0])
-    ):
+    if slices is None:
+        slices = crop_slices(k, z_range, diameter_mm, float(spacing_mm[0]), int(config["n_slices"]), hu.shape[0])
+    out = np.empty((len(slices), 1, p, p), dtype=np.float32)
+    for n, kk in enumerate(slices):
         plane = np.asarray(hu[kk], dtype=np.float32)
         # anti-alias when the crop is coarser than the image (large lesions)
         sigma = (max(0.0, step / sy - 1) / 2, max(0.0, step / sx - 1) / 2)

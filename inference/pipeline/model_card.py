@@ -27,6 +27,13 @@ def save_with_card(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": net.state_dict(), "config": config, "name": name, "version": version}, out)
+    return write_card(out, name, version, card)
+
+
+def write_card(out: Path, name: str, version: str, card: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the model card ``out.with_suffix('.json')`` of an already written model file ``out`` (any format:
+    torch weights, a YAML model); returns the card as written."""
+    out = Path(out)
     written = {
         "name": name,
         "version": version,

@@ -17,22 +17,40 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from imaging.series import Volume, list_dicom_files, read_series
-from inference.pipeline.classify import Classifier
 from inference.pipeline.lesions import find_lesions, match_targets
 from inference.pipeline.seg import LABELMAP_LABELS, make_dicom_seg, make_labelmap
 from inference.pipeline.segment import SegmentationBackend, file_sha256
 
-__all__ = ["PIPELINE_VERSION", "CasePrediction", "inputs_sha256", "predict_case"]
+__all__ = ["PIPELINE_VERSION", "CasePrediction", "LesionClassifier", "inputs_sha256", "predict_case"]
 
 # Part of every inputs hash and of the stored model_version. 2: the size bins left the inputs and the lesion
 # records (no "stratum" per lesion), so predictions of version 1 hash differently and are named "pipeline 1".
 PIPELINE_VERSION = "2"
 FALLBACK_DIAMETER_MM = 10.0
+
+
+class LesionClassifier(Protocol):
+    """A classifier backend (inference.pipeline.classify.Classifier, .slice_classifier.SliceClassifier,
+    .radiomics.RadiomicsClassifier). One with ``uses_mask = True`` is also given the matched lesion's ``mask``."""
+
+    name: str
+    version: str
+    weights_sha256: str
+
+    def predict(
+        self,
+        hu: np.ndarray,
+        spacing_mm: Sequence[float],
+        centre_index: Sequence[float] | np.ndarray,
+        diameter_mm: float,
+        *,
+        z_range: tuple[int, int] | None = None,
+    ) -> tuple[float, np.ndarray]: ...
 
 
 @dataclass
@@ -89,7 +107,7 @@ def inputs_sha256(
     target_lps_mm: Sequence[float],
     *,
     backend: SegmentationBackend,
-    classifier: Classifier,
+    classifier: LesionClassifier,
     tolerance_mm: float,
     target_diameter_mm: float | None = None,
     file_hashes: Sequence[str] | None = None,
@@ -114,7 +132,7 @@ def predict_case(
     target_lps_mm: Sequence[float],
     *,
     backend: SegmentationBackend,
-    classifier: Classifier,
+    classifier: LesionClassifier,
     tolerance_mm: float = 10.0,
     target_diameter_mm: float | None = None,
     workdir: Path | None = None,
@@ -166,8 +184,9 @@ def predict_case(
     t = time.perf_counter()
     if target is not None:
         prob, logits = classifier.predict(
-            vol.hu, vol.spacing_mm, target.centroid_index, target.diameter_mm, z_range=target.slices
-        )
+            vol.hu, vol.spacing_mm, target.centroid_index, target.diameter_mm, z_range=target.slices,
+            **({"mask": instances == target.label} if getattr(classifier, "uses_mask", False) else {}),
+        )  # fmt: skip
         source = "matched lesion"
     else:
         diameter = float(target_diameter_mm) if target_diameter_mm else FALLBACK_DIAMETER_MM

@@ -26,3 +26,45 @@ def classifier():
     from inference.pipeline.classify import Classifier
 
     return Classifier(MODELS / "lesion_classifier.pt")
+
+
+@pytest.fixture(scope="session")
+def training_phantoms(tmp_path_factory):
+    """Labelled phantom lesions for the classifier-backend training tests (6 patients, 14 lesions, masks/)."""
+    from fixtures.phantom import generate_demo_study
+
+    data = tmp_path_factory.mktemp("training-phantoms")
+    generate_demo_study(data, seed=5, n_patients=6, n_lesions=14)
+    return data
+
+
+@pytest.fixture
+def phantom_study(tmp_path, db):
+    """A draft study of 2 phantom patients with 4 lesions (the demo's generator, another seed), cases imported."""
+    from fixtures.phantom import generate_demo_study
+    from readerstudy.studies import actions
+    from tests.factories import make_user
+
+    manifest = generate_demo_study(tmp_path / "data", seed=5, n_patients=2, n_lesions=4)
+    admin = make_user("admin", superuser=True)
+    study = actions.create_study(admin, "Backends", seed=3)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
+    actions.add_modality(admin, study, "aided", "Aided", shows_dl=True)
+    actions.import_cases(admin, study, manifest)
+    return study
+
+
+@pytest.fixture
+def models_folder(tmp_path):
+    """``make(*files)``: a models folder (for INFERENCE_MODELS_DIR) with the shipped phantom UNet and ``files``."""
+    import shutil
+
+    def make(*trained):
+        folder = tmp_path / "models"
+        folder.mkdir(exist_ok=True)
+        shutil.copy(MODELS / "phantom_unet.pt", folder / "phantom_unet.pt")
+        for path in trained:
+            shutil.copy(path, folder / Path(path).name)
+        return folder
+
+    return make

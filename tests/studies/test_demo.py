@@ -73,7 +73,7 @@ def test_demo_precomputes_its_own_studies_and_never_blocks_on_another_studys_fai
                 summary.done += 1
         return summary
 
-    monkeypatch.setattr(command, "load_models", lambda backend, device: (object(), object()))
+    monkeypatch.setattr(command, "load_models", lambda backend, device, **kwargs: (object(), object()))
     monkeypatch.setattr(command, "precompute", fake_precompute)
     call_command("demo", data_dir=str(tmp_path / "demo"), no_progress=True)  # no CommandError
     assert set(seen) == {DEMO_STUDY, SIMULATED_STUDY}

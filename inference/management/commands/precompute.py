@@ -1,4 +1,5 @@
-"""python manage.py precompute [--study S ...] [--device cpu|cuda] [--backend phantom-unet|totalsegmentator]"""
+"""python manage.py precompute [--study S ...] [--device cpu|cuda] [--backend phantom-unet|totalsegmentator]
+[--classifier densenet-crops|radiomics|slice-topk]"""
 
 from typing import Any
 
@@ -6,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from inference import actions
-from inference.precompute import BACKENDS, PrecomputeSummary, load_models, precompute
+from inference.precompute import BACKENDS, CLASSIFIERS, PrecomputeSummary, load_models, precompute
 from readerstudy.studies.models import Case, Study
 
 
@@ -23,11 +24,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
         parser.add_argument("--backend", choices=BACKENDS, default="phantom-unet")
+        parser.add_argument(
+            "--classifier", choices=CLASSIFIERS, default="densenet-crops", help="the lesion classifier (README)"
+        )
         parser.add_argument("--force", action="store_true", help="recompute even when inputs are unchanged")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, studies: list[str] | None, device: str, backend: str, force: bool,
-               no_progress: bool, **options: Any) -> None:  # fmt: skip
+               no_progress: bool, classifier: str = "densenet-crops", **options: Any) -> None:  # fmt: skip
         cases = Case.objects.select_related("series", "study").order_by("study_id", "series_id", "case_id")
         if studies:
             targets = list(Study.objects.filter(name__in=studies))
@@ -37,17 +41,17 @@ class Command(BaseCommand):
             cases = cases.filter(study__in=targets)
         cases = list(cases)
         try:
-            segmenter, classifier = load_models(backend, device)
+            segmenter, model = load_models(backend, device, classifier=classifier)
         except (FileNotFoundError, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         by_study: dict[int, list[Case]] = {}
         for case in cases:
             by_study.setdefault(case.study_id, []).append(case)
         summary = PrecomputeSummary()
-        with tqdm(total=len(cases), desc=f"precompute ({backend}, {device})", unit="case",
+        with tqdm(total=len(cases), desc=f"precompute ({backend}, {classifier}, {device})", unit="case",
                   disable=no_progress) as bar:  # fmt: skip
             for study_cases in by_study.values():
-                part = self._study(study_cases, segmenter, classifier, backend, device, force, bar)
+                part = self._study(study_cases, segmenter, model, (backend, classifier), device, force, bar)
                 for name in ("done", "skipped", "frozen", "failed", "seconds"):
                     setattr(summary, name, getattr(summary, name) + getattr(part, name))
                 summary.errors += part.errors
@@ -63,13 +67,14 @@ class Command(BaseCommand):
         if summary.failed:
             raise CommandError(f"{summary.failed} case(s) failed; the others are stored (re-run to retry)")
 
-    def _study(self, cases: list[Case], segmenter: Any, classifier: Any, backend: str, device: str, force: bool,
-               bar: Any) -> PrecomputeSummary:  # fmt: skip
+    def _study(self, cases: list[Case], segmenter: Any, classifier: Any, choice: tuple[str, str], device: str,
+               force: bool, bar: Any) -> PrecomputeSummary:  # fmt: skip
         """One study's cases; a draft study's batch is recorded as a PrecomputeRun (its pages show it)."""
         study = cases[0].study
         run = None
         if study.status == Study.Status.DRAFT:
-            run = actions.start_command_precompute(study, backend=backend, device=device)
+            backend, name = choice
+            run = actions.start_command_precompute(study, backend=backend, device=device, classifier=name)
             actions.precompute_progress(run, n_cases=len(cases))
 
         def on_case(case: Case, outcome: str) -> None:
