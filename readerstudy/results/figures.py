@@ -377,3 +377,40 @@ def forest_plot(
         if title:
             fig.suptitle(title, fontsize=9, x=0.01, y=1 - 0.05 / height, ha="left", va="top")
     return fig
+
+
+def interaction_plot(interaction: dict) -> Figure:
+    """Helped and harmed rates per reader (and all readers, with the bootstrap CI), split by whether the DL output
+    was right: bars up for helped, down for harmed, so harm from a wrong DL output reads at a glance."""
+    readers = sorted(interaction["readers"])
+    labels = [*(_reader_label(r) for r in readers), "all readers"]
+    fig = Figure(figsize=(max(6.0, 0.9 * len(labels) + 2), 4.2))
+    ax = fig.subplots()
+    x = np.arange(len(labels))
+    width = 0.38
+    for offset, (key, name, colour) in zip(
+        (-width / 2, width / 2),
+        (("dl_right", "DL output right", "#009E73"), ("dl_wrong", "DL output wrong", "#D55E00")),
+        strict=True,
+    ):
+        groups = [interaction["readers"][r][key] for r in readers] + [interaction["overall"][key]]
+        helped = [g["helped"]["rate"] or 0.0 for g in groups]
+        harmed = [-(g["harmed"]["rate"] or 0.0) for g in groups]
+        ax.bar(x + offset, helped, width, color=colour, label=f"helped ({name})")
+        ax.bar(x + offset, harmed, width, color=colour, alpha=0.45, hatch="//", label=f"harmed ({name})")
+        overall = interaction["overall"][key]
+        for rate, ci, sign in (
+            (overall["helped"]["rate"], overall["helped"]["ci"], 1),
+            (overall["harmed"]["rate"], overall["harmed"]["ci"], -1),
+        ):
+            if rate is not None and ci[0] is not None:
+                ax.errorbar(
+                    x[-1] + offset, sign * rate, yerr=[[rate - ci[0]], [ci[1] - rate]], color="black", capsize=3
+                )
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel("share of pairs: helped (up), harmed (down)")
+    ax.set_title(f"What the DL output did to the readers (calls at rating >= {interaction['threshold']:g})")
+    ax.legend(fontsize=7, ncols=2, loc="upper left")
+    fig.tight_layout()
+    return fig

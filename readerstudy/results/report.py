@@ -340,3 +340,29 @@ def model_comparison_rows(model: dict) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+INTERACTION_GROUPS = (("all", "all pairs"), ("dl_right", "DL output right"), ("dl_wrong", "DL output wrong"))
+
+
+def interaction_rows(interaction: dict) -> list[dict[str, Any]]:
+    """The AI-interaction table: overall, then per reader, each split by whether the DL output was right."""
+    if not interaction or "error" in interaction:
+        return []
+    rows = []
+    blocks = [("all readers", interaction["overall"]), *sorted(interaction["readers"].items())]
+    for who, groups in blocks:
+        for key, label in INTERACTION_GROUPS:
+            g = groups[key]
+            rows.append({"reader": who, "group": label, "n": g["n_pairs"], **{
+                name: g[name] for name in ("helped", "harmed", "unchanged", "switched", "switched_toward_dl")
+            }, "change": g["change_toward_dl"]})  # fmt: skip
+    return rows
+
+
+def completion_rows(mrmc: dict) -> list[dict[str, Any]]:
+    """Per reader, reads done of expected and whether analysed; empty when every reader is complete."""
+    completion = mrmc.get("completion") or {}
+    if all(c["kept"] for c in completion.values()):
+        return []
+    return [{"reader": r, **c} for r, c in sorted(completion.items())]

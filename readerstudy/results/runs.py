@@ -150,6 +150,9 @@ def run_analysis(
         "stratum": "size_stratum",
         "alpha": p["alpha"],
         "frrc_truncate": p["frrc_convention"] == "truncated",
+        # Readers who have not read all their cases (yet) are left out and listed, so that an interim look (or a
+        # study a reader dropped out of) is analysed on the complete readers instead of refused.
+        "complete_readers_only": True,
     }
     try:
         result["mrmc"] = analyse(table[columns], analyses=p["analyses"], **options)
@@ -167,12 +170,26 @@ def run_analysis(
             except AnalysisInputError as exc:
                 result["binary"][fom] = {"error": str(exc)}
     result["model"] = standalone_model(table, cluster, p)
+    if compared and plan.get("plan_threshold") is not None:
+        result["interaction"] = interaction(table, compared, float(plan["plan_threshold"]), p["alpha"])
     if reading_time is not None:
         result["reading_time"] = reading_time(table)
     return result
 
 
 BINARY_FOMS = ("sensitivity", "specificity")
+
+
+def interaction(table: pd.DataFrame, compared: tuple[str, str], threshold: float, alpha: float) -> dict:
+    """What the DL output did to the readers (readerstudy.analysis.interaction) at the plan's threshold, or why
+    it cannot be said (no DL probability, no case read in both modalities)."""
+    from readerstudy.analysis.interaction import ai_interaction
+
+    aided, unaided = compared
+    try:
+        return ai_interaction(table, unaided=unaided, aided=aided, threshold=threshold, alpha=alpha)
+    except AnalysisInputError as exc:
+        return {"error": str(exc)}
 
 
 def default_compared(modalities: list[str]) -> tuple[str, str] | None:

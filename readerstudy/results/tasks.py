@@ -98,6 +98,9 @@ def _figures(run: AnalysisRun, result: dict, table: "object") -> dict:
             alpha=result["parameters"]["alpha"],
         ),
     }
+    interaction = result.get("interaction") or {}
+    if interaction and "error" not in interaction:
+        drawn["interaction"] = figures.interaction_plot(interaction)
     stored = {}
     for name, fig in drawn.items():
         stored[name] = {}

@@ -184,3 +184,45 @@ def test_checklist_and_flow_come_from_the_study_s_records(study):
     for label, n in run.result["summary"]["strata"].items():
         if n["positive"] and n["negative"]:
             assert f"small sample: {n['positive']} positive and {n['negative']} negative cases" in html, label
+
+
+def test_the_report_shows_what_the_dl_output_did_to_the_readers(study):
+    """At the plan's threshold (60): the run's interaction block equals the analysis core's on the run's own
+    table, and the report shows its table and figure."""
+    from readerstudy.analysis.interaction import ai_interaction
+    from readerstudy.results.runs import complete_cases
+    from readerstudy.results.table import reads_table
+
+    client = client_for("stat")
+    run = start_run(client, study)
+    stored = run.result["interaction"]
+    table, _ = complete_cases(reads_table(study))
+    expected = ai_interaction(table, unaided="unaided", aided="aided", threshold=60.0)
+    assert stored["overall"]["all"]["helped"]["count"] == expected["overall"]["all"]["helped"]["count"]
+    assert stored["overall"]["dl_wrong"]["n_pairs"] == expected["overall"]["dl_wrong"]["n_pairs"]
+    assert stored["n_readers"] == 3 and stored["threshold"] == 60.0
+    assert "interaction" in run.figures and set(run.figures["interaction"]) == {"png", "svg"}
+    html = client.get(f"/results/run/{run.pk}/").content.decode()
+    assert 'data-testid="interaction-table"' in html and 'data-testid="interaction-figure"' in html
+    rows = re.findall(r'<tr data-reader="([^"]+)">', html)
+    assert rows.count("all readers") == 3 and {"reader1", "reader2", "reader3"} <= set(rows)
+    assert client.get(f"/results/run/{run.pk}/figure/interaction.png").status_code == 200
+
+
+def test_a_reader_who_has_not_finished_no_longer_blocks_an_interim_look(study):
+    """Half of reader3's reads missing (an interim look): the run analyses the complete readers and lists them."""
+    from readerstudy.results import report
+    from readerstudy.results.runs import complete_cases, run_analysis
+    from readerstudy.results.table import reads_table
+
+    table, _ = complete_cases(reads_table(study))
+    reader3 = table.index[table["reader"] == "reader3"]
+    partial = table.drop(reader3[: len(reader3) // 2]).reset_index(drop=True)
+    result = run_analysis(partial, {"cov": "jackknife", "analyses": ["rrrc"], "size_bins_mm": [10, 30]})
+    mrmc = result["mrmc"]
+    assert "error" not in mrmc and mrmc["readers"] == ["reader1", "reader2"]
+    rows = report.completion_rows(mrmc)
+    assert [(r["reader"], r["kept"]) for r in rows] == [("reader1", True), ("reader2", True), ("reader3", False)]
+    assert rows[2]["reads"] == len(reader3) - len(reader3) // 2 and rows[2]["expected"] == len(reader3)
+    complete = run_analysis(table, {"cov": "jackknife", "analyses": ["rrrc"], "size_bins_mm": [10, 30]})
+    assert report.completion_rows(complete["mrmc"]) == [], "nothing to list when every reader is complete"
