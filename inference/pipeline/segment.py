@@ -27,6 +27,7 @@ from imaging.series import Volume
 
 __all__ = [
     "TOTALSEG_MODELS",
+    "TOTALSEG_VESSEL_MODEL",
     "PhantomUNetBackend",
     "Segmentation",
     "SegmentationBackend",
@@ -52,17 +53,25 @@ def file_sha256(path: Path) -> str:
 
 @dataclass(frozen=True, eq=False)
 class Segmentation:
-    """Boolean masks ``[z, y, x]`` on the volume's grid; the liver includes its lesions."""
+    """Boolean masks ``[z, y, x]`` on the volume's grid; the liver includes its lesions. ``vessel_mask``: the
+    liver vessels, from backends that segment them (TotalSegmentator with ``vessels=True``), else None."""
 
     liver_mask: np.ndarray
     lesion_mask: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)  # backend details (timings, versions)
+    vessel_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.liver_mask.shape != self.lesion_mask.shape or self.liver_mask.ndim != 3:
             raise ValueError(f"mask shapes {self.liver_mask.shape} and {self.lesion_mask.shape} differ or are not 3-D")
         if self.liver_mask.dtype != bool or self.lesion_mask.dtype != bool:
             raise ValueError("masks must be boolean")
+        if self.vessel_mask is not None and (
+            self.vessel_mask.shape != self.liver_mask.shape or self.vessel_mask.dtype != bool
+        ):
+            raise ValueError(
+                f"vessel mask {self.vessel_mask.shape} {self.vessel_mask.dtype}: expected the liver's bool"
+            )
 
 
 @runtime_checkable
@@ -221,6 +230,18 @@ TOTALSEG_MODELS: dict[int, tuple[str, str, str]] = {
 }
 
 
+#: The ``liver_vessels`` task (opt-in, ``TotalSegmentatorBackend(vessels=True)``): model 8 (hepatic vessels and
+#: liver tumour; we keep the vessels), applied inside the liver crop of model 297 like ``liver_lesions`` (the
+#: runner asks for ``robust_crop``: TotalSegmentator's default crop for this task is the 6 mm model 298).
+TOTALSEG_VESSEL_MODEL: dict[int, tuple[str, str, str]] = {
+    8: ("Dataset008_HepaticVessel", "nnUNetTrainer__nnUNetPlans__3d_fullres", "liver_vessels"),
+}
+
+
+def _totalseg_models(vessels: bool) -> dict[int, tuple[str, str, str]]:
+    return {**TOTALSEG_MODELS, **(TOTALSEG_VESSEL_MODEL if vessels else {})}
+
+
 class TotalSegmentatorError(RuntimeError):
     """TotalSegmentator cannot run (missing venv or weights) or failed; the message says what to do."""
 
@@ -234,10 +255,11 @@ def totalseg_weights_dir(env: dict[str, str] | None = None) -> Path:
     return home / "nnunet" / "results"
 
 
-def missing_totalseg_weights(weights_dir: Path) -> list[str]:
-    """Model files absent under ``weights_dir``, as paths relative to it (empty when all are there)."""
+def missing_totalseg_weights(weights_dir: Path, *, vessels: bool = False) -> list[str]:
+    """Model files absent under ``weights_dir``, as paths relative to it (empty when all are there); with
+    ``vessels`` the ``liver_vessels`` model's too."""
     missing = []
-    for dataset, trainer_dir, _ in TOTALSEG_MODELS.values():
+    for dataset, trainer_dir, _ in _totalseg_models(vessels).values():
         for rel in (
             f"{dataset}/{trainer_dir}/plans.json",
             f"{dataset}/{trainer_dir}/dataset.json",
@@ -253,6 +275,8 @@ class TotalSegmentatorBackend:
 
     Weights are never downloaded here: :meth:`check` lists any missing Dataset folder and how to install it.
     The weights identity (:attr:`weights_sha256`) is the SHA-256 of the two ``checkpoint_final.pth`` hashes.
+    With ``vessels=True`` a third call, ``liver_vessels`` (model 8, its hash joins the identity), fills
+    :attr:`Segmentation.vessel_mask`.
     """
 
     name = "totalsegmentator-liver"
@@ -266,6 +290,7 @@ class TotalSegmentatorBackend:
         device: str = "cpu",
         threads: int = 2,
         timeout_s: float = 3600.0,
+        vessels: bool = False,
     ) -> None:
         self.python = Path(
             python or os.environ.get("TOTALSEG_PYTHON") or REPO_ROOT / ".venv-totalseg" / "bin" / "python"
@@ -280,11 +305,12 @@ class TotalSegmentatorBackend:
         self.device = device
         self.threads = threads
         self.timeout_s = timeout_s
+        self.vessels = vessels
         self.check()
         self.version = self._version()
         digests = [
             file_sha256(self.weights_dir / d / t / "fold_0" / "checkpoint_final.pth")
-            for d, t, _ in TOTALSEG_MODELS.values()
+            for d, t, _ in _totalseg_models(vessels).values()
         ]
         self.weights_sha256 = hashlib.sha256("".join(digests).encode()).hexdigest()
 
@@ -297,7 +323,7 @@ class TotalSegmentatorBackend:
                 ".venv-totalseg/bin/pip install -r requirements-totalseg.txt "
                 "-c constraints-totalseg.txt (or set TOTALSEG_PYTHON)"
             )
-        missing = missing_totalseg_weights(self.weights_dir)
+        missing = missing_totalseg_weights(self.weights_dir, vessels=self.vessels)
         if missing:
             folders = sorted({m.split("/")[0] for m in missing})
             raise TotalSegmentatorError(
@@ -308,7 +334,13 @@ class TotalSegmentatorBackend:
                 "This machine cannot download them. On a machine with internet: pip install TotalSegmentator==2.18.0, "
                 "then `TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t liver_lesions` and "
                 "`TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t total_fast` (liver_lesions does not fetch "
-                "model 297, which it uses to crop the liver), and copy the Dataset folders from "
+                "model 297, which it uses to crop the liver)"
+                + (
+                    ", and `TOTALSEG_HOME_DIR=/tmp/ts totalseg_download_weights -t liver_vessels`"
+                    if self.vessels
+                    else ""
+                )
+                + ", and copy the Dataset folders from "
                 "/tmp/ts/nnunet/results/ "
                 f"into {self.weights_dir}/."
             )
@@ -338,8 +370,9 @@ class TotalSegmentatorBackend:
             env = dict(self.env)
             env.setdefault("OMP_NUM_THREADS", str(self.threads))
             t0 = time.perf_counter()
+            args = [str(self.python), str(runner), str(work), "--device", self.device, "--threads", str(self.threads)]
             proc = subprocess.run(
-                [str(self.python), str(runner), str(work), "--device", self.device, "--threads", str(self.threads)],
+                [*args, "--vessels"] if self.vessels else args,
                 capture_output=True,
                 text=True,
                 timeout=self.timeout_s,
@@ -352,6 +385,7 @@ class TotalSegmentatorBackend:
                 raise TotalSegmentatorError(f"TotalSegmentator failed (exit {proc.returncode}):\n{tail}")
             liver = np.load(work / "liver.npy")
             lesions = np.load(work / "lesions.npy")
+            vessels = np.load(work / "vessels.npy") if self.vessels else None
             info = json.loads((work / "result.json").read_text())
         finally:
             if own:
@@ -360,4 +394,4 @@ class TotalSegmentatorBackend:
             raise TotalSegmentatorError(f"TotalSegmentator returned shape {liver.shape}, expected {volume.shape}")
         info.update({"backend": self.name, "seconds": seconds})
         # liver_lesions may mark lesions at the liver's edge that model 297 left out of the liver: count them in.
-        return Segmentation(liver_mask=liver | lesions, lesion_mask=lesions, info=info)
+        return Segmentation(liver_mask=liver | lesions, lesion_mask=lesions, info=info, vessel_mask=vessels)

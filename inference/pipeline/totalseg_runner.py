@@ -8,7 +8,9 @@ packages) and is started as a script by :class:`inference.pipeline.segment.Total
 ``WORKDIR/hu.npy`` (``[z, y, x]``) and ``WORKDIR/affine_ras_ijk.npy`` (NIfTI affine of the array transposed to
 ``[x, y, z]``) go in; ``WORKDIR/liver.npy``, ``WORKDIR/lesions.npy`` (bool ``[z, y, x]``) and
 ``WORKDIR/result.json`` (versions, timings) come out. Two TotalSegmentator calls: ``total --fast`` (model 297,
-liver = label 5) and ``liver_lesions`` (model 591, which crops the liver with model 297 itself).
+liver = label 5) and ``liver_lesions`` (model 591, which crops the liver with model 297 itself); with
+``--vessels`` a third, ``liver_vessels`` (model 8, label 1 = vessels; its liver crop by model 297 through
+``robust_crop``, where TotalSegmentator's default would need the 6 mm model 298), writes ``WORKDIR/vessels.npy``.
 
 nnU-Net starts worker processes with ``spawn``, so this must run as ``__main__`` in its own process.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 LIVER_LABEL_TOTAL = 5  # TotalSegmentator "total": 5 = liver
 LESION_LABEL = 1  # "liver_lesions": one class
+VESSEL_LABEL = 1  # "liver_vessels": 1 liver_vessels, 2 liver_tumor
 
 
 def _register_trainers() -> None:
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TOTALSEG_THREADS", "2")))
+    parser.add_argument("--vessels", action="store_true", help="also run liver_vessels")
     args = parser.parse_args(argv)
 
     import nibabel as nib
@@ -97,6 +101,15 @@ def main(argv: list[str] | None = None) -> int:
         nifti, None, task="liver_lesions", device=device, quiet=True, nr_thr_resamp=1, nr_thr_saving=1
     )
     timings["liver_lesions"] = time.perf_counter() - t0
+    vessels = None
+    if args.vessels:
+        t0 = time.perf_counter()
+        # robust_crop: crop the liver with model 297 (3 mm), as liver_lesions does, not the default 6 mm model 298
+        vessels = totalsegmentator(
+            nifti, None, task="liver_vessels", device=device, quiet=True, nr_thr_resamp=1, nr_thr_saving=1,
+            robust_crop=True,
+        )  # fmt: skip
+        timings["liver_vessels"] = time.perf_counter() - t0
 
     def back(img: nib.Nifti1Image, label: int) -> np.ndarray:
         data = np.asarray(img.dataobj)
@@ -108,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     np.save(work / "liver.npy", back(total, LIVER_LABEL_TOTAL))
     np.save(work / "lesions.npy", back(lesions, LESION_LABEL))
+    if vessels is not None:
+        np.save(work / "vessels.npy", back(vessels, VESSEL_LABEL))
     (work / "result.json").write_text(
         json.dumps(
             {

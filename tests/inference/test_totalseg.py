@@ -96,8 +96,13 @@ def test_totalsegmentator_code_path_with_tiny_models(phantom_series, tmp_path):
         capture_output=True,
         timeout=300,
     )
-    assert missing_totalseg_weights(weights) == []
-    backend = TotalSegmentatorBackend(python=TOTALSEG_PY, home_dir=tmp_path / "home", weights_dir=weights, threads=2)
+    assert missing_totalseg_weights(weights, vessels=True) == []
+    plain = TotalSegmentatorBackend(python=TOTALSEG_PY, home_dir=tmp_path / "home", weights_dir=weights)
+    # with liver_vessels too (one run checks all three tasks: each TotalSegmentator call costs a minute here)
+    backend = TotalSegmentatorBackend(
+        python=TOTALSEG_PY, home_dir=tmp_path / "home", weights_dir=weights, threads=2, vessels=True
+    )
+    assert backend.weights_sha256 != plain.weights_sha256  # model 8 is part of the weights identity
     assert backend.version == "2.18.0"
     assert len(backend.weights_sha256) == 64
     vol = _small_volume(phantom_series.phantom)
@@ -120,4 +125,11 @@ def test_totalsegmentator_code_path_with_tiny_models(phantom_series, tmp_path):
     config = json.loads((tmp_path / "home" / "config.json").read_text())
     assert config["send_usage_stats"] is False
     assert seg.info["totalsegmentator_version"] == "2.18.0"
-    assert set(seg.info["timings_s"]) == {"total_fast", "liver_lesions"}
+    assert set(seg.info["timings_s"]) == {"total_fast", "liver_lesions", "liver_vessels"}
+    # liver_vessels: the tiny model 8 marks HU > 140 inside the liver crop, as model 591 does
+    assert seg.vessel_mask is not None and seg.vessel_mask.any()
+    vbox = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(seg.vessel_mask))
+    dv = dice(seg.vessel_mask[vbox], bright[vbox])
+    assert dv > 0.85, dv
+    for axis in range(3):
+        assert dv > dice(seg.vessel_mask[vbox], np.flip(bright, axis)[vbox]) + 0.1

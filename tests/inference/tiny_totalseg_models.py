@@ -2,7 +2,8 @@
 
     .venv-totalseg/bin/python tests/inference/tiny_totalseg_models.py WEIGHTS_DIR
 
-Two models, the ones :class:`inference.pipeline.segment.TotalSegmentatorBackend` needs:
+Three models, the ones :class:`inference.pipeline.segment.TotalSegmentatorBackend` needs (the third only with
+``vessels=True``):
 
 * 297 (``total --fast``, 3 mm): 118 classes. Its weights are set by hand (not trained, not random) so that the
   output is a known function of the intensity: class 5 ("liver") where 40 < HU < 140, class 1 where HU > 140,
@@ -10,6 +11,7 @@ Two models, the ones :class:`inference.pipeline.segment.TotalSegmentatorBackend`
   must coincide with the HU band of the input.
 * 591 (``liver_lesions``, 0.75 x 0.75 x 1 mm, applied inside TotalSegmentator's liver crop): class 1 where
   HU > 140.
+* 8 (``liver_vessels``, set here to 3 mm for speed, same crop): class 1 ("liver_vessels") where HU > 140.
 
 How: a PlainConvUNet without normalisation layers; the first encoder conv copies the (CT-normalised) input
 plus a constant into channel 0, the last decoder conv copies that skip channel, and the 1x1x1 segmentation
@@ -189,6 +191,15 @@ def main(root: Path) -> None:
         "3d_fullres_high",
         [1.0, 0.75, 0.75],
         {"background": 0, "liver_lesions": 1},
+        {0: (0.0, 0.0), 1: (1.0, -hi)},
+    )
+    write_model(
+        root,
+        "Dataset008_HepaticVessel",
+        "nnUNetTrainer",
+        "3d_fullres",
+        [3.0, 3.0, 3.0],
+        {"background": 0, "liver_vessels": 1, "liver_tumor": 2},
         {0: (0.0, 0.0), 1: (1.0, -hi)},
     )
 
