@@ -39,8 +39,9 @@ def safe_frame(df: pd.DataFrame) -> pd.DataFrame:
         series = out[column]
         if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
             continue  # numbers (also negative ones) and dates are no formulas
-        cells = [safe_cell(v) for v in series]
-        if any(a is not b for a, b in zip(cells, series, strict=True)):
+        values = series.tolist()  # plain Python values: iterating a pandas string column is far slower
+        cells = [safe_cell(v) for v in values]
+        if any(a is not b for a, b in zip(cells, values, strict=True)):
             out[column] = pd.Series(cells, index=series.index, dtype=object)
     out.columns = [safe_cell(c) if isinstance(c, str) else c for c in out.columns]
     return out

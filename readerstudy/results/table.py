@@ -36,19 +36,23 @@ def reads_table(study: Study) -> pd.DataFrame:
             "served_seconds", "not_assessable", "not_assessable_reason", "comment", "viewer_state",
         )
     )  # fmt: skip
-    df = pd.DataFrame.from_records(
-        list(rows),
-        columns=[
-            "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm",
-            "session", "position", "active_seconds", "submitted_at", "case_pk", "shown_probability",
-            "served_seconds", "not_assessable", "not_assessable_reason", "comment", "viewer_state",
-        ],
-    )  # fmt: skip
+    names = [
+        "reader", "modality", "case", "patient", "truth_label", "rating", "diameter_mm",
+        "session", "position", "active_seconds", "submitted_at", "case_pk", "shown_probability",
+        "served_seconds", "not_assessable", "not_assessable_reason", "comment", "viewer_state",
+    ]  # fmt: skip
+    records = list(rows)
+    df = pd.DataFrame.from_records(records, columns=names)
     probability = _latest_probabilities(study)
     df["truth"] = (df["truth_label"] == Truth.POSITIVE_LABEL).astype(int)
     # Under the study's current bins (an analysis run may choose others and derives its own from diameter_mm).
-    df["size_stratum"] = [size_stratum(d, study.size_bins_mm) for d in df["diameter_mm"]]
-    df["submitted_at"] = [t.isoformat().replace("+00:00", "Z") for t in df["submitted_at"]]
+    # Once per distinct diameter, not per read (it validates the bins on every call).
+    diameters = df["diameter_mm"].tolist()
+    stratum = {d: size_stratum(d, study.size_bins_mm) for d in set(diameters)}
+    df["size_stratum"] = [stratum[d] for d in diameters]
+    # From the fetched datetimes: iterating the frame's datetime column would build a pandas Timestamp per read.
+    at = names.index("submitted_at")
+    df["submitted_at"] = [r[at].isoformat().replace("+00:00", "Z") for r in records]
     case_probability = df["case_pk"].map(probability).astype(float)
     df["model_probability"] = df["shown_probability"].astype(float).fillna(case_probability)
     # None (never served through the API) stays empty, as NaN.
@@ -78,12 +82,30 @@ def _latest_probabilities(study: Study) -> dict[int, float]:
     return latest
 
 
+FLOAT_FORMAT = "%.10g"
+
+
 def table_sha256(df: pd.DataFrame) -> str:
     """Hash of the table's content, stable across runs (CSV with fixed float format, sorted rows)."""
-    canonical = df.sort_values(["reader", "modality", "case"]).to_csv(index=False, float_format="%.10g")
+    canonical = _float_text(df.sort_values(["reader", "modality", "case"])).to_csv(
+        index=False, float_format=FLOAT_FORMAT
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def to_csv(df: pd.DataFrame) -> str:
     """reads.csv: opened in spreadsheets, so text cells that would run as formulas are neutralised."""
-    return safe_frame(df).to_csv(index=False, float_format="%.10g")
+    return _float_text(safe_frame(df)).to_csv(index=False, float_format=FLOAT_FORMAT)
+
+
+def _float_text(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its float columns as the text ``to_csv(float_format=FLOAT_FORMAT)`` writes for them (empty for
+    NaN), so the CSV's bytes are the same. pandas formats such columns through a Python call and a scalar
+    ``notna`` per value: most of the time of a 200 000-read export (``python -m bench.scale``); one list per
+    column is a fraction of it."""
+    text = {
+        column: ["" if v != v else FLOAT_FORMAT % v for v in df[column].tolist()]  # v != v: NaN
+        for column in df.columns
+        if df[column].dtype.kind == "f"
+    }
+    return df.assign(**text) if text else df

@@ -49,10 +49,8 @@ def write_imrmc(df: pd.DataFrame, description: str = "") -> str:
     lines += [f"-1,{c},0,{t}" for c, t in zip(cases["case"], cases["truth"], strict=True)]
     position = {c: i for i, c in enumerate(cases["case"])}
     ordered = table.assign(_k=table["case"].map(position)).sort_values(["modality", "reader", "_k"], kind="stable")
-    lines += [
-        f"{r},{c},{m},{_number(x)}"
-        for r, c, m, x in zip(ordered["reader"], ordered["case"], ordered["modality"], ordered["rating"], strict=True)
-    ]
+    columns = [ordered[c].tolist() for c in ("reader", "case", "modality", "rating")]  # lists: iterating is faster
+    lines += [f"{r},{c},{m},{_number(x)}" for r, c, m, x in zip(*columns, strict=True)]
     return "\n".join(lines) + "\n"
 
 

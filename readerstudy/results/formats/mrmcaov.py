@@ -28,7 +28,7 @@ def write_mrmcaov_csv(df: pd.DataFrame, include_patient: bool = True) -> str:
     position = {c: i for i, c in enumerate(_cases(table)["case"])}
     out = table.rename(columns={"modality": "treatment"}).assign(_k=table["case"].map(position))
     out = out.sort_values(["treatment", "reader", "_k"], kind="stable")
-    out["rating"] = [_number(x) for x in out["rating"]]
+    out["rating"] = [_number(x) for x in out["rating"].tolist()]
     cols = [*MRMCAOV_COLUMNS, *(["patient"] if "patient" in out.columns else [])]
     # Statisticians open this in spreadsheets too: ids that would run as formulas get a leading "'".
     return safe_frame(out[cols]).to_csv(index=False, lineterminator="\n")
