@@ -82,12 +82,16 @@ MATRIX = [
     ("download export", "get", "/results/export/{export}/download", [LOGIN, NOT_FOUND, NOT_FOUND, 404, 404, 404]),
     ("run report", "get", "/results/run/{run}/", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
     ("run status", "get", "/results/run/{run}/status", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
+    # The matrix's run is queued: its result is nobody's yet (test_report_views downloads a finished one).
+    ("run result json", "get", "/results/run/{run}/result.json", [LOGIN] + [NOT_FOUND] * 5),
     ("missing study", "get", "/results/study/999999/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
     ("missing run", "get", "/results/run/999999/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND, NOT_FOUND]),
     # Operations pages: the study's admins (and superusers) only; everyone else "not found", anonymous to login.
     ("ops studies", "get", "/studies/", [LOGIN, OK, OK, OK, OK, OK]),
     ("ops overview", "get", "/studies/{study}/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK]),
     ("ops configure", "get", "/studies/{study}/configure/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK]),
+    # Planning: the study's statisticians too (power from a pilot); storing the pilot is the admins' action.
+    ("ops planning", "get", "/studies/{study}/planning/", [LOGIN, NOT_FOUND, NOT_FOUND, OK, OK, OK]),
     ("ops readers", "get", "/studies/{study}/readers/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK]),
     ("ops progress", "get", "/studies/{study}/progress/", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK]),
     ("ops progress json", "get", "/studies/{study}/progress.json", [LOGIN, NOT_FOUND, NOT_FOUND, NOT_FOUND, OK, OK]),
