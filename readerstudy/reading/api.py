@@ -5,7 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import Count
+from django.db.models import Count, Subquery
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from inference.actions import shown_prediction
 from inference.pipeline.seg import with_colors
-from readerstudy.core.errors import ActionError
+from readerstudy.core.errors import ActionError, NotFound
 from readerstudy.reading import access, actions, case_series
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies.models import Case, Membership, Study
@@ -100,27 +100,67 @@ def marker_gap_mm(case: Case) -> float:
     return math.ceil((case.diameter_mm / 2 + MARKER_CLEARANCE_MM) / MARKER_GAP_STEP_MM) * MARKER_GAP_STEP_MM
 
 
-def item_payload(item: SessionItem, following: SessionItem | None) -> dict:
+# What an item payload reads of the current item and the next one, loaded with them in one query (current_items),
+# and nothing else: not the study's long texts and plan, nor the series' per-slice lists. A field read but not
+# listed here costs one more query per request (tests/reading/test_query_counts.py pins the count).
+ITEM_FIELDS = (
+    *("id", "session", "position", "case", "modality", "first_served_at"),
+    *("session__id", "session__study", "session__reader", "session__index", "session__practice"),
+    *("session__available_from", "session__started_at", "session__finished_at"),
+    *("session__study__id", "session__study__name", "session__study__status", "session__study__design"),
+    *("session__study__washout_days", "session__study__window_presets", "session__study__default_preset"),
+    *("session__study__hanging_layout", "session__study__question", "session__study__rating_min"),
+    *("session__study__rating_max", "session__study__scale_low_label", "session__study__scale_high_label"),
+    *("session__study__not_assessable_reasons", "session__study__overlay_mode"),
+    *("session__study__overlay_hidden_labels", "session__study__label_legend"),
+    *("case__id", "case__series", "case__case_id", "case__slice_index", "case__diameter_mm", "case__practice"),
+    *("case__lesion_x_mm", "case__lesion_y_mm", "case__lesion_z_mm", "case__series__id", "case__series__n_slices"),
+    *("modality__id", "modality__key", "modality__label", "modality__shows_dl", "modality__order"),
+)
+
+
+def current_items(session_id: int | Subquery, reader: Any) -> tuple[list[SessionItem], tuple[int, int]]:
+    """The first two unread items of a session of ``reader`` (the current item, and the next one for preloading)
+    with what their payloads read, and the session's progress (n_items, n_read): two queries. The joins run for
+    those two items only (found by a subquery), not for every unread item of the session; the counts are a query
+    of their own (as subqueries of the first they cost more to build and compile than they save)."""
+    first_two = (
+        SessionItem.objects.filter(session_id=session_id, read__isnull=True).order_by("position").values("pk")[:2]
+    )
+    rows = list(
+        SessionItem.objects.filter(pk__in=Subquery(first_two), session__reader=reader)
+        .select_related("session__study", "case__series", "modality")
+        .only(*ITEM_FIELDS)
+        .order_by("position")
+    )
+    if not rows:
+        return rows, (0, 0)
+    # One query for both counts: this runs on every case a reader opens.
+    progress = SessionItem.objects.filter(session_id=rows[0].session_id).aggregate(
+        n_items=Count("id"), n_read=Count("read")
+    )
+    return rows, (progress["n_items"], progress["n_read"])
+
+
+def item_payload(item: SessionItem, following: SessionItem | None, progress: tuple[int, int]) -> dict:
     """What the reading page needs for the current item (``following``: the item after it, whose images the page
-    preloads). DL fields exist only where the blinding rules allow them; no rating is ever part of it (only unread
-    items are served). Loaded with ``item``: its session, study, case, series and modality; with ``following``:
-    its case and series."""
+    preloads; ``progress``: the session's n_items, n_read). DL fields exist only where the blinding rules allow
+    them; no rating is ever part of it (only unread items are served). Loaded with the items (current_items):
+    their session, study, case, series and modality."""
     session, case, study = item.session, item.case, item.session.study
     series = case.series
     # Both cases' series in one query.
     shown = case_series.of_cases([case] if following is None else [case, following.case])
     shown_series = shown[case.pk]
-    # One query for both counts: this runs on every case a reader opens.
-    progress = SessionItem.objects.filter(session=session).aggregate(n_items=Count("id"), n_read=Count("read"))
     payload = {
         "id": item.pk,
         "session": session.pk,
         "practice": session.practice,  # a practice item: its truth comes back with the submitted read
         "position": item.position,
-        "n_items": progress["n_items"],
-        "n_read": progress["n_read"],
+        "n_items": progress[0],
+        "n_read": progress[1],
         "modality": {"key": item.modality.key, "label": item.modality.label, "shows_dl": item.modality.shows_dl},
-        "images": [reverse("reading-api:image", args=[item.pk, i]) for i in range(series.n_slices)],
+        "images": case_series.numbered_urls("reading-api:image", [item.pk], series.n_slices),
         # Every series of the case by position, the primary one (what "images" and "lesion" refer to) first.
         "series": case_series.payload(item, shown_series),
         "lesion": {
@@ -246,17 +286,12 @@ class NextItemView(ActionAPIView):
         summary="The current (next unread) item of a session",
     )
     def get(self, request: Request, session_id: int) -> Response:
-        # The first two unread items of the reader's own session (the current one, and the next one for
-        # preloading), with their session, study, case, series and modality: one query.
-        items = list(
-            SessionItem.objects.filter(
-                session__in=access.own_sessions(request.user).filter(pk=session_id), read__isnull=True
-            )
-            .select_related("session__study", "case__series", "modality")
-            .order_by("position")[:2]
-        )
-        # None unread: a session not the reader's (404), not open (409), or complete (204).
-        session = items[0].session if items else access.own_session(request.user, session_id)
+        # The current item and the next one of the session, if it is the reader's: one query.
+        items, progress = current_items(session_id, request.user)
+        if items and items[0].session.study.status != Study.Status.DRAFT:  # access.own_sessions' rule
+            session = items[0].session
+        else:  # none unread: a session not the reader's (404), not open (409), or complete (204)
+            session = access.own_session(request.user, session_id)
         if session.finished_at is not None:
             return Response(status=status.HTTP_204_NO_CONTENT)  # complete: nothing of it is served again
         access.check_session_readable(session, timezone.now())
@@ -266,21 +301,26 @@ class NextItemView(ActionAPIView):
         # Items are read in order: the second unread one is the next position (anything else: no preload).
         following = items[1] if len(items) > 1 and items[1].position == item.position + 1 else None
         actions.mark_served(item)
-        return Response(item_payload(item, following))
+        return Response(item_payload(item, following, progress))
 
 
 class ItemView(ActionAPIView):
     @extend_schema(responses={200: ItemSchema, 404: ErrorSchema, 409: ErrorSchema})
     def get(self, request: Request, item_id: int) -> Response:
-        item = access.own_item(request.user, item_id)
-        access.check_item_visible(item, timezone.now())  # the current item only: never a preloaded one
+        now = timezone.now()
+        # The current item only, never a preloaded one: the first unread item of the reader's session that holds
+        # it, read with the next one and the progress in one query, as the next item view reads them.
+        session_id = Subquery(SessionItem.objects.filter(pk=item_id).values("session_id")[:1])
+        items, progress = current_items(session_id, request.user)
+        if items and items[0].pk == item_id and items[0].session.study.status != Study.Status.DRAFT:
+            access.check_session_readable(items[0].session, now)
+        else:  # not the current item (or not the reader's): access says why (not found, read, not open yet)
+            access.check_item_visible(access.own_item(request.user, item_id), now)
+            raise NotFound(f"item {item_id} is not the current item")  # not reached: it was read just now
+        item = items[0]
+        following = items[1] if len(items) > 1 and items[1].position == item.position + 1 else None
         actions.mark_served(item)
-        following = (
-            SessionItem.objects.filter(session_id=item.session_id, position=item.position + 1)
-            .select_related("case__series")
-            .first()
-        )
-        return Response(item_payload(item, following))
+        return Response(item_payload(item, following, progress))
 
 
 class SubmitReadSerializer(serializers.Serializer):
@@ -330,10 +370,10 @@ class SubmitReadView(ActionAPIView):
         body = SubmitReadSerializer(data=request.data)
         if not body.is_valid():
             return Response({"detail": "invalid read", "errors": _flatten(body.errors)}, status=400)
-        item = access.own_item(request.user, item_id)
+        # The action checks that the item is the reader's (under its lock, in the query that locks it).
         result = actions.submit_read(
             request.user,
-            item,
+            item_id,
             rating=body.validated_data.get("rating"),
             idempotency_key=body.validated_data["idempotency_key"],
             active_seconds=body.validated_data["active_seconds"],
@@ -342,7 +382,7 @@ class SubmitReadView(ActionAPIView):
             not_assessable_reason=body.validated_data.get("not_assessable_reason", ""),
             comment=body.validated_data.get("comment", ""),
         )
-        read = result.read
+        read, item = result.read, result.item
         body_out: dict[str, Any] = {
             "id": read.pk,
             "item": item.pk,

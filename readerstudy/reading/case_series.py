@@ -32,10 +32,22 @@ def of_cases(cases: list[Case]) -> dict[int, list[CaseSeries]]:
 
 def slice_urls(item: SessionItem, shown: CaseSeries) -> list[str]:
     if shown.position == 0:
-        return [reverse("reading-api:image", args=[item.pk, i]) for i in range(shown.series.n_slices)]
-    return [
-        reverse("reading-api:series-image", args=[item.pk, shown.position, i]) for i in range(shown.series.n_slices)
-    ]
+        return numbered_urls("reading-api:image", [item.pk], shown.series.n_slices)
+    return numbered_urls("reading-api:series-image", [item.pk, shown.position], shown.series.n_slices)
+
+
+# An index no series reaches, within the id converter's 18 digits: reverse() checks the value against its regex.
+_MARKER = "9" * 18
+
+
+def numbered_urls(name: str, args: list[int], n: int) -> list[str]:
+    """``[reverse(name, args=[*args, i]) for i in range(n)]`` with one reverse() (a series has hundreds of slices,
+    and every item payload lists two cases' slices): the URL with a marker index, split around it. The index is
+    the last segment of these routes, and core.converters.IdConverter writes it as str(i)."""
+    if n <= 0:
+        return []
+    head, _, tail = reverse(name, args=[*args, int(_MARKER)]).rpartition(_MARKER)
+    return [f"{head}{i}{tail}" for i in range(n)]
 
 
 def payload(item: SessionItem, rows: list[CaseSeries]) -> list[dict]:

@@ -32,18 +32,19 @@ AUTH = 2
 # Per request, as production counts them (savepoints of the test's transaction left out). "dl": an aided item
 # whose DL output is shown (one query for the prediction; in sequential designs one more for the unaided read).
 PINNED = {
-    # session+user, the first two unread items with everything their payload needs, the first-serve UPDATE, both
-    # cases' series, the progress counts
+    # session+user; the first two unread items with everything their payloads read; the session's progress; the
+    # first serve's UPDATE; both cases' series
     "next": AUTH + 4,
-    # session+user, the item with everything its payload needs, the current position (visibility), the item after
-    # it, both cases' series, the progress counts
-    "item": AUTH + 5,
-    # session+user, the item (access), the item again with its session locked, stored read and key in one query,
-    # the first two unread items, the read's INSERT, the audit event's head and INSERT
-    "submit": AUTH + 7,
+    # session+user; the first two unread items of the item's session (the item must be the first) with everything
+    # their payloads read; the progress; both cases' series (served already: no UPDATE)
+    "item": AUTH + 3,
+    # session+user; the item with its session locked (and access); the first two unread items; the read's INSERT;
+    # the audit event's head and INSERT
+    "submit": AUTH + 5,
     # ... a session's last read also closes it and opens the next session (two UPDATEs)
-    "submit finishing": AUTH + 9,
-    # a retry of a stored read: session+user, the item, the item locked, the stored read, the session's latest read
+    "submit finishing": AUTH + 7,
+    # a retry of a stored read: session+user; the item locked; the unread items; its stored read; the session's
+    # latest read
     "submit replay": AUTH + 4,
 }
 # Extra queries for DL output: the prediction, and (sequential designs) whether the unaided read is locked.
@@ -162,3 +163,17 @@ def test_the_pinned_counts_hold_under_django_assert_max_num_queries(tmp_path, dj
         assert client.get(f"/api/items/{item['id']}/").status_code == 200
     with django_assert_max_num_queries(expected("submit", "crossover", True) + 2):
         assert submit(client, item["id"]).status_code == 201
+
+
+def test_slice_urls_are_built_with_one_reverse_and_equal_reverse():
+    from django.urls import reverse
+
+    from readerstudy.reading.case_series import numbered_urls
+
+    assert numbered_urls("reading-api:image", [987654321], 12) == [
+        reverse("reading-api:image", args=[987654321, i]) for i in range(12)
+    ]
+    assert numbered_urls("reading-api:series-image", [7, 2], 3) == [
+        reverse("reading-api:series-image", args=[7, 2, i]) for i in range(3)
+    ]
+    assert numbered_urls("reading-api:image", [7], 0) == []
