@@ -79,3 +79,12 @@ def other_pg_clients(admin_url: str, db: str) -> list[dict]:
             [db],
         ).fetchall()
     return [{"database": d, "state": s, "n": n} for d, s, n in rows]
+
+
+def backend_pids(admin_url: str, db: str) -> list[int]:
+    """Process ids of the client backends connected to ``db`` (the server's connections to it)."""
+    with pg_connect(admin_url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname = %s", [db]
+        ).fetchall()
+    return [pid for (pid,) in rows]

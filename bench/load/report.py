@@ -7,9 +7,12 @@ from collections import Counter
 from bench.harness import pct
 
 GOAL_P95_MS = 50.0
+# Each reading endpoint at most this many times the baseline's (ping's) cost per request.
+GOAL_RATIO = 3.0
 
-
-KINDS = ("login", "worklist", "start", "next", "submit")
+KINDS = ("login", "worklist", "start", "ping", "next", "item", "submit")
+BASELINE = "ping"
+READING = ("next", "item", "submit")
 
 
 def summary(values: list[float]) -> dict:
@@ -22,6 +25,58 @@ def summary(values: list[float]) -> dict:
         "mean_ms": r(sum(values) / len(values)) if values else None,
         "max_ms": r(max(values, default=None)),
     }
+
+
+def capacity(phases: list[dict], latencies: dict[str, list[float]]) -> dict:
+    """Per endpoint, over its capacity phases (the endpoint alone, closed loop): latency, requests per second
+    (requests / the phases' wall time), and CPU per request of the server (gunicorn workers + this database's
+    PostgreSQL backends) and of the client."""
+    out = {}
+    for kind in dict.fromkeys(p["kind"] for p in phases):
+        mine = [p for p in phases if p["kind"] == kind]
+        n, wall = sum(p["requests"] for p in mine), sum(p["wall_s"] for p in mine)
+        gunicorn = sum(p["server_cpu_s"]["gunicorn"] for p in mine)
+        postgres = sum(p["server_cpu_s"]["postgres"] for p in mine)
+        client = sum(p["client_cpu_s"] for p in mine)
+        per = lambda seconds, n=n: round(1000 * seconds / n, 3) if n else None  # noqa: E731
+        out[kind] = {
+            **summary(latencies[kind]),
+            "requests": n,
+            "wall_s": round(wall, 3),
+            "requests_per_s": round(n / wall, 1) if wall else None,
+            "server_cpu_ms_per_request": per(gunicorn + postgres),
+            "gunicorn_cpu_ms_per_request": per(gunicorn),
+            "postgres_cpu_ms_per_request": per(postgres),
+            "client_cpu_ms_per_request": per(client),
+            "machine_cpu_busy_pct": round(sum(p["machine_cpu_busy_pct"] * p["wall_s"] for p in mine) / wall, 1)
+            if wall
+            else None,
+        }
+    return out
+
+
+def ratios(cap: dict, latency: dict) -> dict:
+    """Each reading endpoint's cost per request over the baseline's (ping), three ways:
+
+    - ``throughput``: ping's requests/s over the endpoint's, each alone in a closed loop (capacity phases): cost
+      per request = 1 / throughput at saturation, whatever the cost is made of (server CPU, the database, locks,
+      the client's share, context switches);
+    - ``server_cpu``: server CPU per request over ping's, same phases: the server's share alone, not the client's,
+      and not disturbed by other load on the machine (which the wall-clock measures are);
+    - ``p50``: median latency over ping's in the reading loop, requests interleaved under one load; in a closed
+      loop mostly queueing (it understates), paced close to the service-time ratio.
+    """
+    div = lambda a, b: round(a / b, 2) if a is not None and b else None  # noqa: E731
+    base_cap, base_lat = cap.get(BASELINE, {}), latency.get(BASELINE, {})
+    out = {}
+    for kind in READING:
+        c, lat = cap.get(kind, {}), latency.get(kind, {})
+        out[kind] = {
+            "throughput": div(base_cap.get("requests_per_s"), c.get("requests_per_s")),
+            "server_cpu": div(c.get("server_cpu_ms_per_request"), base_cap.get("server_cpu_ms_per_request")),
+            "p50": div(lat.get("p50_ms"), base_lat.get("p50_ms")),
+        }
+    return out
 
 
 def verify(acks: list[dict], study_id: int, n_readers: int, n_items: int) -> dict:
@@ -101,14 +156,40 @@ def print_report(res: dict) -> None:
         f" x {p['threads']} threads, think {p['think_ms']} ms, fault={p['fault']}, "
         f"{res['machine']['cpu_count']} CPUs, load avg before {res['machine']['loadavg_before']}"
     )
-    print(f"{'request':<10}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'errors':>8}{'retries':>8}")
+    fmt = lambda v, d=1: "-" if v is None else f"{v:.{d}f}"  # noqa: E731
+    cap, rat = res["capacity"], res["ratios"]
+    if cap:
+        print(
+            f"capacity: each endpoint alone, closed loop, {p['readers']} readers x {p['solo']} requests, "
+            f"{p['solo_rounds']} rounds of ping, next, item, submit"
+        )
+        print(
+            f"{'endpoint':<10}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'req/s':>8}{'srv CPU':>9}"
+            f"{'(PG)':>7}{'x ping':>8}{'x CPU':>7}"
+        )
+        for kind, c in cap.items():
+            r = rat.get(kind, {})
+            print(
+                f"{kind:<10}{c['n']:>7}{fmt(c['p50_ms']):>9}{fmt(c['p95_ms']):>9}{fmt(c['p99_ms']):>9}"
+                f"{fmt(c['requests_per_s']):>8}{fmt(c['server_cpu_ms_per_request'], 2):>9}"
+                f"{fmt(c['postgres_cpu_ms_per_request'], 2):>7}{fmt(r.get('throughput', 1.0), 2):>8}"
+                f"{fmt(r.get('server_cpu', 1.0), 2):>7}"
+            )
+        print("  (srv CPU: gunicorn + PostgreSQL CPU ms per request; x ping: ping's req/s over the endpoint's)")
+    print(f"reading loop: per item ping, next, item, (think {p['think_ms']} ms), submit")
+    print(
+        f"{'request':<10}{'n':>7}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}{'errors':>8}"
+        f"{'retries':>8}{'x ping p50':>11}"
+    )
+    wall = res["run"]["wall_s"]
     for kind in KINDS:
         s = res["latency"][kind]
         errs = sum(n for k, n in res["errors"].items() if k.startswith(f"{kind} "))
-        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        rps = s["n"] / wall if wall and kind in (BASELINE, *READING) else None
+        ratio = 1.0 if kind == BASELINE else rat.get(kind, {}).get("p50")
         print(
             f"{kind:<10}{s['n']:>7}{fmt(s['p50_ms']):>9}{fmt(s['p95_ms']):>9}{fmt(s['p99_ms']):>9}"
-            f"{fmt(s['max_ms']):>9}{errs:>8}{res['retries'].get(kind, 0):>8}"
+            f"{fmt(s['max_ms']):>9}{fmt(rps):>8}{errs:>8}{res['retries'].get(kind, 0):>8}{fmt(ratio, 2):>11}"
         )
     t = res["throughput"]
     print(
@@ -133,7 +214,9 @@ def print_report(res: dict) -> None:
     if res["failed_readers"]:
         print(f"{len(res['failed_readers'])} readers failed, e.g. {next(iter(res['failed_readers'].items()))}")
     goal = res["goal"]
+    ratio_goal = "not measured (--solo 0)" if goal["ratio_met"] is None else ("met" if goal["ratio_met"] else "NOT met")
     print(
         f"goal p95 <= {GOAL_P95_MS:.0f} ms (next and submit): {'met' if goal['p95_met'] else 'NOT met'}; "
+        f"each reading endpoint <= {GOAL_RATIO:g}x ping per request (throughput): {ratio_goal}; "
         f"0 lost / 0 duplicated: {'met' if goal['integrity_met'] else 'NOT met'}"
     )

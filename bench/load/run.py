@@ -1,7 +1,7 @@
 """Load benchmark: simulated readers against gunicorn + PostgreSQL through the real reading API.
 
     python -m bench.load [--readers 50] [--items 100] [--workers 2] [--threads 8] [--think-ms 0] [--fault]
-                         [--timeout 600] [--out bench/load/results.json]
+                         [--solo 10] [--solo-rounds 2] [--timeout 600] [--out bench/load/results.json]
 
 (``--out`` defaults to ``results-fault.json`` with ``--fault``.)
 
@@ -9,20 +9,42 @@
    ``--pg-url``), migrates it and builds a launched *sequential* study through the real actions (create_study,
    add_modality, add_member, import_cases, launch_study): ``--items / 2`` cases with a tiny 5-slice CT series each,
    2 modalities (unaided, aided), ``--readers`` readers, so every reader has one session of ``--items`` items.
+   Then ANALYZE, as a long-running database has its planner statistics.
 2. Starts gunicorn with the shipped production config (``gunicorn -c deploy/gunicorn.conf.py``: gthread workers,
    its timeouts and limits), sized by ``GUNICORN_WORKERS`` / ``GUNICORN_THREADS`` from ``--workers`` / ``--threads``,
    bound to ``127.0.0.1:PORT``, with ``DEBUG=false`` (production settings: secure cookies, real SECRET_KEY check).
    Loopback only.
 3. One asyncio task per reader, each with its own ``httpx.AsyncClient`` (its own cookie jar, like a browser):
    log in through the login form (CSRF token from the form), find the session in ``GET /api/worklist/``, then,
-   once every reader is logged in, ``POST /api/sessions/<id>/start/`` and loop ``GET /api/sessions/<id>/next/``
-   (200 item, 204 done) -> ``POST /api/items/<id>/read/`` (random rating, fresh uuid idempotency key per item,
-   ``X-CSRFToken``). Connection errors, timeouts and 5xx are retried with the *same* request (for a read: the
-   same idempotency key and rating) after an exponential backoff with jitter; 4xx are not retried. Latency is the
-   wall time of the successful attempt; failed attempts are counted as errors, by kind and reason.
+   once every reader is logged in, ``POST /api/sessions/<id>/start/``, the capacity phases, and the reading loop.
+   Connection errors, timeouts and 5xx are retried with the *same* request (for a read: the same idempotency key
+   and rating) after an exponential backoff with jitter; 4xx are not retried. Latency is the wall time of the
+   successful attempt; failed attempts are counted as errors, by kind and reason.
+
+   *Capacity phases* (always a closed loop; ``--solo 0``: none): ``--solo-rounds`` rounds of four phases, one
+   endpoint alone in each, every reader sending ``--solo`` requests back to back: ``GET /api/ping/`` (the
+   baseline: ``readerstudy.views.ping``, a minimal ``@login_required`` JsonResponse: session and user lookups,
+   the middleware, one response), ``GET .../next/`` and ``GET /api/items/<id>/`` (the current item again: the
+   same work as in the reading loop but the first serve's one UPDATE), ``POST /api/items/<id>/read/`` (the next
+   items of the stored order, read without asking for them first; the harness has the order from the database).
+   Per phase: requests, wall time, the CPU time of the gunicorn workers and of this database's PostgreSQL backends
+   (from /proc, by pid), the client's CPU and the machine's.
+
+   *Reading loop*, per item: ``GET /api/ping/``, ``GET .../next/`` (200 item, 204 done), ``GET /api/items/<id>/``,
+   ``POST /api/items/<id>/read/`` (random rating, fresh uuid idempotency key per item, ``X-CSRFToken``): the
+   baseline interleaved with the reading endpoints, one request each per item, under one load.
    ``--think-ms`` adds a pause (exponential, that mean) between showing an item and submitting it, and spreads
    the readers' starts uniformly over one mean pause; 0 (default) is a closed loop with no think time, i.e. the
    server saturated by 50 readers clicking as fast as it answers (latency = queueing: readers / throughput).
+
+   *Cost per request over the baseline* (``ratios``; goal: each reading endpoint at most 3x): ``throughput``,
+   ping's requests/s over the endpoint's in the capacity phases (cost per request = 1 / throughput at saturation,
+   whatever it is made of: this is the goal's measure); ``server_cpu``, the server's CPU per request over ping's
+   in the same phases (the server alone: the client's CPU, which runs on the same machine and is about the same
+   per request of any kind, dilutes the throughput ratio, and other load on the machine moves wall-clock figures
+   but hardly CPU time); ``p50``, the median latency over ping's in the reading loop (requests interleaved under
+   one load: in a closed loop mostly queueing, so it understates; paced, close to the service-time ratio). Equal
+   request counts per endpoint, phases interleaved over rounds so that drifting load hits every endpoint alike.
 4. ``--fault``: after 30 % of the reads one gunicorn worker gets SIGKILL (mid-request: the workers are busy);
    after 60 % PostgreSQL is restarted (``pg_ctlcluster --skip-systemctl-redirect VER main restart``).
 5. Checks the database: every acknowledged read (a 200/201 received by a client) is stored exactly once with
@@ -30,9 +52,10 @@
    per reader x case x modality or per reader x idempotency key, reads nobody acknowledged, one ``submit_read``
    audit event per read, every session finished.
 
-Prints a table and writes JSON (machine facts, load average, parameters, latencies, throughput, errors,
-integrity). Cleans up in ``finally``: gunicorn's process group is terminated, the database dropped, the temp
-folder removed. Exit status 1 when the integrity check fails or a reader did not finish.
+Prints the tables and writes JSON (machine facts, load average, parameters, the capacity phases, the reading
+loop's latencies and requests/s per endpoint, the ratios, throughput, errors, integrity). Cleans up in
+``finally``: gunicorn's process group is terminated, the database dropped, the temp folder removed. Exit status 1
+when the integrity check fails or a reader did not finish.
 
 Secure cookies over plain http: httpx's cookie jar (``http.cookiejar``) does not send ``Secure`` cookies to
 ``http://`` URLs. Browsers do send them to ``http://localhost`` / ``127.0.0.1`` (potentially trustworthy origins),
@@ -57,7 +80,18 @@ from urllib.parse import urlsplit
 from bench.harness import ROOT, free_port, log_tail, machine_facts, package_version, write_json
 from bench.load.clients import MAX_RETRIES, Run
 from bench.load.pg import drop_db, ensure_pg, pg_cluster, pg_facts, recreate_db, with_db
-from bench.load.report import GOAL_P95_MS, KINDS, print_report, summary, verify
+from bench.load.report import (
+    BASELINE,
+    GOAL_P95_MS,
+    GOAL_RATIO,
+    KINDS,
+    READING,
+    capacity,
+    print_report,
+    ratios,
+    summary,
+    verify,
+)
 from bench.load.server import build_study, start_gunicorn, stop_gunicorn
 
 DEFAULT_PG_URL = "postgres://postgres@127.0.0.1:5432/readerstudy_load"
@@ -70,6 +104,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     ap.add_argument("--threads", type=int, default=8, help="threads per gthread worker (the shipped config's 8)")
     ap.add_argument("--think-ms", type=float, default=0.0, help="mean pause between next item and submit")
+    ap.add_argument(
+        "--solo", type=int, default=10, help="requests per reader per endpoint in each capacity round (0: none)"
+    )
+    ap.add_argument("--solo-rounds", type=int, default=2, help="capacity rounds (ping, next, item, submit each)")
     ap.add_argument("--fault", action="store_true", help="SIGKILL a worker at 30 %%, restart PostgreSQL at 60 %%")
     ap.add_argument("--timeout", type=float, default=600.0, help="bound of the reading phase (and of logins), s")
     ap.add_argument("--request-timeout", type=float, default=15.0, help="per-request timeout, s")
@@ -89,6 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--items must be even and >= 2 (cases x 2 modalities)")
     if args.readers < 1 or args.workers < 1 or args.threads < 1:
         ap.error("--readers, --workers and --threads must be >= 1")
+    if args.solo < 0 or args.solo_rounds < 1 or args.solo * args.solo_rounds >= args.items:
+        ap.error("--solo x --solo-rounds (the items read by the submit-only phases) must be below --items")
     host = urlsplit(args.pg_url).hostname
     if host not in ("127.0.0.1", "localhost", "::1"):
         ap.error("--pg-url must be a loopback server (the fault run restarts it)")
@@ -136,15 +176,21 @@ def main(argv: list[str] | None = None) -> int:
         with tqdm(
             total=args.readers * args.items, desc="acknowledged reads", unit="read", disable=args.no_progress
         ) as bar:
-            run = Run(args, f"http://127.0.0.1:{port}", built["readers"], gunicorn, pg, admin_url, db, bar)
+            orders = built.pop("orders")
+            run = Run(args, f"http://127.0.0.1:{port}", built["readers"], gunicorn, pg, admin_url, db, bar, orders)
             timing = asyncio.run(run.main())
         loadavg_after = [round(x, 2) for x in os.getloadavg()]
         stats = run.stats
         stop_gunicorn(gunicorn)
         integrity = verify(stats.acks, built["study_id"], args.readers, args.items)
         wall = timing["wall_s"]
-        n_api = sum(len(stats.latencies[k]) for k in ("start", "next", "submit"))
+        n_api = sum(len(stats.latencies[k]) for k in (BASELINE, *READING))
         latency = {k: summary(stats.latencies[k]) for k in KINDS}
+        for kind in (BASELINE, *READING):
+            latency[kind]["requests_per_s"] = round(latency[kind]["n"] / wall, 1) if wall else None
+        cap = capacity(stats.phases, stats.solo_latencies)
+        rat = ratios(cap, latency)
+        throughput_ratios = [r["throughput"] for r in rat.values()]
         p95s = [latency[k]["p95_ms"] for k in ("next", "submit")]
         res = {
             "benchmark": "load",
@@ -163,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 "threads": args.threads,
                 "worker_class": "gthread",
                 "think_ms": args.think_ms,
+                "solo": args.solo,
+                "solo_rounds": args.solo_rounds,
                 "fault": args.fault,
                 "timeout_s": args.timeout,
                 "request_timeout_s": args.request_timeout,
@@ -173,11 +221,15 @@ def main(argv: list[str] | None = None) -> int:
             },
             "setup": built | {"readers": len(built["readers"])},
             "run": timing,
-            "latency": latency,
+            "latency": latency,  # the reading loop's (login, worklist and start: before it)
+            "capacity": cap,  # each endpoint alone, closed loop
+            "capacity_phases": stats.phases,
+            "ratios": rat,
+            "ratios_method": ratios.__doc__,
             "throughput": {
                 "reads": len(stats.acks),
-                "reads_per_s": round(len(stats.acks) / wall, 1) if wall else None,
-                "requests_per_s": round(n_api / wall, 1) if wall else None,
+                "reads_per_s": round(len(stats.latencies["submit"]) / wall, 1) if wall else None,  # reading loop's
+                "requests_per_s": round(n_api / wall, 1) if wall else None,  # the reading loop's
             },
             "errors": {f"{k} {reason}": n for (k, reason), n in sorted(stats.errors.items())},
             "retries": dict(stats.retries),
@@ -189,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             "goal": {
                 "p95_ms": GOAL_P95_MS,
                 "p95_met": all(v is not None and v <= GOAL_P95_MS for v in p95s),
+                "ratio_max": GOAL_RATIO,
+                "ratio_met": None
+                if not cap or None in throughput_ratios
+                else all(r <= GOAL_RATIO for r in throughput_ratios),
                 "integrity_met": integrity["lost"] == 0 and integrity["duplicated"] == 0,
             },
         }

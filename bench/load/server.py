@@ -49,13 +49,23 @@ def build_study(tmp: Path, n_readers: int, n_items: int) -> dict:
     manifest = write_manifest(tmp / "import", balanced_rows(n_patients=n_cases, lesions_per_patient=1))
     actions.import_cases(admin, study, manifest)
     n_written = launch_study(admin, study, accept_missing_predictions=True)  # the bench serves no DL output
+    with connections["default"].cursor() as cursor:
+        cursor.execute("ANALYZE")  # the planner statistics a long-running database has (autovacuum keeps them)
     per_reader = Counter(SessionItem.objects.filter(study=study).values_list("reader__username", flat=True))
     if set(per_reader.values()) != {n_items}:
         raise RuntimeError(f"expected {n_items} items per reader, got {sorted(set(per_reader.values()))}")
+    # Each reader's stored order (item ids by position): the submit-only phase posts reads without asking for the
+    # next item (the API serves only the current one, so a client could not know them otherwise).
+    orders: dict[str, list[int]] = {r.username: [] for r in readers}
+    for username, item_id in (
+        SessionItem.objects.filter(study=study).order_by("position").values_list("reader__username", "pk")
+    ):
+        orders[username].append(item_id)
     connections.close_all()
     return {
         "study_id": study.pk,
         "readers": [r.username for r in readers],
+        "orders": orders,
         "n_cases": n_cases,
         "items_written": n_written,
         "migrate_s": round(t_migrate, 1),
@@ -92,6 +102,32 @@ def worker_pids(master: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == master:
             pids.append(int(entry))
     return sorted(pids)
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far, from /proc (None: it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def server_cpu(master: int, admin_url: str, db: str) -> dict[str, dict[int, float]]:
+    """CPU seconds so far of the server's processes by pid: the gunicorn workers, and the PostgreSQL backends
+    connected to the benchmark's database (not other databases' on the same cluster, nor the cluster's shared
+    background processes: the WAL writer's and checkpointer's part of a submit is not counted)."""
+    from bench.load.pg import backend_pids
+
+    parts = {"gunicorn": worker_pids(master), "postgres": backend_pids(admin_url, db)}
+    return {part: {pid: cpu for pid in pids if (cpu := process_cpu_s(pid)) is not None} for part, pids in parts.items()}
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two ``server_cpu`` snapshots (a process started in between counts from 0; one
+    gone by the end is lost, which only a fault makes happen)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
 
 def stop_gunicorn(proc: subprocess.Popen | None) -> None:
