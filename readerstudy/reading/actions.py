@@ -384,15 +384,17 @@ def _lock_own_item(actor: Actor, item_pk: int) -> SessionItem:
     at once are checked against one stored order (only the next one passes), and the last read racing the
     session's finish sees one consistent state. The item is re-read under the lock (its first_served_at may have
     been set since the caller fetched it)."""
-    item = (
-        SessionItem.objects.select_related("session__study", "case", "modality")
-        .only(*SUBMIT_FIELDS)
-        .select_for_update(of=("session",))
-        .filter(pk=item_pk)
-        .first()
-    )
+    try:  # get(), not first(): first() adds an ORDER BY, a third more work to build and compile this query
+        item = (
+            SessionItem.objects.select_related("session__study", "case", "modality")
+            .only(*SUBMIT_FIELDS)
+            .select_for_update(of=("session",))
+            .get(pk=item_pk)
+        )
+    except SessionItem.DoesNotExist:
+        raise NotFound("no such item") from None
     # Another reader's item answers "not found", not "forbidden": it does not reveal that it exists.
-    if item is None or item.session.reader_id != getattr(actor, "pk", None):
+    if item.session.reader_id != getattr(actor, "pk", None):
         raise NotFound("no such item")
     if item.session.study.status == Study.Status.DRAFT:  # as access.own_item
         raise NotFound("no such item")
