@@ -119,7 +119,7 @@ ITEM_FIELDS = (
 )
 
 
-def current_items(session_id: int | Subquery, reader: Any) -> tuple[list[SessionItem], tuple[int, int]]:
+def current_items(session_id: int, reader: Any) -> tuple[list[SessionItem], tuple[int, int]]:
     """The first two unread items of a session of ``reader`` (the current item, and the next one for preloading)
     with what their payloads read, and the session's progress (n_items, n_read): two queries. The joins run for
     those two items only (found by a subquery), not for every unread item of the session; the counts are a query
@@ -310,9 +310,10 @@ class ItemView(ActionAPIView):
     def get(self, request: Request, item_id: int) -> Response:
         now = timezone.now()
         # The current item only, never a preloaded one: the first unread item of the reader's session that holds
-        # it, read with the next one and the progress in one query, as the next item view reads them.
-        session_id = Subquery(SessionItem.objects.filter(pk=item_id).values("session_id")[:1])
-        items, progress = current_items(session_id, request.user)
+        # it, read with the next one and the progress, as the next item view reads them. (The session's id by a
+        # query of its own: as a subquery of current_items' it costs more to build and compile than it saves.)
+        session_ids = list(SessionItem.objects.filter(pk=item_id).order_by().values_list("session_id", flat=True))
+        items, progress = current_items(session_ids[0], request.user) if session_ids else ([], (0, 0))
         if items and items[0].pk == item_id and items[0].session.study.status != Study.Status.DRAFT:
             access.check_session_readable(items[0].session, now)
         else:  # not the current item (or not the reader's): access says why (not found, read, not open yet)

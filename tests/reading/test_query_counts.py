@@ -35,9 +35,9 @@ PINNED = {
     # session+user; the first two unread items with everything their payloads read; the session's progress; the
     # first serve's UPDATE; both cases' series
     "next": AUTH + 4,
-    # session+user; the first two unread items of the item's session (the item must be the first) with everything
-    # their payloads read; the progress; both cases' series (served already: no UPDATE)
-    "item": AUTH + 3,
+    # session+user; the item's session; the first two unread items of it (the item must be the first) with
+    # everything their payloads read; the progress; both cases' series (served already: no UPDATE)
+    "item": AUTH + 4,
     # session+user; the item with its session locked (and access); the first two unread items; the read's INSERT;
     # the audit event's head and INSERT
     "submit": AUTH + 5,
