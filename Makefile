@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 HOST ?= 127.0.0.1:8000
 
-.PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer bench-load clean-demo
+.PHONY: setup totalseg frontend demo demo-data test test-sqlite test-postgres lint bench bench-analysis bench-viewer bench-load bench-scale clean-demo
 
 # The demo and the tests run with DEBUG=1 (settings default to off and then require SECRET_KEY and DEID_SALT).
 demo-data demo test test-sqlite test-postgres lint: export DEBUG ?= 1
@@ -76,4 +76,7 @@ bench-load: setup
 	$(PY) -m bench.load
 	$(PY) -m bench.load --fault
 
-bench: bench-analysis bench-viewer bench-load
+bench-scale: setup
+	$(PY) -m bench.scale
+
+bench: bench-analysis bench-viewer bench-load bench-scale
