@@ -23,6 +23,8 @@ FIXES = {
     "truth": ("import", "import cases with truth for both classes"),
     "series": ("import", "re-import the cases whose series cannot be read"),
     "predictions": ("precompute", "precompute DL predictions, or accept launching without them"),
+    "reader_groups": ("readers", "add readers, or fewer split-plot groups on the configuration page"),
+    "planned_power": ("planning", "store a pilot and the plan's effect size (planning page)"),
 }
 
 

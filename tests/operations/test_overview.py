@@ -55,7 +55,9 @@ def test_overview_lists_every_check_with_a_fix_for_the_unmet_ones(boss):
                               "unaided_label": "U", "aided_label": "A"})  # fmt: skip
     study = Study.objects.get(name="Fresh")
     html = client.get(f"/studies/{study.pk}/").content.decode()
-    assert checks(html) == {"status": "true", "modalities": "true", "readers": "false", "cases": "false"}
+    assert checks(html) == {
+        "status": "true", "modalities": "true", "readers": "false", "cases": "false", "planned_power": "true",
+    }  # fmt: skip
     fixes = re.findall(r'<a href="([^"]+)" data-testid="readiness-fix">', html)
     assert fixes == [f"/studies/{study.pk}/readers/", f"/studies/{study.pk}/import/"]
     assert re.search(r'data-testid="launch-button" disabled', html)
