@@ -102,3 +102,15 @@ def test_singular_model_gives_message():
     })  # fmt: skip
     result = reading_time_model(df)
     assert "error" in result and "mixed model" in result["error"]
+
+
+def test_a_design_too_large_for_the_dense_model_gives_the_medians_and_says_why(study, monkeypatch):
+    import readerstudy.results.reading_time as reading_time
+
+    cells = len(study) * (study["reader"].nunique() + study["case"].nunique())
+    monkeypatch.setattr(reading_time, "MAX_DESIGN_CELLS", cells - 1)
+    result = reading_time.reading_time_model(study)
+    assert f"its dense design would hold {cells:,} cells" in result["error"]
+    assert result["descriptive"]["aided"]["median"] > 0 and "ratio" not in result
+    monkeypatch.setattr(reading_time, "MAX_DESIGN_CELLS", cells)
+    assert "ratio" in reading_time.reading_time_model(study), "at the limit it is still fitted"
