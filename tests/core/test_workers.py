@@ -101,6 +101,9 @@ def test_the_command_refuses_an_unknown_queue_and_a_missing_gpu(settings):
     assert not TaskWorker.objects.exists(), "refused before it registered"
 
 
+# Committed for real: the worker's loop closes a connection whose autocommit differs from the settings' (as in a
+# test's transaction), which would take the test's own connection with it.
+@pytest.mark.django_db(transaction=True)
 def test_a_batch_worker_registers_runs_the_queue_and_says_goodbye(settings, run):
     claimed(run)  # precompute waits on the inference queue
     settings.TASKS = DATABASE_TASKS
