@@ -19,7 +19,8 @@ from django.core.files.storage import default_storage
 from pydicom.uid import generate_uid
 
 from fixtures.manifests import write_series
-from fixtures.orthanc import Orthanc, _free_port
+from fixtures.orthanc import Orthanc
+from fixtures.servers import free_port
 from imaging.headers import probe_series
 from imaging.uids import uid_problem
 from readerstudy.core.errors import InvalidInput
@@ -228,7 +229,7 @@ def test_uid_rows_without_series_path_column(dicomweb, admin, tmp_path):
 
 
 def test_hostile_uids_and_forms_are_row_errors_before_any_request(settings, admin, tmp_path, staging_parent):
-    settings.DICOMWEB_URL = f"http://127.0.0.1:{_free_port()}/dicom-web"  # nothing listens: must not be asked
+    settings.DICOMWEB_URL = f"http://127.0.0.1:{free_port()}/dicom-web"  # nothing listens: must not be asked
     rows = [
         manifest_row("P001", "P001-L1"),  # a good folder row: refused with the rest
         uid_row("P002", "P002-L1", "1.2/../../studies", GOOD_UID),
@@ -262,7 +263,7 @@ def actions_not_configured() -> str:
 
 
 def test_unreachable_server(settings, admin, tmp_path, staging_parent):
-    settings.DICOMWEB_URL = url = f"http://127.0.0.1:{_free_port()}/dicom-web"
+    settings.DICOMWEB_URL = url = f"http://127.0.0.1:{free_port()}/dicom-web"
     rows = [uid_row("P001", "P001-L1", GOOD_UID, GOOD_UID), uid_row("P002", "P002-L1", GOOD_UID, GOOD_UID + ".2")]
     details = refused(admin, tmp_path, rows, "unreachable")
     assert details == [
