@@ -132,7 +132,8 @@ def planning(request: HttpRequest, study_id: int) -> HttpResponse:
         "error": error,
         "is_admin": is_admin,
         "stored": study.plan_pilot,
-        "check": next((c for c in actions.readiness(study).checks if c.key == "planned_power"), None),
+        # The checklist's own row, without the rest of readiness (which lists every series in storage).
+        "check": actions.planned_power_check(study)[0],
     }
     status = 400 if (request.method == "POST" and (form.errors or error)) else 200
     return render(request, "operations/planning.html", context, status=status)

@@ -758,7 +758,7 @@ def readiness(study: Study, *, accept_missing_predictions: bool = False) -> Read
         _reader_check(study),
         *_case_checks(study),
         *_split_plot_checks(study),
-        *_planned_power_check(study),
+        *planned_power_check(study),
     ]
     missing = 0
     cases = Case.objects.filter(study=study)
@@ -805,7 +805,7 @@ def _reader_check(study: Study) -> Check:
 PLANNED_POWER_TARGET = 0.8
 
 
-def _planned_power_check(study: Study) -> list[Check]:
+def planned_power_check(study: Study) -> list[Check]:
     """The planned RRRC power of the study as configured (informational: a low power warns, never blocks)."""
     n_readers = study.memberships.filter(role=Membership.Role.READER).count()
     n_cases = Case.objects.filter(study=study, practice=False).count()
