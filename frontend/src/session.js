@@ -172,7 +172,7 @@ export class ReadingApp {
     this.errorEl = h('div', { class: 'ra-error', hidden: true, role: 'alert', dataset: { testid: 'item-error' } });
     this.rating = new RatingPanel({ onSubmit: () => this.submit(), onChange: () => (this.hooks.rating = this.rating.rating) });
     const ws = this.ws;
-    const side = h('aside', { class: 'ra-side' }, ws.banner, header, this.warningEl, this.errorEl, ws.dl.el, this.rating.el, ws.tools.el, ws.presetPanel, ws.help);
+    const side = h('aside', { class: 'ra-side' }, ws.banner, header, this.warningEl, this.errorEl, ws.clinical.el, ws.dl.el, this.rating.el, ws.tools.el, ws.presetPanel, ws.help);
     this.root.append(h('div', { class: 'ra-layout' }, ws.viewerWrap, side));
   }
 

@@ -6,6 +6,7 @@ import * as csTools from '@cornerstonejs/tools';
 
 import { fetchBytes } from './api.js';
 import { h } from './dom.js';
+import { ClinicalPanel } from './clinical.js';
 import { DlPanel } from './dlpanel.js';
 import { ViewerGrid } from './grid.js';
 import { KEY_HELP } from './keys.js';
@@ -50,6 +51,7 @@ export class Workstation {
     this.grid.el.addEventListener('keydown', (e) => this.onViewerKey(e), true);
     this.banner = h('div', { class: 'ra-banner', dataset: { testid: 'modality-banner' }, role: 'status' });
     this.dl = new DlPanel({ onChange: () => this.applyOverlay() });
+    this.clinical = new ClinicalPanel();
     this.tools = new ToolsPanel({
       onTool: (key) => this.setTool(key),
       onClear: () => {
@@ -179,6 +181,7 @@ export class Workstation {
     );
     this.banner.className = `ra-banner ${modality.shows_dl ? 'aided' : 'unaided'}`;
     this.banner.dataset.modality = modality.key || '';
+    this.clinical.show(item.clinical);
     const presets = item.window_presets || [];
     this.presetPanel.replaceChildren(
       h('h3', { text: 'Window' }),

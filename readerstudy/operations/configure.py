@@ -48,6 +48,9 @@ class ConfigForm(forms.Form):
     not_assessable_reasons = forms.CharField(
         widget=forms.Textarea, max_length=LIST_TEXT_MAX_CHARS, help_text="one reason a line"
     )
+    show_clinical = forms.BooleanField(
+        required=False, help_text="the manifest's clinical covariates and case text, in every modality"
+    )
     # The statistical plan (studies.plan checks the values against the scale and each other).
     reader_groups = forms.IntegerField(
         min_value=1, max_value=plan.READER_GROUPS_MAX, help_text="1: fully crossed; 2 or more: split-plot groups"

@@ -20,6 +20,7 @@ from inference.pipeline.seg import with_colors
 from readerstudy.core.errors import ActionError, NotFound
 from readerstudy.reading import access, actions, case_series
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
+from readerstudy.studies import covariates
 from readerstudy.studies.models import Case, Membership, Study
 from readerstudy.studies.storage import slice_name
 
@@ -112,7 +113,8 @@ ITEM_FIELDS = (
     *("session__study__hanging_layout", "session__study__question", "session__study__rating_min"),
     *("session__study__rating_max", "session__study__scale_low_label", "session__study__scale_high_label"),
     *("session__study__not_assessable_reasons", "session__study__overlay_mode"),
-    *("session__study__overlay_hidden_labels", "session__study__label_legend"),
+    *("session__study__overlay_hidden_labels", "session__study__label_legend", "session__study__show_clinical"),
+    *("case__clinical", "case__case_text"),
     *("case__id", "case__series", "case__case_id", "case__slice_index", "case__diameter_mm", "case__practice"),
     *("case__lesion_x_mm", "case__lesion_y_mm", "case__lesion_z_mm", "case__series__id", "case__series__n_slices"),
     *("modality__id", "modality__key", "modality__label", "modality__shows_dl", "modality__order"),
@@ -187,6 +189,10 @@ def item_payload(item: SessionItem, following: SessionItem | None, progress: tup
         "label_legend": dict(study.label_legend),
         "served_at": item.first_served_at,
     }
+    if study.show_clinical:
+        # Clinical information from the manifest, the same in every modality (no DL output, no truth): only where the
+        # study shows it. Plain text; the page sets it as text, never as HTML.
+        payload["clinical"] = {"covariates": covariates.display_rows(case.clinical), "text": case.case_text}
     if access.dl_allowed(item):
         prediction = shown_prediction(case)
         if prediction is not None:
@@ -229,6 +235,10 @@ ItemSchema = inline_serializer(
         ),
         "label_legend": serializers.DictField(child=serializers.CharField()),
         "served_at": serializers.DateTimeField(help_text="When this item was first served (the server's clock)."),
+        "clinical": serializers.DictField(
+            required=False,
+            help_text='Only where the study shows clinical information: {"covariates": [{name, label, value}], "text"}',
+        ),
         "dl": serializers.DictField(required=False, help_text="Only where the blinding rules allow DL output."),
         "next_images": serializers.ListField(child=serializers.CharField(), required=False),
     },

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from readerstudy.csvsafe import safe_cell
+from readerstudy.studies.covariates import CASE_TEXT_COLUMN, CASE_TEXT_MAX, COVARIATES
 
 DATA_DICTIONARY: list[dict] = [
     {
@@ -151,6 +152,28 @@ DATA_DICTIONARY: list[dict] = [
         "length_mm, points in patient coordinates, mean HU). Empty when there were none.",
     },
 ]
+# The clinical covariates from the case manifest (one entry per covariate of the registry, so a new covariate is
+# documented where it is declared), then the case text.
+DATA_DICTIONARY += [
+    {
+        "column": c.name,
+        "type": c.dictionary_type(),
+        "units": c.unit,
+        "meaning": f"{c.description} From the case manifest (column {c.name}); the same on every read of the case; "
+        "empty when not recorded."
+        + (f" Codes: {', '.join(f'{code} = {label}' for code, label in c.choices)}." if c.choices else ""),
+    }
+    for c in COVARIATES
+]
+DATA_DICTIONARY.append(
+    {
+        "column": CASE_TEXT_COLUMN,
+        "type": f"string, at most {CASE_TEXT_MAX} characters, or empty",
+        "units": "",
+        "meaning": "Free-text clinical history of the case from the case manifest (plain text; may contain line "
+        "breaks). Readers saw it (with the covariates) only if the study showed clinical information.",
+    }
+)
 
 COLUMNS: list[str] = [entry["column"] for entry in DATA_DICTIONARY]
 

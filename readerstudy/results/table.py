@@ -10,12 +10,17 @@ from inference.models import Prediction
 from readerstudy.analysis.strata import size_stratum
 from readerstudy.csvsafe import safe_frame
 from readerstudy.reading.models import Read
-from readerstudy.studies.models import Study, Truth
+from readerstudy.studies import covariates
+from readerstudy.studies.models import Case, Study, Truth
 
+# The case's clinical covariates (studies.covariates, in registry order) and case text close the table: case-level
+# values repeated on each read of the case, empty where the manifest left them out.
+CLINICAL_COLUMNS = list(covariates.COLUMNS)
 COLUMNS = [
     "reader", "modality", "case", "patient", "truth", "truth_label", "rating", "diameter_mm", "size_stratum",
     "session", "position", "active_seconds", "submitted_at", "model_probability",
     "served_seconds", "not_assessable", "not_assessable_reason", "comment", "n_measurements", "measurements",
+    *CLINICAL_COLUMNS,
 ]  # fmt: skip
 
 
@@ -62,7 +67,28 @@ def reads_table(study: Study) -> pd.DataFrame:
     df["n_measurements"] = [len(m) for m in measurements]
     # Compact JSON (text a spreadsheet shows as is; to_csv neutralises what would run as a formula).
     df["measurements"] = [json.dumps(m, separators=(",", ":"), ensure_ascii=False) if m else "" for m in measurements]
+    _add_clinical(df, study)
     return df[COLUMNS].reset_index(drop=True)
+
+
+def _add_clinical(df: pd.DataFrame, study: Study) -> None:
+    """The clinical columns, from one query per study (not per read): whole numbers and yes/no as nullable
+    integers (yes/no as 1/0, what R and SAS read), decimals as floats, choices and the case text as text."""
+    clinical: dict[int, dict] = {}
+    text: dict[int, str] = {}
+    for pk, values, case_text in Case.objects.filter(study=study).values_list("pk", "clinical", "case_text"):
+        clinical[pk] = values if isinstance(values, dict) else {}
+        text[pk] = case_text
+    cases = df["case_pk"].tolist()
+    for c in covariates.COVARIATES:
+        values = [clinical.get(pk, {}).get(c.name) for pk in cases]
+        if c.kind in ("integer", "yes/no"):
+            df[c.name] = pd.array([None if v is None else int(v) for v in values], dtype="Int64")
+        elif c.kind == "float":
+            df[c.name] = pd.array([None if v is None else float(v) for v in values], dtype="float64")
+        else:
+            df[c.name] = pd.Series(["" if v is None else str(v) for v in values], index=df.index, dtype=object)
+    df[covariates.CASE_TEXT_COLUMN] = pd.Series([text.get(pk, "") for pk in cases], index=df.index, dtype=object)
 
 
 def _measurements(viewer_state: Any) -> list:

@@ -58,6 +58,7 @@ READING_CONFIG_FIELDS = (
     "overlay_mode",
     "overlay_hidden_labels",
     "not_assessable_reasons",
+    "show_clinical",
 )
 EDITABLE_FIELDS = (
     "name",
@@ -187,6 +188,10 @@ def check_reading_config(changes: dict[str, Any], study: Study) -> dict[str, Any
         if not reasons:
             raise InvalidInput("not_assessable_reasons: at least one reason is needed")
         out["not_assessable_reasons"] = reasons
+    if "show_clinical" in changes:
+        if not isinstance(changes["show_clinical"], bool):
+            raise InvalidInput(f"show_clinical {changes['show_clinical']!r}: expected true or false")
+        out["show_clinical"] = changes["show_clinical"]
     return out
 
 
@@ -668,6 +673,8 @@ def _write_cases(
                 slice_index=manifest.slice_index[row.case_id],
                 diameter_mm=row.diameter_mm,
                 practice=row.practice,
+                clinical=row.clinical,
+                case_text=row.case_text,
             )
             Truth.objects.create(case=case, label=row.truth, source=row.truth_source)
             CaseSeries.objects.bulk_create(
@@ -685,6 +692,7 @@ def _write_cases(
                 "sha256": digest,
                 "cases": summary.n_cases,
                 "practice_cases": sum(row.practice for row in manifest.rows),
+                "cases_with_clinical": sum(bool(row.clinical or row.case_text) for row in manifest.rows),
                 "patients": summary.n_patients,
                 "series": summary.n_series,
                 "stored_in": ingest.prefix,

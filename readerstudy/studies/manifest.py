@@ -17,10 +17,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from imaging.headers import SeriesError, SeriesInfo, probe_series
 from imaging.uids import UID_RULE, uid_problem
+from readerstudy.studies import covariates
 from readerstudy.studies.roles import DEFAULT_SERIES_ROLE, MAX_SERIES_PER_CASE, ROLE_RULE, SERIES_ROLE_MAX, role_problem
 
 REQUIRED_COLUMNS = [
@@ -42,7 +43,11 @@ REQUIRED_COLUMNS = [
 # "no"/"0"/empty (or no column) a regular one.
 OPTIONAL_COLUMNS = ["series_role", "extra_series", "practice"]
 UID_COLUMNS = ["study_instance_uid", "series_instance_uid"]
-COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + UID_COLUMNS  # every known column, in the order the fixtures write them
+# Clinical covariates (studies.covariates.COVARIATES: age, sex, ...) and the free-text case_text, each optional,
+# each cell may be empty (not recorded).
+CLINICAL_COLUMNS = list(covariates.COLUMNS)
+# Every known column, in the order the fixtures write them.
+COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS + UID_COLUMNS + CLINICAL_COLUMNS
 # The primary series is what the lesion centre and the DL prediction refer to: CT (Hounsfield units). Further
 # series may be CT phases or MR sequences.
 PRIMARY_MODALITIES = ("CT",)
@@ -118,6 +123,8 @@ class ManifestRow:
     series_role: str = DEFAULT_SERIES_ROLE
     extra_series: tuple[tuple[str, Path], ...] = ()  # (role, folder) in manifest order: positions 1, 2, ...
     practice: bool = False  # a practice case: read in the practice session only, never analysed
+    clinical: dict[str, Any] = field(default_factory=dict)  # covariate -> value, the filled cells only
+    case_text: str = ""  # free-text clinical history, plain text
 
     @property
     def all_series(self) -> list[tuple[str, Path]]:
@@ -225,6 +232,7 @@ def _read(  # noqa: C901
         return
 
     series = _SeriesCheck(manifest, path.parent.resolve(), error, pacs)
+    clinical_check = _ClinicalCheck(error)
     seen_cases: dict[str, int] = {}
     n_rows = 0
     for line_no, values in _records(reader, error):
@@ -238,13 +246,16 @@ def _read(  # noqa: C901
             error(line_no, None, f"{len(values)} fields, expected {len(header)}")
             continue
         # Ids keep every character but plain spaces, so that a tab or other oddity is refused, not hidden.
-        rec = dict.fromkeys([*OPTIONAL_COLUMNS, *UID_COLUMNS, "series_path"], "")
+        rec = dict.fromkeys([*OPTIONAL_COLUMNS, *UID_COLUMNS, *CLINICAL_COLUMNS, "series_path"], "")
         rec.update(
             {
                 c: (v.strip(" ") if c in ("patient_id", "case_id") else v.strip())
                 for c, v in zip(header, values, strict=True)
             }
         )
+        # Before any long field is parsed: a 5 MB case_text is refused by its length, not read character by
+        # character elsewhere.
+        rec[covariates.CASE_TEXT_COLUMN] = covariates.clean_case_text(rec[covariates.CASE_TEXT_COLUMN])
         n_errors = len(manifest.errors)
 
         for column in ("patient_id", "case_id"):
@@ -290,6 +301,8 @@ def _read(  # noqa: C901
         if practice is None:
             error(line_no, "practice", f"{show(rec['practice'])} is not one of yes, no, 1, 0 (or empty: no)")
 
+        clinical = clinical_check.row(line_no, rec)
+
         series_dir = series.primary(line_no, rec)
         series_role = rec["series_role"] or DEFAULT_SERIES_ROLE
         problem = role_problem(series_role)
@@ -326,6 +339,8 @@ def _read(  # noqa: C901
                 truth=rec["truth"],
                 truth_source=rec["truth_source"],
                 practice=bool(practice),
+                clinical=clinical,
+                case_text=rec[covariates.CASE_TEXT_COLUMN],
             )
         )
     if not manifest.rows and not manifest.errors:
@@ -350,6 +365,39 @@ def _header_problem(header: list[str]) -> str | None:
     if twice:
         detail.append("more than once: " + ", ".join(twice))
     return "; ".join(detail) or None
+
+
+class _ClinicalCheck:
+    """The clinical cells of each row, typed by the covariate registry; patient-level covariates must agree across
+    the rows of one patient (two ages for one patient is a manifest error, not a choice the import makes)."""
+
+    def __init__(self, error: ErrorSink) -> None:
+        self.error = error
+        self.first: dict[tuple[str, str], tuple[int, Any]] = {}  # (patient, covariate) -> (row, value)
+
+    def row(self, row: int, rec: dict[str, str]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for covariate in covariates.COVARIATES:
+            value, problem = covariate.parse(rec[covariate.name])
+            if problem is not None:
+                self.error(row, covariate.name, problem)
+                continue
+            if value is None:
+                continue
+            values[covariate.name] = value
+            if covariate.patient_level and id_problem(rec["patient_id"]) is None:
+                first_row, first = self.first.setdefault((rec["patient_id"], covariate.name), (row, value))
+                if first != value:
+                    self.error(
+                        row,
+                        covariate.name,
+                        f"{show(rec[covariate.name])} differs from {covariate.display(first)!r} on row {first_row} "
+                        f"for the same patient {rec['patient_id']!r}; expected one value per patient",
+                    )
+        problem = covariates.case_text_problem(rec[covariates.CASE_TEXT_COLUMN])
+        if problem is not None:
+            self.error(row, covariates.CASE_TEXT_COLUMN, problem)
+        return values
 
 
 class _SeriesCheck:

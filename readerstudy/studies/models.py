@@ -136,6 +136,10 @@ class Study(models.Model):
         help_text="While the study runs, statisticians may see modality comparisons (an interim look); "
         "counts and completeness are always visible.",
     )
+    show_clinical = models.BooleanField(
+        default=False,
+        help_text="Readers see each case's clinical covariates and case text (from the manifest) in every modality.",
+    )
     # Split-plot: readers in this many groups, each group reading its own block of cases in every modality
     # (allocated at launch, balanced by truth and size stratum, a patient's lesions in one block); 1: fully crossed.
     reader_groups = models.PositiveSmallIntegerField(default=1)
@@ -324,6 +328,10 @@ class Case(models.Model):
     practice = models.BooleanField(
         default=False, help_text="Practice case: read in the optional practice session only, never analysed."
     )
+    # The manifest's clinical covariates (studies.covariates: name -> typed value, the recorded ones only) and its
+    # free-text clinical history; readers see them only where Study.show_clinical is set.
+    clinical = models.JSONField(default=dict, blank=True, help_text='Clinical covariates, e.g. {"age": 61}.')
+    case_text = models.TextField(blank=True, default="", help_text="Clinical history from the manifest (plain text).")
 
     objects = CaseQuerySet.as_manager()
 

@@ -514,3 +514,34 @@ def test_a_practice_session_shows_the_truth_after_each_rating_and_counts_for_not
     assert reads_table(study).empty  # practice reads are in no export and no analysis
     errors = [m for m in page.console_messages if m.startswith(("pageerror", "error"))]
     assert not errors, errors
+
+
+def test_the_case_clinical_panel_shows_the_manifest_covariates_and_text_as_text(page, live_server, tmp_path):
+    from readerstudy.studies import actions
+    from tests.factories import balanced_rows, make_user, write_manifest
+
+    hostile = '<img src=x onerror="window.__pwned = 1">\nSecond line'
+    admin = make_user("admin", superuser=True)
+    study = actions.create_study(admin, "Clinical E2E", seed=3, show_clinical=True)
+    actions.add_modality(admin, study, "unaided", "Unaided", shows_dl=False)
+    actions.add_modality(admin, study, "aided", "Aided", shows_dl=True)
+    reader = make_user("reader1")
+    reader.set_password(PASSWORD)
+    reader.save()
+    actions.add_member(admin, study, reader, "reader")
+    rows = balanced_rows(2, 1)
+    for row in rows:
+        row.update(age="64", sex="M", case_text=hostile)
+    actions.import_cases(admin, study, write_manifest(tmp_path / "import", rows))
+    launch_study(admin, study, accept_missing_predictions=True)
+
+    log_in(page, live_server, "reader1")
+    page.get_by_role("link", name="Start").first.click()
+    page.get_by_test_id("instructions-ack").click()
+    wait_ready(page, 0)
+    panel = page.get_by_test_id("case-clinical")
+    assert panel.is_visible()
+    assert panel.locator("dt").all_inner_texts() == ["Age", "Sex"]
+    assert panel.locator("dd").all_inner_texts() == ["64 years", "male"]
+    assert page.get_by_test_id("case-text").inner_text() == hostile  # the markup as text, its line break kept
+    assert panel.locator("img, script").count() == 0 and page.evaluate("() => window.__pwned === undefined")

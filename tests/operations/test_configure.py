@@ -103,3 +103,20 @@ def test_the_admin_shows_a_launched_study_read_only_without_delete(tmp_path, bos
     assert 'name="question"' not in html and 'name="modalities-0-key"' not in html
     assert 'name="memberships-0-role"' not in html and "add-row" not in html
     assert client.get(f"/admin/studies/study/{launched.pk}/delete/").status_code == 403
+
+
+def test_the_clinical_information_switch_is_off_until_checked_and_shown_after_launch(tmp_path, boss):
+    study = build_study(tmp_path, admin=boss, readers=1, n_patients=2, lesions_per_patient=1, launch=False)
+    client = client_for(boss)
+    html = client.get(f"/studies/{study.pk}/configure/").content.decode()
+    assert re.search(r'<input type="checkbox" name="show_clinical" data-testid="config-show-clinical">', html)
+    assert client.post(f"/studies/{study.pk}/configure/", form_data(study, show_clinical="on")).status_code == 302
+    study.refresh_from_db()
+    assert study.show_clinical is True
+    event = AuditEvent.objects.filter(study=study, verb=Verb.UPDATE_STUDY).latest("seq")
+    assert event.after["show_clinical"] is True and set(event.after) - set(event.before) == set()
+    from readerstudy.reading.actions import launch_study
+
+    launch_study(boss, study, accept_missing_predictions=True)
+    html = client.get(f"/studies/{study.pk}/configure/").content.decode()
+    assert re.search(r'data-testid="config-readonly-clinical">yes<', html)

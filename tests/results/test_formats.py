@@ -365,7 +365,7 @@ def test_data_dictionary_covers_the_long_table(study):
     expected = "reader modality case patient truth truth_label rating diameter_mm size_stratum session position"
     expected = [*expected.split(), "active_seconds", "submitted_at", "model_probability"]
     expected += ["served_seconds", "not_assessable", "not_assessable_reason", "comment", "n_measurements"]
-    expected += ["measurements"]
+    expected += ["measurements", "age", "sex", "cea_ng_ml", "prior_colorectal_cancer", "case_text"]
     assert dictionary.COLUMNS == expected
     table = pd.read_csv(io.StringIO(dictionary.dictionary_csv()), dtype=str, keep_default_na=False)
     assert list(table.columns) == ["column", "type", "units", "meaning"]
@@ -379,6 +379,8 @@ def test_data_dictionary_covers_the_long_table(study):
     assert entry.loc["served_seconds", "units"] == "s" and "first received" in entry.loc["served_seconds", "meaning"]
     assert "complete-case" in entry.loc["not_assessable", "meaning"]
     assert "compact JSON" in entry.loc["measurements", "type"]
+    assert entry.loc["age", "units"] == "years" and entry.loc["cea_ng_ml", "units"] == "ng/mL"
+    assert "F = female" in entry.loc["sex", "meaning"] and "or empty" in entry.loc["prior_colorectal_cancer", "type"]
     dictionary.check_columns(study)  # the simulated table has every column
 
 
