@@ -43,8 +43,9 @@ class Prediction(models.Model):
 # The segmentation backends a precompute run may use (inference.precompute.load_models builds them).
 BACKENDS = ("phantom-unet", "totalsegmentator")
 # The lesion classifiers a precompute run may use (README "DL inference"; load_models builds them from the files
-# in INFERENCE_MODELS_DIR): crops through the lesion (DenseNet), IBSI radiomics + L1-logistic, every slice + top-k.
-CLASSIFIERS = ("densenet-crops", "radiomics", "slice-topk")
+# in INFERENCE_MODELS_DIR): crops through the lesion (DenseNet), IBSI radiomics + L1-logistic, every slice + top-k,
+# the crops of several series of the case (contrast phases) as channels.
+CLASSIFIERS = ("densenet-crops", "radiomics", "slice-topk", "multi-series")
 
 
 class PrecomputeRun(Job):

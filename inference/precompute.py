@@ -41,6 +41,7 @@ def load_models(backend: str, device: str, classifier: str = "densenet-crops") -
     models = Path(settings.INFERENCE_MODELS_DIR)
     if classifier not in CLASSIFIERS:  # before a segmentation model is loaded
         raise ValueError(f"classifier {classifier!r}: expected one of {', '.join(CLASSIFIERS)}")
+    check_device(device)
     if backend == "phantom-unet":
         segmenter = PhantomUNetBackend(models / "phantom_unet.pt", device=device)
     elif backend == "totalsegmentator":
@@ -48,6 +49,18 @@ def load_models(backend: str, device: str, classifier: str = "densenet-crops") -
     else:
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     return segmenter, load_classifier(classifier, models, device)
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine lacks before any model loads (every backend, TotalSegmentator's subprocess and
+    the numpy-only radiomics included), with one message for all of them."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: expected cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device on this machine")
 
 
 def load_classifier(classifier: str, models: Path, device: str) -> Any:
@@ -60,6 +73,10 @@ def load_classifier(classifier: str, models: Path, device: str) -> Any:
         from inference.pipeline.slice_classifier import SliceClassifier
 
         return SliceClassifier(models / "slice_classifier.pt", device=device)
+    if classifier == "multi-series":
+        from inference.pipeline.multiseries import MultiSeriesClassifier
+
+        return MultiSeriesClassifier(models / "multiseries_classifier.pt", device=device)
     from inference.pipeline.classify import Classifier
 
     return Classifier(models / "lesion_classifier.pt", device=device)
@@ -74,6 +91,7 @@ class SeriesCache:
         self.device = getattr(backend, "device", "cpu")
         self._volumes: dict[int, Any] = {}
         self._segmentations: dict[tuple, Any] = {}
+        self._others: dict[int, tuple[ImageSeries, Any]] = {}
         self._folder: tuple[int, Path, ExitStack] | None = None
 
     def folder(self, series: ImageSeries) -> Path:
@@ -83,6 +101,17 @@ class SeriesCache:
             stack = ExitStack()
             self._folder = (series.pk, stack.enter_context(local_series_folder(series)), stack)
         return self._folder[1]
+
+    def other_volume(self, series: ImageSeries) -> Any:
+        """A further series of a case (a multi-series classifier's input), read once per patient."""
+        from imaging.series import read_series
+
+        if series.pk not in self._others:
+            if any(s.patient_id != series.patient_id for s, _ in self._others.values()):
+                self._others = {}  # keep one patient's: cases are visited by primary series
+            with local_series_folder(series) as folder:
+                self._others[series.pk] = (series, read_series(folder))
+        return self._others[series.pk][1]
 
     def close(self) -> None:
         if self._folder is not None:
@@ -146,10 +175,12 @@ def _run(
             continue
         try:
             volume = cached.volume(series)
+            primary_role, others = _other_series(case, cached, classifier)
             key = inputs_sha256(
                 cached.folder(series), target, backend=cached, classifier=classifier,
                 tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm,
                 file_hashes=list(volume.file_sha256),
+                other_series={role: v.file_sha256 for role, v in others.items()} or None,
             )  # fmt: skip
             if not force and Prediction.objects.filter(case=case, inputs_sha256=key).exists():
                 summary.skipped += 1
@@ -158,6 +189,7 @@ def _run(
                 result = predict_case(
                     cached.folder(series), target, backend=cached, classifier=classifier,
                     tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
+                    series=others, primary_role=primary_role,
                 )  # fmt: skip
                 record_prediction(
                     actor, case,
@@ -183,6 +215,23 @@ def _run(
             outcome = "failed"
         if on_case is not None:
             on_case(case, outcome)
+
+
+def _other_series(case: Case, cached: SeriesCache, classifier: Any) -> tuple[str, dict[str, Any]]:
+    """The primary series' role and, for a classifier that reads several series, the case's others it needs by
+    role (read); a missing one raises MissingSeriesError naming the case and the phase."""
+    from readerstudy.studies.models import CaseSeries
+    from readerstudy.studies.roles import DEFAULT_SERIES_ROLE
+
+    if not getattr(classifier, "uses_series", False):
+        return DEFAULT_SERIES_ROLE, {}
+    from inference.pipeline.multiseries import check_series
+
+    rows = {row.role: row for row in CaseSeries.objects.filter(case=case).select_related("series")}
+    primary = next((row.role for row in rows.values() if row.position == 0), DEFAULT_SERIES_ROLE)
+    check_series([primary, *(r for r in rows if r != primary)], classifier.roles, case.case_id)
+    needed = [role for role in classifier.roles if role != primary]
+    return primary, {role: cached.other_volume(rows[role].series) for role in needed}
 
 
 def _model_version(models: dict, pipeline: str) -> str:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,7 +36,9 @@ FALLBACK_DIAMETER_MM = 10.0
 
 class LesionClassifier(Protocol):
     """A classifier backend (inference.pipeline.classify.Classifier, .slice_classifier.SliceClassifier,
-    .radiomics.RadiomicsClassifier). One with ``uses_mask = True`` is also given the matched lesion's ``mask``."""
+    .radiomics.RadiomicsClassifier, .multiseries.MultiSeriesClassifier). One with ``uses_mask = True`` is also given
+    the matched lesion's ``mask``; one with ``uses_series = True`` every series of the case by role (``series``,
+    the primary one included) and the primary series' role (``primary_role``)."""
 
     name: str
     version: str
@@ -111,11 +113,15 @@ def inputs_sha256(
     tolerance_mm: float,
     target_diameter_mm: float | None = None,
     file_hashes: Sequence[str] | None = None,
+    other_series: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
-    """Hash of the series files, the model identities and the parameters: unchanged -> same hash (skip)."""
+    """Hash of the series files, the model identities and the parameters: unchanged -> same hash (skip).
+
+    ``other_series``: the file hashes of the case's further series by role, for a classifier that reads them
+    (left out of the payload otherwise, so single-series hashes stay what they were)."""
     if file_hashes is None:
         file_hashes = sorted(file_sha256(p) for p in list_dicom_files(Path(series_folder)))
-    payload = {
+    payload: dict[str, Any] = {
         "pipeline": PIPELINE_VERSION,
         "files": sorted(file_hashes),
         "segmentation": _identity(backend),
@@ -124,6 +130,8 @@ def inputs_sha256(
         "target_diameter_mm": None if target_diameter_mm is None else round(float(target_diameter_mm), 3),
         "tolerance_mm": float(tolerance_mm),
     }
+    if other_series:
+        payload["other_series"] = {role: sorted(hashes) for role, hashes in sorted(other_series.items())}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -137,6 +145,8 @@ def predict_case(
     target_diameter_mm: float | None = None,
     workdir: Path | None = None,
     volume: Volume | None = None,
+    series: Mapping[str, Volume] | None = None,
+    primary_role: str = "portal-venous",
 ) -> CasePrediction:
     """Run the pipeline on one case.
 
@@ -149,6 +159,8 @@ def predict_case(
         target_diameter_mm: the manifest's reference diameter, used only for the fallback crop.
         workdir: scratch folder for the backend (a temporary one when omitted).
         volume: an already read volume of ``series_folder`` (skips the read stage).
+        series: the case's further series by role (read already), for a classifier with ``uses_series``.
+        primary_role: the role of ``series_folder`` (the case's primary series).
     """
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -156,6 +168,12 @@ def predict_case(
     vol = volume if volume is not None else read_series(Path(series_folder))
     timings["read"] = time.perf_counter() - t
     notes.extend(vol.notes)
+    # A multi-series classifier reads every series of the case: their files are inputs too.
+    uses_series = bool(getattr(classifier, "uses_series", False))
+    others = {role: v for role, v in (series or {}).items() if role != primary_role} if uses_series else {}
+    series_kwargs: dict[str, Any] = (
+        {"series": {**others, primary_role: vol}, "primary_role": primary_role} if uses_series else {}
+    )
     key = inputs_sha256(
         series_folder,
         target_lps_mm,
@@ -164,6 +182,7 @@ def predict_case(
         tolerance_mm=tolerance_mm,
         target_diameter_mm=target_diameter_mm,
         file_hashes=vol.file_sha256 or None,
+        other_series={role: v.file_sha256 for role, v in others.items()} or None,
     )
 
     t = time.perf_counter()
@@ -186,6 +205,7 @@ def predict_case(
         prob, logits = classifier.predict(
             vol.hu, vol.spacing_mm, target.centroid_index, target.diameter_mm, z_range=target.slices,
             **({"mask": instances == target.label} if getattr(classifier, "uses_mask", False) else {}),
+            **series_kwargs,
         )  # fmt: skip
         source = "matched lesion"
     else:
@@ -196,7 +216,7 @@ def predict_case(
                 f"target {list(target_lps_mm)} mm lies outside the series {series_folder} "
                 f"(index {centre.round(1).tolist()})"
             )
-        prob, logits = classifier.predict(vol.hu, vol.spacing_mm, centre, diameter)
+        prob, logits = classifier.predict(vol.hu, vol.spacing_mm, centre, diameter, **series_kwargs)
         source = "manifest centre (no lesion matched)"
         notes.append(
             f"no segmented lesion within {tolerance_mm} mm of the target; classified crops at the manifest centre "

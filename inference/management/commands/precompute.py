@@ -1,5 +1,5 @@
 """python manage.py precompute [--study S ...] [--device cpu|cuda] [--backend phantom-unet|totalsegmentator]
-[--classifier densenet-crops|radiomics|slice-topk]"""
+[--classifier densenet-crops|radiomics|slice-topk|multi-series]"""
 
 from typing import Any
 
