@@ -39,6 +39,11 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     roles = Counter(CaseSeries.objects.filter(case__study=study).values_list("position", "role"))
     assert roles == {(0, "portal-venous"): n_cases, (1, "arterial"): n_cases}
     assert ImageSeries.objects.filter(patient__study=study).count() == 2 * n_patients
+    # Some lesions look atypical, so the demo DL's standalone AUC is not a degenerate 1.0.
+    import numpy as np
+
+    looks = np.concatenate([np.load(f)["lesion_appearances"] for f in sorted((data / "masks").glob("*.npz"))])
+    assert looks.size == n_cases and 0 < np.count_nonzero(looks) < n_cases / 2
     from django.contrib.auth import get_user_model
 
     admin = get_user_model().objects.get(username="admin")

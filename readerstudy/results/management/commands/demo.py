@@ -37,6 +37,10 @@ SIMULATED_READERS = [f"sim-reader{i}" for i in range(1, 6)]
 # Every demo case has the portal-venous CT (primary: the lesion and the DL refer to it) and an arterial phase of
 # 5 mm slices as a second series, so the viewer's series switching and synchronised scrolling have data.
 DEMO_EXTRA_SERIES = ("arterial",)
+# Some lesions look atypical (mimic the other class, or look indeterminate; more often when small), so that the
+# classes overlap as real lesions do: with typical lesions only, the demo DL's standalone AUC is a degenerate 1.0.
+# Only those lesions' voxels differ from the study without atypia (fixtures.phantom.make_phantom).
+DEMO_ATYPICAL_FRACTION = 0.2
 
 
 class Command(BaseCommand):
@@ -57,7 +61,11 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"writing synthetic phantom series to {data}")
             manifest = generate_demo_study(
-                data, seed=DEMO_SEED, progress=not no_progress, extra_series_roles=DEMO_EXTRA_SERIES
+                data,
+                seed=DEMO_SEED,
+                progress=not no_progress,
+                extra_series_roles=DEMO_EXTRA_SERIES,
+                atypical_fraction=DEMO_ATYPICAL_FRACTION,
             )
 
         password, source = self._password()
