@@ -414,3 +414,40 @@ def interaction_plot(interaction: dict) -> Figure:
     ax.legend(fontsize=7, ncols=2, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def decision_curve_plot(curve: dict) -> Figure:
+    """Net benefit against threshold probability (runs.decision_curve): one colour per backend (solid), the
+    readers one line style per modality (black), treat all (grey) and treat none (the zero line). The y axis runs
+    from a little below 0 to a little above the prevalence (the most any strategy can reach), as is usual: treat
+    all falls steeply below 0 and would otherwise flatten the curves that matter."""
+    thresholds = np.asarray(curve["thresholds"], dtype=float)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(DOUBLE_COLUMN_IN * 0.75, 3.6))
+        ax = fig.subplots()
+        backends = [c for c in curve["curves"] if c.get("kind") == "backend" and "net_benefit" in c]
+        readers = [c for c in curve["curves"] if c.get("kind") == "readers" and "net_benefit" in c]
+        for k, c in enumerate(backends):
+            ax.plot(thresholds, _values(c["net_benefit"]), color=COLOURS[k % len(COLOURS)], lw=1.3,
+                    label=textwrap.shorten(c["name"], width=48, placeholder="…"))  # fmt: skip
+        for k, c in enumerate(readers):
+            ax.plot(thresholds, _values(c["net_benefit"]), color="black", lw=1.3,
+                    linestyle=LINE_STYLES[k % len(LINE_STYLES)], label=c["name"])  # fmt: skip
+        ax.plot(thresholds, _values(curve["treat_all"]), color="0.55", lw=1.0, label="treat all")
+        ax.plot(thresholds, _values(curve["treat_none"]), color="0.3", lw=0.8, linestyle=(0, (1, 2)),
+                label="treat none")  # fmt: skip
+        prevalence = float(curve["prevalence"])
+        ax.set_ylim(-0.05, max(prevalence * 1.1, 0.05))
+        ax.set_xlim(0, 1)
+        ax.set_xlabel("threshold probability")
+        ax.set_ylabel("net benefit")
+        ax.set_title(f"Decision curves ({curve['n']} lesions, prevalence {prevalence:.2f})")
+        # Below the axes: inside, it would cover the curves it names.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2)
+        fig.tight_layout()
+    return fig
+
+
+def _values(values: Sequence[float | None]) -> np.ndarray:
+    """Stored net benefits (None where not finite) as floats with NaN gaps."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)

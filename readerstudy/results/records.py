@@ -73,6 +73,29 @@ def _models(study: Study, analysed: set[str]) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+def backend_predictions(study: Study, cases: Iterable[str]) -> list[dict[str, Any]]:
+    """Every classifier backend's stored predictions on ``cases`` (case ids): one entry per model identity (name,
+    version, weights hash), in name order, with ``predictions`` case id -> probability. A backend is a precompute
+    run's segmentation + classifier (Prediction.model_name, e.g. "phantom-unet+radiomics-l1-logistic-demo"); where
+    it predicted a case twice (a forced recompute on other inputs), its newest prediction counts, as for readers."""
+    wanted = {str(c) for c in cases}
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    rows = (
+        Prediction.objects.filter(case__study=study)
+        .order_by("created_at", "id")  # oldest first: the newest of a case wins below
+        .values_list("model_name", "model_version", "weights_sha256", "case__case_id", "probability")
+    )
+    for name, version, sha, case_id, probability in rows:
+        if case_id not in wanted:
+            continue
+        entry = out.setdefault(
+            (name, version, sha),
+            {"model_name": name, "model_version": version, "weights_sha256": sha, "predictions": {}},
+        )
+        entry["predictions"][case_id] = float(probability)
+    return [out[key] for key in sorted(out)]
+
+
 def study_records(study: Study, analysed_cases: Iterable[str]) -> dict[str, Any]:
     """The study's set-up, readers, practice, reference standard and DL model, as the run found them."""
     analysed = {str(c) for c in analysed_cases}

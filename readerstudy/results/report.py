@@ -14,7 +14,8 @@ from readerstudy.results.records import reader_profiles
 from readerstudy.results.runs import class_problem
 
 __all__ = [
-    "ANALYSIS_NAMES", "analysis_sections", "binary_sections", "degenerate_flag", "model_comparison_rows", "model_rows",
+    "ANALYSIS_NAMES", "analysis_sections", "backend_pair_rows", "backend_rows", "binary_sections", "decision_rows",
+    "degenerate_flag", "model_comparison_rows", "model_rows",
     "reader_auc_rows", "reader_profiles", "reading_time_rows", "small_sample_warning", "strata_rows",
 ]  # fmt: skip
 
@@ -366,3 +367,51 @@ def completion_rows(mrmc: dict) -> list[dict[str, Any]]:
     if all(c["kept"] for c in completion.values()):
         return []
     return [{"reader": r, **c} for r, c in sorted(completion.items())]
+
+
+def backend_rows(backends: dict) -> list[dict[str, Any]]:
+    """Each classifier backend's standalone AUC with its SE and CI and its identity (model, version, weights hash),
+    in the order the run compared them; flagged when degenerate."""
+    if not backends or "error" in backends:
+        return []
+    rows = []
+    for label in backends.get("order") or sorted(backends.get("backends") or {}):
+        b = backends["backends"][label]
+        lo, hi = _ci(b.get("ci"))
+        rows.append({"label": label, **b, "ci_low": lo, "ci_high": hi, "flag": degenerate_flag(b["auc"], b["se"])})
+    return rows
+
+
+def backend_pair_rows(backends: dict) -> list[dict[str, Any]]:
+    """Every pairwise AUC difference of the backends with its DeLong SE, CI and p (raw and Holm-adjusted)."""
+    rows = []
+    for pair in (backends or {}).get("pairs") or []:
+        lo, hi = _ci(pair.get("ci"))
+        rows.append({**pair, "label": f"{pair['a']} − {pair['b']}", "ci_low": lo, "ci_high": hi})
+    return rows
+
+
+def decision_rows(curve: dict, thresholds: tuple[float, ...] | None = None) -> tuple[list[float], list[dict]]:
+    """The decision curves' net benefit at a few thresholds (analysis.decision_curve.TABLE_THRESHOLDS): one row per
+    strategy (each backend, the readers per modality, treat all, treat none), one cell per threshold."""
+    from readerstudy.analysis.decision_curve import TABLE_THRESHOLDS
+
+    if not curve or "error" in curve:
+        return [], []
+    wanted = thresholds or TABLE_THRESHOLDS
+    stored = [float(t) for t in curve["thresholds"]]
+    index = {t: next((k for k, s in enumerate(stored) if abs(s - t) < 1e-9), None) for t in wanted}
+    shown = [t for t in wanted if index[t] is not None]
+
+    def cells(values: list) -> list:
+        return [values[index[t]] for t in shown]  # type: ignore[index]
+
+    rows = []
+    for c in curve.get("curves") or []:
+        if "error" in c:
+            rows.append({"name": c["name"], "kind": c.get("kind"), "error": c["error"]})
+        else:
+            rows.append({"name": c["name"], "kind": c.get("kind"), "n": c.get("n"), "values": cells(c["net_benefit"])})
+    rows.append({"name": "treat all", "kind": "reference", "n": curve.get("n"), "values": cells(curve["treat_all"])})
+    rows.append({"name": "treat none", "kind": "reference", "n": curve.get("n"), "values": cells(curve["treat_none"])})
+    return shown, rows

@@ -114,6 +114,8 @@ def run_analysis(
     plan: dict | None = None,
     imported: pd.DataFrame | None = None,
     compared: tuple[str, str] | None = None,
+    backends: list[dict] | None = None,
+    rating_scale: tuple[float, float] = (0, 100),
 ) -> dict:
     """The full result of one run; data that cannot be analysed yields messages, never an exception.
 
@@ -121,7 +123,10 @@ def run_analysis(
     ``plan``: the study's statistical plan (studies.plan.plan_state), stored with the result: its hypothesis adds
     the planned one-sided test to the ``compared`` difference (assisted, unassisted modality; see planned_tests),
     its threshold the binary endpoints (``result["binary"]``: sensitivity and specificity, RRRC); ``imported``:
-    every imported case (``case, practice, diameter_mm, truth``) for the flow of cases from import to analysis.
+    every imported case (``case, practice, diameter_mm, truth``) for the flow of cases from import to analysis;
+    ``backends``: each classifier backend's stored predictions (records.backend_predictions), compared by standalone
+    AUC (``result["backends"]``) and, with the readers' ratings rescaled by ``rating_scale``, by decision curves
+    (``result["decision_curve"]``).
     """
     p = check_parameters(parameters)
     table, excluded = complete_cases(df)
@@ -174,7 +179,103 @@ def run_analysis(
         result["interaction"] = interaction(table, compared, float(plan["plan_threshold"]), p["alpha"])
     if reading_time is not None:
         result["reading_time"] = reading_time(table)
+    if backends is not None:
+        scores, identities, left_out = backend_scores(table, backends)
+        result["backends"] = backend_comparison(table, scores, identities, left_out, cluster, p["alpha"])
+        result["decision_curve"] = decision_curve(table, scores, rating_scale)
     return result
+
+
+def backend_label(backend: dict) -> str:
+    """How a backend is named in the report: model name and version (the weights hash is in its own column)."""
+    return f"{backend['model_name']} {backend['model_version']}"
+
+
+def backend_scores(
+    table: pd.DataFrame, backends: list[dict]
+) -> tuple[dict[str, list[float]], dict[str, dict], list[dict]]:
+    """Per backend with a prediction for every analysed case, its probabilities in the order of the table's
+    cases (by label), and the backend of each label; the others, left out (they would be compared on other
+    cases), with how many cases they lack."""
+    cases = table.drop_duplicates("case")["case"].astype(str).tolist()
+    scores: dict[str, list[float]] = {}
+    identities: dict[str, dict] = {}
+    left_out = []
+    for backend in backends:
+        label = backend_label(backend)
+        if label in scores:  # the same name and version with other weights: the hash tells them apart
+            label = f"{label} ({backend['weights_sha256'][:12]})"
+        predictions = backend["predictions"]
+        missing = [c for c in cases if c not in predictions]
+        if missing:
+            left_out.append({"backend": label, "n_missing": len(missing), "example": missing[0]})
+        else:
+            scores[label] = [float(predictions[c]) for c in cases]
+            identities[label] = backend
+    return scores, identities, left_out
+
+
+def backend_comparison(
+    table: pd.DataFrame,
+    scores: dict[str, list[float]],
+    identities: dict[str, dict],
+    left_out: list[dict],
+    cluster: str | None,
+    alpha: float,
+) -> dict:
+    """The backends' standalone AUCs with (clustered) DeLong CIs and every pairwise difference with its DeLong test
+    (inference.pipeline.compare), on the analysed cases; each backend's identity (model, version, weights hash)."""
+    from inference.pipeline.compare import compare_backends
+
+    if not scores and not left_out:
+        return {"error": "no stored predictions of any classifier backend for these cases"}
+    if not scores:
+        return {"error": "no backend has a prediction for every analysed case", "left_out": left_out}
+    cases = table.drop_duplicates("case")
+    try:
+        out = compare_backends(
+            cases["truth"].to_numpy(), scores, cases["patient"].to_numpy() if cluster else None, alpha
+        )
+    except AnalysisInputError as exc:
+        return {"error": str(exc), "left_out": left_out}
+    for label, row in out["backends"].items():
+        b = identities[label]
+        row.update(model_name=b["model_name"], model_version=b["model_version"], weights_sha256=b["weights_sha256"])
+    out["order"] = list(scores)  # PostgreSQL's jsonb keeps no key order
+    out["left_out"] = left_out
+    return _finite(out)
+
+
+def decision_curve(table: pd.DataFrame, scores: dict[str, list[float]], rating_scale: tuple[float, float]) -> dict:
+    """Net benefit against threshold probability (readerstudy.analysis.decision_curve) of each backend's
+    probabilities on the analysed cases, and of the readers' ratings in each modality, mapped to probabilities by
+    rescaling the study's rating scale to 0-1 (the scale asks for the probability of a metastasis: a rating of 70
+    on 0-100 is 0.70), every read pooled (in a fully crossed design: the readers' mean net benefit)."""
+    from readerstudy.analysis.decision_curve import decision_curves
+
+    cases = table.drop_duplicates("case")
+    low, high = (float(v) for v in rating_scale)
+    out: dict[str, Any] = {"rating_scale": [low, high], "curves": []}
+    try:
+        # Treat all and treat none depend on the truth only: without a backend, a score of zeros gives them.
+        reference = decision_curves(cases["truth"].to_numpy(), scores or {"zeros": np.zeros(len(cases))})
+    except AnalysisInputError as exc:
+        return {"error": str(exc)}
+    out.update({k: reference[k] for k in ("n", "n_positive", "prevalence", "thresholds", "treat_all", "treat_none")})
+    for name in scores:
+        out["curves"].append({"name": name, "kind": "backend", "n": reference["n"],
+                              "net_benefit": reference["net_benefit"][name]})  # fmt: skip
+    for modality in sorted(table["modality"].astype(str).unique()):
+        reads = table[table["modality"].astype(str) == modality]
+        probability = (reads["rating"].astype(float).to_numpy() - low) / (high - low)
+        try:
+            curve = decision_curves(reads["truth"].to_numpy(), {"readers": probability})
+        except AnalysisInputError as exc:
+            out["curves"].append({"name": f"readers, {modality}", "kind": "readers", "error": str(exc)})
+            continue
+        out["curves"].append({"name": f"readers, {modality}", "kind": "readers", "modality": modality,
+                              "n": curve["n"], "net_benefit": curve["net_benefit"]["readers"]})  # fmt: skip
+    return _finite(out)
 
 
 BINARY_FOMS = ("sensitivity", "specificity")

@@ -101,6 +101,9 @@ def _figures(run: AnalysisRun, result: dict, table: "object") -> dict:
     interaction = result.get("interaction") or {}
     if interaction and "error" not in interaction:
         drawn["interaction"] = figures.interaction_plot(interaction)
+    curve = result.get("decision_curve") or {}
+    if curve and "error" not in curve:
+        drawn["decision_curve"] = figures.decision_curve_plot(curve)
     stored = {}
     for name, fig in drawn.items():
         stored[name] = {}
@@ -138,6 +141,8 @@ def run_analysis_task(*, run_id: int) -> None:
             plan=plan_state(run.study),
             imported=records.imported_cases(run.study),
             compared=compared_modalities(run.study),
+            backends=records.backend_predictions(run.study, table["case"].unique()),
+            rating_scale=(run.study.rating_min, run.study.rating_max),
         )
         analysed = complete_cases(table)[0]  # the cases the analysis used
         result["records"] = records.study_records(run.study, analysed["case"].unique())

@@ -139,6 +139,13 @@ def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
         "interaction_rows": report.interaction_rows(result.get("interaction") or {}),
         "reading_time": result.get("reading_time") or {},
         "reading_time_rows": report.reading_time_rows(result.get("reading_time") or {}),
+        "backends": result.get("backends"),  # absent in runs from before the backend comparison
+        "backend_rows": report.backend_rows(result.get("backends") or {}),
+        "backend_pairs": report.backend_pair_rows(result.get("backends") or {}),
+        "decision_curve": result.get("decision_curve"),
+        "decision": dict(
+            zip(("thresholds", "rows"), report.decision_rows(result.get("decision_curve") or {}), strict=True)
+        ),
         "checklist": checklist.checklist_rows(result),
         "flow_svg": mark_safe(flow.flow_svg(result["flow"])) if result.get("flow") else None,  # flow_svg escapes
         "figures": figures,

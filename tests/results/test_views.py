@@ -189,7 +189,7 @@ def test_analysis_run_report_matches_the_analysis_module(study):
             assert d["estimate"] in shown and d["p_holm"] in shown
     assert "Not analysable" in html
     # Figures exist in both formats and are served.
-    for name in ("roc", "forest"):
+    for name in ("roc", "forest", "decision_curve"):
         png = client.get(f"/results/run/{run.pk}/figure/{name}.png")
         svg = client.get(f"/results/run/{run.pk}/figure/{name}.svg")
         assert b"".join(png.streaming_content)[:8] == b"\x89PNG\r\n\x1a\n"
@@ -198,7 +198,7 @@ def test_analysis_run_report_matches_the_analysis_module(study):
     standalone = client.get(f"/results/run/{run.pk}/report.html")
     assert standalone["Content-Disposition"].startswith("attachment")
     body = standalone.content.decode()
-    assert body.count("data:image/png;base64,") == 2 and numbers_in(body) == shown
+    assert body.count("data:image/png;base64,") == 3 and numbers_in(body) == shown  # ROC, forest, decision curves
     # Standalone model AUC, overall.
     assert run.result["model"]["overall"]["auc"] in shown
     assert client_for("reader1").get(f"/results/run/{run.pk}/").status_code == 404
