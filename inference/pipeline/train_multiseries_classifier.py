@@ -42,6 +42,7 @@ from inference.pipeline.multiseries import (
     MULTISERIES_CONFIG,
     build_multiseries_net,
     check_series,
+    crop_box,
     crops_from_planes,
     multiseries_crops,
     reference_planes,
@@ -76,22 +77,6 @@ def _extra_series(value: str) -> dict[str, str]:
             role, _, folder = part.partition("=")
             out[role.strip()] = folder.strip()
     return out
-
-
-def _box(
-    planes: np.ndarray,
-    centre_ji: Sequence[float] | np.ndarray,
-    diameter_mm: float,
-    spacing: Sequence[float],
-    config: dict,
-) -> tuple[np.ndarray, tuple[float, float]]:
-    """The in-plane box that the largest augmented crop can reach (a few pixels of margin), and the centre in it."""
-    fov = max(float(config["fov_min_mm"]), float(config["fov_factor"]) * diameter_mm) * _AUGMENT_FOV_MAX
-    j, i = (float(v) for v in centre_ji)
-    hj, hi = fov / 2 / float(spacing[1]) + 8, fov / 2 / float(spacing[2]) + 8
-    j0, i0 = max(0, int(j - hj)), max(0, int(i - hi))
-    j1, i1 = min(planes.shape[2], int(j + hj) + 2), min(planes.shape[3], int(i + hi) + 2)
-    return np.ascontiguousarray(planes[:, :, j0:j1, i0:i1]), (j - j0, i - i0)
 
 
 def _mask_extent(
@@ -154,9 +139,10 @@ def load_multiseries_cases(data: Path, config: dict[str, Any], progress: bool = 
         slices = crop_slices(
             float(centre[0]), z_range, diameter, spacing[0], int(config["n_slices"]), reference.hu.shape[0]
         )
-        planes, centre_ji = _box(
-            reference_planes(series, roles, reference_role, slices), centre[1:], diameter, spacing, config
-        )
+        # the part of the planes the largest augmented crop reaches (a few pixels of margin for the jitter)
+        box = crop_box(centre[1:], diameter, spacing, config, reference.hu.shape, fov_scale=_AUGMENT_FOV_MAX)
+        planes = reference_planes(series, roles, reference_role, slices, box)
+        centre_ji = (float(centre[1]) - box[0].start, float(centre[2]) - box[1].start)
         val_crops = multiseries_crops(series, centre, diameter, config, z_range=z_range)
         cases.append(
             MultiSeriesCase(pid, row["case_id"], LABELS[truth], diameter, spacing, planes, centre_ji, val_crops)

@@ -162,6 +162,22 @@ def test_the_channels_are_the_phases_and_the_probability_their_mean_logit(traine
     assert logits.shape == (5,) and prob == pytest.approx(1 / (1 + np.exp(-np.mean(model.logits(crops)))))
 
 
+def test_the_crops_of_the_box_around_the_lesion_are_those_of_whole_planes(volumes):
+    from inference.pipeline.classify import crop_slices
+    from inference.pipeline.multiseries import MULTISERIES_CONFIG, crop_box, crops_from_planes, reference_planes
+
+    pv = volumes["portal-venous"]
+    roles, config = MULTISERIES_CONFIG["roles"], MULTISERIES_CONFIG
+    for centre, diameter in (((20.0, 128.3, 127.6), 12.0), ((30.0, 6.0, 250.0), 38.0)):  # one at the image's edge
+        slices = crop_slices(centre[0], None, diameter, pv.spacing_mm[0], config["n_slices"], pv.shape[0])
+        whole = crops_from_planes(
+            reference_planes(volumes, roles, "portal-venous", slices), pv.spacing_mm, centre[1:], diameter, config
+        )
+        box = crop_box(centre[1:], diameter, pv.spacing_mm, config, pv.shape)
+        assert box[0].stop - box[0].start < pv.shape[1] / 2  # a box, not the plane
+        np.testing.assert_allclose(multiseries_crops(volumes, centre, diameter, config), whole, atol=1e-5)
+
+
 def test_a_centre_on_another_primary_series_is_carried_over_by_position(trained, volumes, multiphase):
     model = MultiSeriesClassifier(trained, threads=1)
     pv, arterial = volumes["portal-venous"], volumes["arterial"]
