@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterator
 from typing import Any, cast
 
-from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
@@ -22,6 +21,8 @@ from readerstudy.core.types import Actor
 
 # pg_advisory_xact_lock key of the chain head ("audit" in ASCII); released at commit or rollback.
 CHAIN_LOCK = 0x6175646974
+# PostgreSQL function (migration core 0008) that takes the chain's locks and returns its head in one round trip.
+CHAIN_HEAD_FUNCTION = "audit_chain_head"
 # What reading's migrations 0002 and 0003 install (the table predates the core app); verify_audit reports any
 # that is missing.
 TRIGGERS = {
@@ -63,10 +64,11 @@ def append(event: AuditEvent, *, keep_created_at: bool = False) -> AuditEvent:
     if not connection.in_atomic_block:
         raise RuntimeError("audit events must be written inside the action's transaction")
     if connection.vendor == "postgresql":
-        _lock_chain(connection, event)
-    # SQLite has one writer at a time; a transaction whose snapshot predates another's append fails on its
-    # write (SQLITE_BUSY) instead of forking the chain. The unique seq is the last guard on either database.
-    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+        head = _lock_chain(connection, event)
+    else:
+        # SQLite has one writer at a time; a transaction whose snapshot predates another's append fails on its
+        # write (SQLITE_BUSY) instead of forking the chain. The unique seq is the last guard on either database.
+        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
     event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
     if not keep_created_at or event.created_at is None:
         event.created_at = timezone.now()
@@ -75,20 +77,20 @@ def append(event: AuditEvent, *, keep_created_at: bool = False) -> AuditEvent:
     return event
 
 
-def _lock_chain(connection: BaseDatabaseWrapper, event: AuditEvent) -> None:
-    # Without the lock two concurrent transactions read the same head and both append to it: the chain forks
-    # (two events with one prev_hash), or the second commit fails on the unique seq and loses its action.
-    # The rows the INSERT's foreign keys check are locked (KEY SHARE, what the check takes) first: a transaction
-    # holding the study FOR UPDATE while it waits for the chain lock would otherwise deadlock with us.
-    quote = connection.ops.quote_name
+def _lock_chain(connection: BaseDatabaseWrapper, event: AuditEvent) -> tuple[int, str] | None:
+    """Take the chain lock and return the head (seq, hash) read after it, or None for an empty chain.
+
+    Without the lock two concurrent transactions read the same head and both append to it: the chain forks (two
+    events with one prev_hash), or the second commit fails on the unique seq and loses its action. The rows the
+    INSERT's foreign keys check are locked (KEY SHARE, what the check takes) first: a transaction holding the study
+    FOR UPDATE while it waits for the chain lock would otherwise deadlock with us. One round trip: the function
+    (migration core 0008) runs the two KEY SHARE selects, the advisory lock and the head's select, each with a
+    fresh snapshot (it is VOLATILE), so the head is read after the lock is granted."""
     with connection.cursor() as cursor:
-        # studies.Study, without importing it
-        study_model = cast(type[models.Model], AuditEvent._meta.get_field("study").related_model)
-        for model, pk in ((study_model, event.study_id), (get_user_model(), event.actor_id)):
-            if pk is not None:
-                table, column = quote(model._meta.db_table), quote(model._meta.pk.column)
-                cursor.execute(f"SELECT 1 FROM {table} WHERE {column} = %s FOR KEY SHARE", [pk])
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [CHAIN_LOCK])
+        sql = f"SELECT head_seq, head_hash FROM {CHAIN_HEAD_FUNCTION}(%s, %s)"
+        cursor.execute(sql, [event.study_id, event.actor_id])
+        row = cursor.fetchone()
+    return (int(row[0]), str(row[1])) if row else None
 
 
 def _as_stored(value: dict | None) -> Any:

@@ -18,6 +18,7 @@ from django.utils import timezone
 from inference.actions import shown_prediction
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotReady
+from readerstudy.core.frozen import FrozenQuery
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
 from readerstudy.reading.access import check_session_open, check_session_readable, dl_allowed
@@ -306,11 +307,7 @@ def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime, *,
         )
         # The first two unread items, read under the lock: the first must be this one; without a second, this read
         # finishes the session (the lock keeps any other read of the session out until we commit).
-        unread = list(
-            SessionItem.objects.filter(session=session, read__isnull=True)
-            .order_by("position")
-            .values_list("pk", "position")[:2]
-        )
+        unread = _FIRST_UNREAD.values(session.pk)
         current = bool(unread) and unread[0][0] == locked.pk
         if not current:  # read already (a retry, or a conflict: answered even after its session finished)?
             stored = Read.objects.filter(item=locked).first()
@@ -384,15 +381,10 @@ def _lock_own_item(actor: Actor, item_pk: int) -> SessionItem:
     at once are checked against one stored order (only the next one passes), and the last read racing the
     session's finish sees one consistent state. The item is re-read under the lock (its first_served_at may have
     been set since the caller fetched it)."""
-    try:  # get(), not first(): first() adds an ORDER BY, a third more work to build and compile this query
-        item = (
-            SessionItem.objects.select_related("session__study", "case", "modality")
-            .only(*SUBMIT_FIELDS)
-            .select_for_update(of=("session",))
-            .get(pk=item_pk)
-        )
-    except SessionItem.DoesNotExist:
-        raise NotFound("no such item") from None
+    found = _LOCK_OWN_ITEM.objects(int(item_pk))
+    if not found:
+        raise NotFound("no such item")
+    item = cast(SessionItem, found[0])
     # Another reader's item answers "not found", not "forbidden": it does not reveal that it exists.
     if item.session.reader_id != getattr(actor, "pk", None):
         raise NotFound("no such item")
@@ -413,6 +405,25 @@ SUBMIT_FIELDS = (
     *("session__study__not_assessable_reasons",),
     *("case__id", "case__case_id", "case__practice"),
     *("modality__id", "modality__key", "modality__shows_dl", "modality__order"),
+)
+
+# submit_read's two queries under the lock, compiled once (core/frozen.py: compiling the first costs more CPU than
+# PostgreSQL takes to run it). The item with its session (locked), study, case and modality, by the item's pk:
+_LOCK_OWN_ITEM = FrozenQuery(
+    lambda pk: (
+        SessionItem.objects.select_related("session__study", "case", "modality")
+        .only(*SUBMIT_FIELDS)
+        .select_for_update(of=("session",))
+        .filter(pk=pk)
+    )
+)
+# The first two unread items of a session, by the session's pk: (pk, position).
+_FIRST_UNREAD = FrozenQuery(
+    lambda session_pk: (
+        SessionItem.objects.filter(session=session_pk, read__isnull=True)
+        .order_by("position")
+        .values_list("pk", "position")[:2]
+    )
 )
 
 

@@ -1,7 +1,7 @@
 """Reading API (DRF, session auth + CSRF). Views parse input, check access, and call one action."""
 
 import math
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from inference.actions import shown_prediction
 from inference.pipeline.seg import with_colors
 from readerstudy.core.errors import ActionError, NotFound
+from readerstudy.core.frozen import FrozenQuery
 from readerstudy.reading import access, actions, case_series
 from readerstudy.reading.models import Read, ReadingSession, SessionItem
 from readerstudy.studies import covariates
@@ -126,23 +127,47 @@ def current_items(session_id: int, reader: Any) -> tuple[list[SessionItem], tupl
     with what their payloads read, and the session's progress (n_items, n_read): two queries. The joins run for
     those two items only (found by a subquery), not for every unread item of the session; the counts are a query
     of their own (as subqueries of the first they cost more to build and compile than they save)."""
-    first_two = (
-        SessionItem.objects.filter(session_id=session_id, read__isnull=True).order_by("position").values("pk")[:2]
-    )
-    rows = list(
-        SessionItem.objects.filter(pk__in=Subquery(first_two), session__reader=reader)
-        .select_related("session__study", "case__series", "modality")
-        .only(*ITEM_FIELDS)
-        .order_by()  # two rows, sorted below: an ORDER BY costs more to build and compile than sorting them here
-    )
+    rows = cast(list[SessionItem], _CURRENT_ITEMS.objects(int(session_id), reader.pk))
     rows.sort(key=lambda item: item.position)
     if not rows:
         return rows, (0, 0)
-    # One query for both counts: this runs on every case a reader opens.
-    progress = SessionItem.objects.filter(session_id=rows[0].session_id).aggregate(
-        n_items=Count("id"), n_read=Count("read")
+    (progress,) = _PROGRESS.values(rows[0].session_id)  # one query for both counts: on every case a reader opens
+    return rows, (int(progress[0]), int(progress[1]))
+
+
+# current_items' two queries, compiled once (core/frozen.py: building and compiling them costs more CPU than
+# PostgreSQL takes to run them). The first two unread items of a session, if the reader's, with what their payloads
+# read (the joins run for those two only, found by a subquery; no ORDER BY: two rows are sorted in Python):
+_CURRENT_ITEMS = FrozenQuery(
+    lambda session_id, reader_id: (
+        SessionItem.objects.filter(
+            pk__in=Subquery(
+                SessionItem.objects.filter(session_id=session_id, read__isnull=True)
+                .order_by("position")
+                .values("pk")[:2]
+            ),
+            session__reader_id=reader_id,
+        )
+        .select_related("session__study", "case__series", "modality")
+        .only(*ITEM_FIELDS)
+        .order_by()
+    ),
+    arity=2,
+)
+# The session's progress: (n_items, n_read).
+_PROGRESS = FrozenQuery(
+    lambda session_id: (
+        SessionItem.objects.filter(session_id=session_id)
+        .order_by()
+        .values("session_id")
+        .annotate(n_items=Count("id"), n_read=Count("read"))
+        .values_list("n_items", "n_read")
     )
-    return rows, (progress["n_items"], progress["n_read"])
+)
+# The session of an item (the item view's first query).
+_SESSION_OF_ITEM = FrozenQuery(
+    lambda item_id: SessionItem.objects.filter(pk=item_id).order_by().values_list("session_id")
+)
 
 
 def item_payload(item: SessionItem, following: SessionItem | None, progress: tuple[int, int]) -> dict:
@@ -322,8 +347,8 @@ class ItemView(ActionAPIView):
         # The current item only, never a preloaded one: the first unread item of the reader's session that holds
         # it, read with the next one and the progress, as the next item view reads them. (The session's id by a
         # query of its own: as a subquery of current_items' it costs more to build and compile than it saves.)
-        session_ids = list(SessionItem.objects.filter(pk=item_id).order_by().values_list("session_id", flat=True))
-        items, progress = current_items(session_ids[0], request.user) if session_ids else ([], (0, 0))
+        session_ids = _SESSION_OF_ITEM.values(item_id)
+        items, progress = current_items(session_ids[0][0], request.user) if session_ids else ([], (0, 0))
         if items and items[0].pk == item_id and items[0].session.study.status != Study.Status.DRAFT:
             access.check_session_readable(items[0].session, now)
         else:  # not the current item (or not the reader's): access says why (not found, read, not open yet)

@@ -1,5 +1,6 @@
 """The audit trail cannot be rewritten through the database, and what a table owner rewrites verify_audit finds."""
 
+import importlib
 import io
 import itertools
 import threading
@@ -290,4 +291,52 @@ def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
         "update_study",
         "close_study",
     ]
+    assert "3 events, chain intact" in verify_audit()
+
+
+def test_the_migration_freezes_the_chain_lock_and_function_name_of_core_audit():
+    migration = importlib.import_module("readerstudy.core.migrations.0008_audit_chain_head")
+    assert (migration.CHAIN_LOCK, migration.CHAIN_HEAD_FUNCTION) == (audit.CHAIN_LOCK, audit.CHAIN_HEAD_FUNCTION)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_head_is_read_after_the_lock_is_granted(on_postgres):
+    # A appends and holds the chain lock for a while before committing; B, already in its transaction, appends
+    # meanwhile. B's head must be A's event (read with a snapshot taken after A committed), not the one before it:
+    # a head read with an older snapshot would fork the chain or fail on the unique seq.
+    admin = make_user("admin", staff=True)
+    study = actions.create_study(admin, "Head")
+    appended, errors = threading.Event(), []
+
+    def a() -> None:
+        try:
+            with transaction.atomic():
+                audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
+                appended.set()
+                time.sleep(0.5)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def b() -> None:
+        try:
+            with transaction.atomic():
+                Study.objects.get(pk=study.pk)  # B's transaction has taken snapshots before A commits
+                appended.wait(5)
+                audit.record(admin, Verb.CLOSE_STUDY, study, study=study)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    events = list(AuditEvent.objects.order_by("seq"))
+    assert [e.verb for e in events] == ["create_study", "update_study", "close_study"]
+    assert events[2].prev_hash == events[1].hash
     assert "3 events, chain intact" in verify_audit()

@@ -1,0 +1,110 @@
+"""Querysets of a fixed shape, compiled to SQL once per thread and then run with new parameters.
+
+Django compiles a queryset to SQL each time it is evaluated. On the reading API's hottest path that costs more
+than running the query: submit's locking query (the item with its session, study, case and modality, 30 columns,
+FOR UPDATE OF the session) takes 0.75 ms of CPU to compile and 0.1 ms for PostgreSQL to run. A ``FrozenQuery``
+builds the queryset once with sentinels in place of its varying values, keeps the compiled SQL and the
+compiler's column map, and afterwards only substitutes the values and turns the rows into model instances the way
+Django's own ``ModelIterable`` does (select_related objects, deferred fields and field converters included).
+The SQL goes through Django's cursor, so query logging and ``CaptureQueriesContext`` see it as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import EmptyResultSet
+from django.db import connections
+from django.db.models import Model, QuerySet
+from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in django-stubs
+from django.db.models.sql.compiler import SQLCompiler
+
+# Stand for the varying values while compiling (SENTINEL + i for the i-th); each must appear exactly once among the
+# compiled parameters. In the range of every integer column but the small ones (Django compiles an out-of-range
+# value to an empty query).
+SENTINEL = 1_987_654_321
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]
+    slots: tuple[int, ...]  # where each varying value goes in ``params``
+    compiler: SQLCompiler
+    locks: bool  # SELECT ... FOR UPDATE: only inside a transaction, as Django requires
+
+
+class FrozenQuery:
+    """``build(*values)`` returns the queryset for ``arity`` values; all values must give the same SQL shape."""
+
+    def __init__(self, build: Callable[..., QuerySet], arity: int = 1) -> None:
+        self._build = build
+        self._sentinels = tuple(SENTINEL + i for i in range(arity))
+        self._local = threading.local()  # a compiler is not shared between threads (gthread workers)
+
+    def _compiled(self, using: str) -> _Compiled:
+        cache: dict[str, _Compiled] = self._local.__dict__.setdefault("by_db", {})
+        if using not in cache:
+            queryset = self._build(*self._sentinels)
+            compiler = queryset.query.get_compiler(using=using)
+            # as_sql() refuses FOR UPDATE outside a transaction even when only compiling
+            saved = compiler.connection.in_atomic_block
+            compiler.connection.in_atomic_block = True
+            try:
+                sql, params = compiler.as_sql()
+            except EmptyResultSet:
+                message = f"a frozen query cannot stand for its values with {self._sentinels} (out of range)"
+                raise ValueError(message) from None
+            finally:
+                compiler.connection.in_atomic_block = saved
+            slots = []
+            for sentinel in self._sentinels:
+                found = [i for i, p in enumerate(params) if p == sentinel and not isinstance(p, bool)]
+                if len(found) != 1:
+                    raise ValueError(f"a frozen query needs each value exactly once among its parameters: {found}")
+                slots.append(found[0])
+            cache[using] = _Compiled(sql, tuple(params), tuple(slots), compiler, queryset.query.select_for_update)
+        return cache[using]
+
+    def _rows(self, values: tuple[Any, ...], using: str) -> tuple[_Compiled, list[Sequence[Any]]]:
+        compiled = self._compiled(using)
+        connection = connections[using]
+        if compiled.locks and not connection.in_atomic_block:
+            raise RuntimeError("a locking query (select_for_update) must run inside a transaction")
+        if len(values) != len(compiled.slots):
+            raise TypeError(f"this frozen query takes {len(compiled.slots)} values, got {len(values)}")
+        params = list(compiled.params)
+        for slot, value in zip(compiled.slots, values, strict=True):
+            params[slot] = value
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        return compiled, rows
+
+    def values(self, *values: Any, using: str = "default") -> list[Sequence[Any]]:
+        """The rows as tuples (for a ``values_list`` queryset), field converters applied."""
+        compiled, rows = self._rows(values, using)
+        return list(compiled.compiler.results_iter([rows], tuple_expected=True))
+
+    def objects(self, *values: Any, using: str = "default") -> list[Model]:
+        """The rows as model instances, with their select_related objects (as ``ModelIterable`` builds them)."""
+        compiled, rows = self._rows(values, using)
+        compiler = compiled.compiler
+        if compiler.annotation_col_map:
+            raise ValueError("a frozen query of model instances takes no annotations")
+        select, klass_info = compiler.select, compiler.klass_info
+        model = klass_info["model"]
+        fields = klass_info["select_fields"]
+        start, end = fields[0], fields[-1] + 1
+        init_list = [column[0].target.attname for column in select[start:end]]
+        populators = get_related_populators(klass_info, select, using)
+        out = []
+        for row in compiler.results_iter([rows]):
+            obj = model.from_db(using, init_list, row[start:end])
+            for populator in populators:
+                populator.populate(row, obj)
+            out.append(obj)
+        return out
