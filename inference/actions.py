@@ -9,6 +9,7 @@ task, which calls this module back (jobs -> tasks -> precompute -> actions, no c
 """
 
 import gzip
+from typing import cast
 
 import numpy as np
 from django.core.files.base import ContentFile
@@ -17,6 +18,7 @@ from django.db import transaction
 from inference.models import BACKENDS, CLASSIFIERS, PrecomputeRun, Prediction
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput
+from readerstudy.core.frozen import FrozenQuery
 from readerstudy.core.jobs import finish_job
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
@@ -146,7 +148,14 @@ def check_predictions_open(study: Study) -> None:
 
 def shown_prediction(case: Case) -> Prediction | None:
     """The prediction aided readers of ``case`` are shown: the newest one, which cannot change after launch."""
-    return case.predictions.order_by("-created_at", "-id").first()
+    found = _NEWEST_PREDICTION.objects(case.pk)
+    return cast(Prediction, found[0]) if found else None
+
+
+# On every aided item the reading API serves and every aided read it stores: compiled once (core/frozen.py).
+_NEWEST_PREDICTION = FrozenQuery(
+    lambda case_id: Prediction.objects.filter(case_id=case_id).order_by("-created_at", "-id")[:1]
+)
 
 
 def queue_precompute(

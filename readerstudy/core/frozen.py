@@ -23,9 +23,9 @@ from django.db.models.query import get_related_populators  # type: ignore[attr-d
 from django.db.models.sql.compiler import SQLCompiler
 
 # Stand for the varying values while compiling (SENTINEL + i for the i-th); each must appear exactly once among the
-# compiled parameters. In the range of every integer column but the small ones (Django compiles an out-of-range
-# value to an empty query).
-SENTINEL = 1_987_654_321
+# compiled parameters. Within the range of every integer column, small ones included: Django compiles a value out
+# of a column's range into an empty query or drops the condition.
+SENTINEL = 32_000
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class FrozenQuery:
             try:
                 sql, params = compiler.as_sql()
             except EmptyResultSet:
-                message = f"a frozen query cannot stand for its values with {self._sentinels} (out of range)"
+                message = f"a frozen query compiles to an empty query with its values {self._sentinels}"
                 raise ValueError(message) from None
             finally:
                 compiler.connection.in_atomic_block = saved
