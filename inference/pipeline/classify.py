@@ -6,7 +6,10 @@ to the liver window (W 350 / L 60 HU) and scaled to [-1, 1]. Scaling the field o
 every lesion fill a similar share of the crop; the size itself is a separate study stratum, not a feature.
 
 Aggregation: the crops are scored independently and the **mean of their logits** is passed through the
-sigmoid (a geometric mean of the odds): one saturated slice cannot dominate as it would with a max.
+sigmoid (a geometric mean of the odds): one saturated slice cannot dominate as it would with a max. A model
+whose ``config["calibration"]`` holds Platt parameters (``slope``, ``intercept``, fitted on a calibration split
+by :mod:`inference.pipeline.train_classifier`) rescales that mean logit first: a monotone map, so the ranking
+(the AUC) is unchanged and the probability is calibrated.
 
 Architectures (``config["arch"]``): ``"densenet"`` (MONAI ``DenseNet``; production DenseNet-201 is
 ``init_features=64, growth_rate=32, block_config=(6, 12, 48, 32)``) and ``"resnet"`` (MONAI ``ResNet``
@@ -26,7 +29,16 @@ from scipy import ndimage
 
 from inference.pipeline.segment import file_sha256
 
-__all__ = ["DEMO_CONFIG", "DENSENET201", "RESNET152", "Classifier", "build_classifier", "crop_slices", "extract_crops"]
+__all__ = [
+    "DEMO_CONFIG",
+    "DENSENET201",
+    "RESNET152",
+    "Classifier",
+    "build_classifier",
+    "crop_slices",
+    "extract_crops",
+    "probability",
+]
 
 DEMO_CONFIG: dict[str, Any] = {
     "arch": "densenet",
@@ -139,6 +151,14 @@ def extract_crops(
     return out
 
 
+def probability(mean_logit: float, config: dict[str, Any]) -> float:
+    """The CRLM probability of a lesion's mean crop logit: ``sigmoid(slope * logit + intercept)`` with the
+    config's Platt ``calibration``, else ``sigmoid(logit)``."""
+    cal = config.get("calibration")
+    x = float(cal["slope"]) * mean_logit + float(cal["intercept"]) if cal else mean_logit
+    return 1.0 / (1.0 + math.exp(-x))
+
+
 class Classifier:
     """A trained classifier loaded from a weights file (``state_dict``, ``config``, ``name``, ``version``)."""
 
@@ -182,7 +202,8 @@ class Classifier:
         *,
         z_range: tuple[int, int] | None = None,
     ) -> tuple[float, np.ndarray]:
-        """``(probability of CRLM, per-crop logits)``: sigmoid of the mean logit over the crops."""
+        """``(probability of CRLM, per-crop logits)``: sigmoid of the (Platt-rescaled, when the model carries a
+        calibration) mean logit over the crops."""
         crops = extract_crops(hu, spacing_mm, centre_index, diameter_mm, self.config, z_range=z_range)
         logit = self.logits(crops)
-        return 1.0 / (1.0 + math.exp(-float(np.mean(logit)))), logit
+        return probability(float(np.mean(logit)), self.config), logit

@@ -1,20 +1,27 @@
 """Train the CRLM-vs-hemangioma crop classifier on labelled cases.
 
-    python -m inference.pipeline.train_classifier OUT.pt --data DIR [--epochs 30] [--val-fraction 0.25] [--seed 7]
+    python -m inference.pipeline.train_classifier OUT.pt --data DIR [--epochs 30] [--val-fraction 0.25]
+        [--cal-fraction 0.2] [--seed 7]
 
 ``DIR`` has the layout of :func:`fixtures.phantom.generate_demo_study`: ``manifest.csv`` (patient_id, case_id,
 series_path, lesion_x/y/z_mm, diameter_mm, truth = crlm|hemangioma) and the series folders; when
 ``masks/<patient>.npz`` exists (phantoms), lesion ``n`` of case ``<patient>-L<n>`` gives the exact slice range,
 otherwise the manifest centre and diameter are used (as at inference time without a matched lesion).
 
-For the demo, train on phantoms generated with a seed other than the demo study's 20261123, e.g.::
+For the demo, train on phantoms generated with a seed other than the demo study's 20261123, with atypical
+lesions so that the classes overlap (without them any classifier reaches AUC 1.0), e.g.::
 
-    python -m fixtures.phantom /tmp/cls-train --seed 11 --patients 40 --lesions 120
+    python -m fixtures.phantom /tmp/cls-train --seed 11 --patients 120 --lesions 360 --atypical-fraction 0.2
     python -m inference.pipeline.train_classifier fixtures/models/lesion_classifier.pt --data /tmp/cls-train
 
-Patients are split into training and validation sets (no patient in both). Validation AUC is computed per
-lesion on the aggregated probability, with the clustered DeLong CI of :func:`readerstudy.analysis.model_auc`.
-Writes ``OUT.pt`` and the model card ``OUT.json``.
+Patients are split three ways (no patient in two): held-out validation (``--val-fraction``, the same patients
+as :func:`split_patients` gives the other backends' training commands), calibration (``--cal-fraction`` of the
+rest) and training. The network is trained on the training patients; Platt scaling of its mean logit
+(:func:`inference.pipeline.calibration.fit_platt`) is fitted on the calibration patients and stored in the
+model's config (the classifier applies it); the held-out patients give the card's figures: the AUC per lesion
+with the clustered DeLong CI of :func:`readerstudy.analysis.model_auc`, overall, by size stratum and by
+appearance (when the masks record it), and the calibration (Brier score, calibration slope and intercept, ECE)
+of the probabilities before and after scaling. Writes ``OUT.pt`` and the model card ``OUT.json``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from imaging.series import read_series
+from inference.pipeline.calibration import apply_platt, calibration_metrics, fit_platt
 from inference.pipeline.classify import DEMO_CONFIG, build_classifier, extract_crops
 from inference.pipeline.model_card import save_with_card
 
@@ -39,6 +47,10 @@ NAME = "lesion-classifier-demo"
 VERSION = "1.0"
 POSITIVE = "crlm"
 LABELS = {"crlm": 1, "hemangioma": 0}
+BINS_MM = (10.0, 30.0)
+# The codes of the phantom masks' ``lesion_appearances`` (fixtures.phantom.APPEARANCES; not imported: the
+# pipeline never loads the test fixtures, and a test checks the two agree).
+APPEARANCES = ("typical", "mimic", "indeterminate")
 
 
 @dataclass
@@ -51,6 +63,7 @@ class Case:
     centre_index: np.ndarray
     diameter_mm: float
     z_range: tuple[int, int] | None
+    appearance: str | None = None  # the phantom's look (fixtures.phantom APPEARANCES) when its masks record it
 
 
 def load_cases(data: Path, progress: bool = True) -> list[Case]:
@@ -69,6 +82,7 @@ def load_cases(data: Path, progress: bool = True) -> list[Case]:
     cases: list[Case] = []
     volumes: dict[str, Any] = {}
     masks: dict[str, Any] = {}
+    looks: dict[str, list[str] | None] = {}
     for line, row in enumerate(tqdm(rows, desc="cases", disable=not progress), start=2):
         truth = row["truth"].strip().lower()
         if truth not in LABELS:
@@ -79,16 +93,23 @@ def load_cases(data: Path, progress: bool = True) -> list[Case]:
         vol = volumes[sp]
         centre = vol.lps_to_index([float(row["lesion_x_mm"]), float(row["lesion_y_mm"]), float(row["lesion_z_mm"])])
         z_range = None
+        appearance = None
         pid = row["patient_id"]
         mask_file = data / "masks" / f"{pid}.npz"
         if mask_file.is_file() and "-L" in row["case_id"]:
             if pid not in masks:
-                masks[pid] = np.load(mask_file)["lesion_labels"]
+                with np.load(mask_file) as npz:
+                    masks[pid] = npz["lesion_labels"]
+                    codes = npz["lesion_appearances"] if "lesion_appearances" in npz.files else None
+                looks[pid] = None if codes is None else [APPEARANCES[int(c)] for c in codes]
             n = int(row["case_id"].rsplit("-L", 1)[1])
             idx = np.argwhere(masks[pid] == n)
             if idx.size:
                 centre = idx.mean(axis=0)
                 z_range = (int(idx[:, 0].min()), int(idx[:, 0].max()))
+            pid_looks = looks[pid]
+            if pid_looks is not None and n <= len(pid_looks):
+                appearance = pid_looks[n - 1]
         cases.append(
             Case(
                 pid,
@@ -99,6 +120,7 @@ def load_cases(data: Path, progress: bool = True) -> list[Case]:
                 np.asarray(centre),
                 float(row["diameter_mm"]),
                 z_range,
+                appearance,
             )
         )
     return cases
@@ -129,12 +151,98 @@ def _augmented(case: Case, config: dict[str, Any], rng: np.random.Generator) -> 
     return np.ascontiguousarray(crops)
 
 
+def split_patients_three(
+    patients: Sequence[str], val_fraction: float, cal_fraction: float, seed: int
+) -> tuple[set[str], set[str]]:
+    """``(held-out validation patients, calibration patients)``: the validation set is :func:`split_patients`'
+    (the other backends' training commands hold out the same patients); the calibration set is a seeded
+    ``cal_fraction`` of all patients drawn from the rest (none when ``cal_fraction`` is 0)."""
+    val = split_patients(patients, val_fraction, seed)
+    rest = sorted(set(patients) - val)
+    n_cal = min(round(cal_fraction * len(set(patients))), max(len(rest) - 1, 0))
+    cal = set(np.random.default_rng([seed, 2]).permutation(rest)[:n_cal].tolist()) if n_cal > 0 else set()
+    return val, cal
+
+
+def _mean_logits(net: Any, cases: Sequence[Case], config: dict[str, Any]) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for c in cases:
+            crops = extract_crops(c.hu, c.spacing, c.centre_index, c.diameter_mm, config, z_range=c.z_range)
+            out.append(float(net(torch.from_numpy(crops))[:, 0].mean()))
+    return np.array(out)
+
+
+def _auc(truth: np.ndarray, prob: np.ndarray, patients: np.ndarray) -> dict[str, Any]:
+    """Clustered DeLong AUC, plain DeLong when the clusters are too few, or the reason there is none."""
+    from readerstudy.analysis.errors import AnalysisInputError
+    from readerstudy.analysis.standalone import model_auc
+
+    n = {"n": int(truth.size), "n_positive": int(truth.sum())}
+    try:
+        return {**n, **model_auc(truth, prob, clusters=patients)}
+    except AnalysisInputError:
+        try:  # too few patients per class for the clustered variance
+            return {**n, **model_auc(truth, prob)}
+        except AnalysisInputError as exc:
+            return {**n, "error": str(exc)}
+
+
+def held_out_metrics(
+    cases: Sequence[Case], raw_logits: np.ndarray, calibration: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The card's held-out figures: AUC (overall, by size stratum, by appearance), accuracy, calibration."""
+    from readerstudy.analysis.strata import size_stratum, stratum_labels
+
+    truth = np.array([c.truth for c in cases])
+    patients = np.array([c.patient for c in cases])
+    prob = apply_platt(raw_logits, calibration)
+    overall = _auc(truth, prob, patients)
+    strata = np.array([size_stratum(c.diameter_mm, BINS_MM) for c in cases])
+    by_stratum = {
+        label: _auc(truth[strata == label], prob[strata == label], patients[strata == label])
+        for label in stratum_labels(BINS_MM)
+    }
+    looks = np.array([c.appearance or "unknown" for c in cases])
+    by_look: dict[str, dict[str, Any]] = {}
+    for look in sorted(set(looks.tolist())):
+        sel = looks == look
+        by_look[look] = {"n": int(sel.sum()), "n_positive": int(truth[sel].sum())}
+        for name, cls in (("crlm", 1), ("hemangioma", 0)):
+            pick = sel & (truth == cls)
+            by_look[look][f"mean_prob_{name}"] = float(prob[pick].mean()) if pick.any() else None
+    if "typical" in by_look:
+        sel = looks == "typical"
+        by_look["typical"]["auc"] = _auc(truth[sel], prob[sel], patients[sel]).get("auc")
+    return {
+        "auc": overall.get("auc"),
+        "auc_ci_95": overall.get("ci"),
+        "auc_se": overall.get("se"),
+        "auc_method": overall.get("method"),
+        "n_lesions": int(truth.size),
+        "n_patients": len(set(patients.tolist())),
+        "accuracy_at_0.5": float(np.mean((prob >= 0.5) == truth)),
+        "auc_by_stratum": {
+            k: {key: v.get(key) for key in ("n", "n_positive", "auc", "ci", "se", "method", "error") if key in v}
+            for k, v in by_stratum.items()
+        },
+        "by_appearance": by_look,
+        "calibration": calibration_metrics(truth, prob),
+        "calibration_before_scaling": {
+            k: v for k, v in calibration_metrics(truth, apply_platt(raw_logits, None)).items() if k != "ece_bins"
+        },
+    }
+
+
 def train(
     out: Path,
     data: Path,
     *,
     epochs: int = 30,
     val_fraction: float = 0.25,
+    cal_fraction: float = 0.2,
     seed: int = 7,
     batch: int = 32,
     lr: float = 3e-3,
@@ -142,21 +250,20 @@ def train(
     config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, validate, save ``out`` and its model card; return the card."""
+    """Train, calibrate, validate, save ``out`` and its model card; return the card."""
     import torch
     from tqdm import tqdm
 
-    from readerstudy.analysis.errors import AnalysisInputError
-    from readerstudy.analysis.standalone import model_auc
-
     config = dict(config or DEMO_CONFIG)
+    config.pop("calibration", None)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng([seed, 1])
     t0 = time.perf_counter()
     cases = load_cases(data, progress)
-    val_patients = split_patients([c.patient for c in cases], val_fraction, seed)
-    train_cases = [c for c in cases if c.patient not in val_patients]
+    val_patients, cal_patients = split_patients_three([c.patient for c in cases], val_fraction, cal_fraction, seed)
+    train_cases = [c for c in cases if c.patient not in val_patients | cal_patients]
+    cal_cases = [c for c in cases if c.patient in cal_patients]
     val_cases = [c for c in cases if c.patient in val_patients]
     if not train_cases or len({c.truth for c in val_cases}) < 2:
         raise ValueError("need training cases and both classes among the validation cases; add data or change --seed")
@@ -189,18 +296,21 @@ def train(
             losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-steps_per_epoch:]):.3f}")
     net.eval()
-    probs = []
-    with torch.inference_mode():
-        for c in val_cases:
-            crops = extract_crops(c.hu, c.spacing, c.centre_index, c.diameter_mm, config, z_range=c.z_range)
-            logit = float(net(torch.from_numpy(crops))[:, 0].mean())
-            probs.append(1.0 / (1.0 + np.exp(-logit)))
+    calibration: dict[str, Any] | None = None
+    cal_note = "none: no calibration split (--cal-fraction 0)"
+    if cal_cases and len({c.truth for c in cal_cases}) == 2:
+        cal_truth = np.array([c.truth for c in cal_cases])
+        calibration = {
+            "method": "platt",
+            **fit_platt(_mean_logits(net, cal_cases, config), cal_truth),
+            "fitted_on": f"{len(cal_cases)} lesions of {len(cal_patients)} calibration patients",
+        }
+        config["calibration"] = calibration
+        cal_note = f"Platt scaling of the mean logit, fitted on {calibration['fitted_on']}"
+    elif cal_cases:
+        cal_note = "none: the calibration patients hold one class only (add data or change --seed)"
+    metrics = held_out_metrics(val_cases, _mean_logits(net, val_cases, config), calibration)
     truth = np.array([c.truth for c in val_cases])
-    try:
-        auc = model_auc(truth, np.array(probs), clusters=np.array([c.patient for c in val_cases]))
-    except AnalysisInputError:  # too few patients per class for the clustered variance: plain DeLong
-        auc = model_auc(truth, np.array(probs))
-    acc = float(np.mean((np.array(probs) >= 0.5) == truth))
     card = {
         "task": "probability that a liver lesion is a colorectal liver metastasis (vs hemangioma); demo on phantoms",
         "architecture": f"MONAI DenseNet 2D (init_features {config.get('init_features')}, growth_rate "
@@ -212,7 +322,8 @@ def train(
         "config": config,
         "training_data": f"{Path(data).resolve().name}: {len(train_cases)} lesions of "
         f"{len({c.patient for c in train_cases})} patients",
-        "validation_data": f"{len(val_cases)} lesions of {len(val_patients)} other patients "
+        "calibration_data": f"{len(cal_cases)} lesions of {len(cal_patients)} other patients",
+        "validation_data": f"{len(val_cases)} lesions of {len(val_patients)} other patients, held out "
         f"({int(truth.sum())} crlm, {int((1 - truth).sum())} hemangioma)",
         "training": {
             "epochs": epochs,
@@ -223,15 +334,13 @@ def train(
             "final_loss": float(np.mean(losses[-steps_per_epoch:])),
             "seconds": round(time.perf_counter() - t0, 1),
         },
+        "calibration": cal_note,
         "seed": seed,
-        "validation_metrics": {
-            "auc": auc["auc"],
-            "auc_ci_95": auc["ci"],
-            "auc_se": auc["se"],
-            "auc_method": auc.get("method"),
-            "accuracy_at_0.5": acc,
-        },
+        "validation_metrics": metrics,
         "intended_use": "demo and tests on synthetic phantoms; NOT for real CT",
+        "limitations": "trained, calibrated and validated on synthetic phantoms only: the figures say nothing about "
+        "real CT. The phantoms' classes overlap only as much as their atypical fraction makes them (see the data "
+        "command); with typical lesions only, any classifier separates them perfectly.",
     }
     return save_with_card(Path(out), net, config, NAME, VERSION, card)
 
@@ -243,12 +352,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="weights file to write (.pt); the model card goes beside it (.json)")
     parser.add_argument("--data", type=Path, required=True, help="folder with manifest.csv, series/ (and masks/)")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--val-fraction", type=float, default=0.25)
+    parser.add_argument("--val-fraction", type=float, default=0.25, help="held-out patients (validation)")
+    parser.add_argument("--cal-fraction", type=float, default=0.2, help="patients for Platt scaling (0: none)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     card = train(
-        args.out, args.data, epochs=args.epochs, val_fraction=args.val_fraction, seed=args.seed, threads=args.threads
+        args.out,
+        args.data,
+        epochs=args.epochs,
+        val_fraction=args.val_fraction,
+        cal_fraction=args.cal_fraction,
+        seed=args.seed,
+        threads=args.threads,
     )
     print(
         json.dumps({k: card[k] for k in ("name", "params", "validation_metrics", "sha256", "weights_bytes")}, indent=2)

@@ -15,6 +15,7 @@ from inference.pipeline.classify import (
     build_classifier,
     crop_slices,
     extract_crops,
+    probability,
 )
 from tests.inference.conftest import MODELS
 
@@ -39,7 +40,11 @@ def test_prediction_is_deterministic(phantom_series, classifier):
     p2, l2 = classifier.predict(ph.hu.copy(), ph.spacing_mm, centre, ph.lesions[1].diameter_mm)
     assert p1 == p2 and np.array_equal(l1, l2)
     assert len(l1) == DEMO_CONFIG["n_slices"]
-    assert p1 == pytest.approx(1 / (1 + np.exp(-np.mean(l1))))  # mean of logits, then sigmoid
+    # mean of the logits, Platt-rescaled (the shipped model is calibrated), then the sigmoid
+    cal = classifier.config["calibration"]
+    assert cal["method"] == "platt"
+    assert p1 == pytest.approx(1 / (1 + np.exp(-(cal["slope"] * np.mean(l1) + cal["intercept"]))))
+    assert probability(float(np.mean(l1)), {}) == pytest.approx(1 / (1 + np.exp(-np.mean(l1))))
 
 
 def test_crlm_scores_above_hemangioma_on_phantoms(phantom_series, classifier):
