@@ -8,6 +8,7 @@ writes as JSON, for the platform's report to show as well. Reading only: nothing
 from __future__ import annotations
 
 import gzip
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,14 +18,15 @@ import pydicom
 from django.core.files.storage import default_storage
 
 from inference.actions import shown_prediction
+from inference.models import Prediction
 from inference.pipeline.reference_masks import ReferenceMaskError, SeriesGrid, load_masks, series_affine
-from inference.pipeline.seg_evaluation import evaluate_case, segmentation_report
+from inference.pipeline.seg_evaluation import evaluate_case, segmentation_report, summary_rows
 from inference.pipeline.seg_metrics import NSD_TOLERANCE_MM
 from readerstudy.studies.manifest import id_problem
 from readerstudy.studies.models import ImageSeries, Study
 from readerstudy.studies.storage import slice_name
 
-__all__ = ["NoReferenceMasks", "segmentation_evaluation", "series_grid"]
+__all__ = ["NoReferenceMasks", "imported_reference_evaluation", "segmentation_evaluation", "series_grid"]
 
 
 class NoReferenceMasks(LookupError):
@@ -46,6 +48,10 @@ def _stored_masks(series: ImageSeries, study: Study, grid: SeriesGrid) -> dict[s
     prediction = shown_prediction(case) if case is not None else None
     if prediction is None or not prediction.overlay:
         return None
+    return _prediction_masks(prediction, series, grid)
+
+
+def _prediction_masks(prediction: Prediction, series: ImageSeries, grid: SeriesGrid) -> dict[str, np.ndarray]:
     with prediction.overlay.open("rb") as f:
         labelmap = np.frombuffer(gzip.decompress(f.read()), dtype=np.uint8).reshape(prediction.overlay_shape)
     if labelmap.shape != grid.shape:
@@ -105,3 +111,80 @@ def segmentation_evaluation(
     report = segmentation_report(cases, bins=study.size_bins_mm, tolerance_mm=tolerance_mm)
     liver = [c["structures"]["liver"]["dice"] for c in cases.values() if "liver" in c["structures"]]
     return {"n_series": len(cases), "liver_dice_mean": float(np.mean(liver)) if liver else None, **report}
+
+
+def _imported_reference(series: ImageSeries, grid: SeriesGrid) -> dict[str, np.ndarray]:
+    """The series' reference masks as the import stored them (studies.reference_masks: arrays on its grid)."""
+    with default_storage.open(series.reference_mask, "rb") as f:
+        data = np.load(io.BytesIO(f.read()), allow_pickle=False)
+    out = {}
+    for key, kind in (("liver_mask", "liver"), ("lesion_labels", "lesions"), ("vessel_mask", "vessels")):
+        if key in data.files:
+            arr = np.asarray(data[key])
+            if arr.shape != grid.shape:
+                raise ReferenceMaskError(f"stored reference of {series}: {key} {arr.shape}, the series {grid.shape}")
+            out[kind] = arr if kind == "lesions" else arr.astype(bool)
+    return out
+
+
+def imported_reference_evaluation(
+    study: Study, *, tolerance_mm: float = NSD_TOLERANCE_MM, topology: bool = True
+) -> dict[str, Any] | None:
+    """The study's stored predictions (the prediction aided readers are shown, per series) against the reference
+    masks imported with its cases, or None when no series has one.
+
+    Returns the :func:`~inference.pipeline.seg_evaluation.segmentation_report` of the series that have both, with
+    ``rows`` (:func:`~inference.pipeline.seg_evaluation.summary_rows`), ``reference`` (the imported files'
+    formats and hashes) and ``models`` (each prediction model's name, version and weights hash, with its number
+    of series); series with a reference mask but no prediction are counted in ``n_without_prediction``.
+    """
+    series_list = list(
+        ImageSeries.objects.filter(cases__study=study, cases__practice=False)
+        .exclude(reference_mask="")
+        .distinct()
+        .select_related("patient")
+        .order_by("pk")
+    )
+    if not series_list:
+        return None
+    cases: dict[str, dict[str, Any]] = {}
+    models: dict[tuple[str, str, str], int] = {}
+    formats: dict[str, int] = {}
+    missing = 0
+    for series in series_list:
+        case = series.cases.filter(study=study).order_by("pk").first()
+        prediction = shown_prediction(case) if case is not None else None
+        if prediction is None or not prediction.overlay:
+            missing += 1
+            continue
+        grid = series_grid(series)
+        predicted = _prediction_masks(prediction, series, grid)
+        reference = _imported_reference(series, grid)
+        key = f"{series.patient.pseudonym} {series.pk}"
+        cases[key] = evaluate_case(
+            predicted, reference, grid.spacing_mm, bins=study.size_bins_mm, tolerance_mm=tolerance_mm,
+            topology=topology,
+        )  # fmt: skip
+        identity = (prediction.model_name, prediction.model_version, prediction.weights_sha256)
+        models[identity] = models.get(identity, 0) + 1
+        fmt = str(series.reference_mask_info.get("format") or "unknown")
+        formats[fmt] = formats.get(fmt, 0) + 1
+    out: dict[str, Any] = {
+        "n_with_reference": len(series_list),
+        "n_without_prediction": missing,
+        "reference": {
+            "source": "reference masks imported with the cases (manifest column reference_mask)",
+            "formats": formats,
+            "files": {
+                f"{s.patient.pseudonym} {s.pk}": s.reference_mask_info.get("file_sha256", "") for s in series_list
+            },
+        },
+        "models": [
+            {"model_name": n, "model_version": v, "weights_sha256": h, "n_series": k}
+            for (n, v, h), k in sorted(models.items())
+        ],
+    }
+    if not cases:
+        return {**out, "error": "no series with a reference mask has a stored prediction with an overlay"}
+    report = segmentation_report(cases, bins=study.size_bins_mm, tolerance_mm=tolerance_mm)
+    return {**out, **report, "rows": summary_rows(report)}

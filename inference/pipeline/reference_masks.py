@@ -38,6 +38,7 @@ __all__ = [
     "align_to_grid",
     "load_masks",
     "read_nifti",
+    "read_nifti_labelmap",
     "read_seg_masks",
     "series_affine",
 ]
@@ -228,6 +229,12 @@ def _from_labelmap(labelmap: np.ndarray) -> dict[str, np.ndarray]:
     if vessels.any():
         out["vessels"] = vessels
     return out
+
+
+def read_nifti_labelmap(path: Path, grid: SeriesGrid) -> dict[str, np.ndarray]:
+    """A NIfTI labelmap (1 liver, 2 lesion, 3 vessel) as masks on ``grid``: the single-file layout of
+    :func:`load_masks`, for a file named elsewhere (e.g. a manifest's ``reference_mask``)."""
+    return _from_labelmap(read_nifti(path, grid))
 
 
 def _first(folder: Path, names: Sequence[str]) -> Path | None:

@@ -43,6 +43,7 @@ __all__ = [
     "segmentation_report",
     "summarise_lesions",
     "summarise_structures",
+    "summary_rows",
 ]
 
 STRUCTURES = ("liver", "vessels", "lesions")
@@ -326,3 +327,46 @@ def nan_to_none(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _quartiles(values: Sequence[Any]) -> dict[str, Any]:
+    vals = _finite(values)
+    if not vals.size:
+        return {"n": 0}
+    q1, median, q3 = np.percentile(vals, [25, 50, 75])
+    return {"n": int(vals.size), "median": float(median), "q1": float(q1), "q3": float(q3), "mean": float(vals.mean())}
+
+
+def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report as table rows for the platform's report: one per structure (over series) and one per lesion size
+    stratum and ``all`` (over reference lesions), each metric with its median, quartiles, mean and n of finite
+    values. A lesion stratum's HD95 is over detected lesions (a missed lesion's is infinite); a structure's over
+    series where it is finite."""
+    cases = list(report["cases"].values())
+    rows: list[dict[str, Any]] = []
+    for name in STRUCTURES:
+        found = [c["structures"][name] for c in cases if name in c["structures"]]
+        if found:
+            rows.append(
+                {
+                    "kind": "structure",
+                    "name": name,
+                    "n": len(found),
+                    **{key: _quartiles([r.get(key) for r in found]) for key in _MEANS},
+                }
+            )
+    lesions = [row for c in cases for row in c["lesions"]]
+    fps = [row for c in cases for row in c["false_positives"]]
+    for label in [*stratum_labels(report["size_bins_mm"]), "all"]:
+        sel = [r for r in lesions if label == "all" or r["stratum"] == label]
+        row: dict[str, Any] = {
+            "kind": "stratum",
+            "name": label,
+            "n": len(sel),
+            "detected": sum(bool(r["detected"]) for r in sel),
+            "false_positives": sum(1 for r in fps if label == "all" or r["stratum"] == label),
+        }
+        for key in _MEANS:
+            row[key] = _quartiles([r.get(key) for r in sel if key != "hd95_mm" or r["detected"]])
+        rows.append(row)
+    return rows

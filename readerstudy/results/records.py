@@ -96,6 +96,21 @@ def backend_predictions(study: Study, cases: Iterable[str]) -> list[dict[str, An
     return [out[key] for key in sorted(out)]
 
 
+def segmentation(study: Study) -> dict[str, Any]:
+    """The stored predictions' segmentation against the reference masks imported with the cases
+    (inference.evaluation.imported_reference_evaluation), JSON-safe; ``{"n_with_reference": 0}`` when none were
+    imported, ``{"error": ...}`` when a stored mask or prediction cannot be read."""
+    from inference.evaluation import imported_reference_evaluation
+    from inference.pipeline.reference_masks import ReferenceMaskError
+    from inference.pipeline.seg_evaluation import nan_to_none
+
+    try:
+        out = imported_reference_evaluation(study)
+    except (ReferenceMaskError, OSError, ValueError) as exc:
+        return {"error": f"the segmentation evaluation failed ({exc})"}
+    return {"n_with_reference": 0} if out is None else nan_to_none(out)
+
+
 def study_records(study: Study, analysed_cases: Iterable[str]) -> dict[str, Any]:
     """The study's set-up, readers, practice, reference standard and DL model, as the run found them."""
     analysed = {str(c) for c in analysed_cases}

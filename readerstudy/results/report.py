@@ -16,7 +16,8 @@ from readerstudy.results.runs import class_problem
 __all__ = [
     "ANALYSIS_NAMES", "analysis_sections", "backend_pair_rows", "backend_rows", "binary_sections", "decision_rows",
     "degenerate_flag", "model_comparison_rows", "model_rows",
-    "reader_auc_rows", "reader_profiles", "reading_time_rows", "small_sample_warning", "strata_rows",
+    "reader_auc_rows", "reader_profiles", "reading_time_rows", "segmentation_rows", "small_sample_warning",
+    "strata_rows",
 ]  # fmt: skip
 
 ANALYSIS_NAMES = {
@@ -415,3 +416,22 @@ def decision_rows(curve: dict, thresholds: tuple[float, ...] | None = None) -> t
     rows.append({"name": "treat all", "kind": "reference", "n": curve.get("n"), "values": cells(curve["treat_all"])})
     rows.append({"name": "treat none", "kind": "reference", "n": curve.get("n"), "values": cells(curve["treat_none"])})
     return shown, rows
+
+
+SEGMENTATION_METRICS = ("dice", "hd95_mm", "nsd", "cldice")
+BETTI_ERRORS = ("b0_error", "b1_error", "b2_error")
+
+
+def segmentation_rows(segmentation: dict) -> list[dict[str, Any]]:
+    """The segmentation table: per structure (over series) and per lesion size stratum (over reference lesions),
+    Dice, HD95, NSD and clDice as median (IQR) with the n of finite values, Betti-number errors as means."""
+    out = []
+    for row in (segmentation or {}).get("rows") or []:
+        cells = []
+        for key in SEGMENTATION_METRICS:
+            q = row.get(key) or {}
+            cells.append({"median": q.get("median"), "q1": q.get("q1"), "q3": q.get("q3"), "n": q.get("n", 0)})
+        betti = [(row.get(key) or {}).get("mean") for key in BETTI_ERRORS]
+        out.append({**{k: row.get(k) for k in ("kind", "name", "n", "detected", "false_positives")},
+                    "cells": cells, "betti": betti})  # fmt: skip
+    return out

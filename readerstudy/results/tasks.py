@@ -146,6 +146,8 @@ def run_analysis_task(*, run_id: int) -> None:
         )
         analysed = complete_cases(table)[0]  # the cases the analysis used
         result["records"] = records.study_records(run.study, analysed["case"].unique())
+        actions.report_progress(run, 0.6, "evaluating the segmentation against the imported reference masks")
+        result["segmentation"] = records.segmentation(run.study)
         actions.report_progress(run, 0.8, "drawing figures")
         actions.finish_analysis(
             run,

@@ -140,6 +140,8 @@ def report_context(run: AnalysisRun, *, inline_figures: bool) -> dict:
         "reading_time": result.get("reading_time") or {},
         "reading_time_rows": report.reading_time_rows(result.get("reading_time") or {}),
         "backends": result.get("backends"),  # absent in runs from before the backend comparison
+        "segmentation": result.get("segmentation"),  # absent in runs from before the segmentation section
+        "segmentation_rows": report.segmentation_rows(result.get("segmentation") or {}),
         "backend_rows": report.backend_rows(result.get("backends") or {}),
         "backend_pairs": report.backend_pair_rows(result.get("backends") or {}),
         "decision_curve": result.get("decision_curve"),

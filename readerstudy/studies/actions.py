@@ -693,6 +693,7 @@ def _write_cases(
                 "cases": summary.n_cases,
                 "practice_cases": sum(row.practice for row in manifest.rows),
                 "cases_with_clinical": sum(bool(row.clinical or row.case_text) for row in manifest.rows),
+                "series_with_reference_mask": sum(bool(s.reference_mask) for s in ingest.series.values()),
                 "patients": summary.n_patients,
                 "series": summary.n_series,
                 "stored_in": ingest.prefix,
@@ -719,6 +720,8 @@ def _image_series(series: dict[Path, ImageSeries], folder: Path, patient: Patien
                 "columns": info.columns,
                 "slice_positions_mm": info.positions_mm,
                 "slice_files": info.files,
+                "reference_mask": stored.reference_mask,
+                "reference_mask_info": stored.reference_mask_info,
             },
         )
         series[folder] = image_series

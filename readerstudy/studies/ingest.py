@@ -8,6 +8,7 @@ through ``default_storage``; :meth:`Ingest.remove` deletes what was saved if the
 leaves nothing behind.
 """
 
+import hashlib
 import tempfile
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,8 @@ class IngestedSeries:
     info: SeriesInfo  # of the stored copy (files 0001.dcm...), from the de-identification's scan
     notes: list[str]
     removed: dict[str, int]
+    reference_mask: str = ""  # storage name of its reference mask (.npz on its grid), if the manifest named one
+    reference_mask_info: dict = field(default_factory=dict)  # format, sha256 of the file and of the stored copy
 
 
 @dataclass
@@ -77,6 +80,7 @@ def ingest_series(study: Study, manifest: Manifest, progress: Callable[[int, int
         for position, (_role, folder) in enumerate(row.all_series):
             column = "series_path" if position == 0 else "extra_series"
             owners.setdefault(folder, (row.patient_id, []))[1].append((row.row, column))
+    masks = {row.series_dir: row.reference_mask for row in manifest.rows if row.reference_mask is not None}
     ingest = _new_import(study)
     if progress is not None:
         progress(0, len(owners))
@@ -98,12 +102,45 @@ def ingest_series(study: Study, manifest: Manifest, progress: Callable[[int, int
                     ]
             if info is not None:
                 ingest.series[source] = IngestedSeries(prefix, info, list(report.notes), dict(report.removed))
+                if source in masks:
+                    _ingest_mask(ingest, manifest, source, masks[source], f"{ingest.prefix}/reference-{index}.npz")
             if progress is not None:
                 progress(index, len(owners))
     except BaseException:
         ingest.remove()
         raise
     return ingest
+
+
+def _ingest_mask(ingest: Ingest, manifest: Manifest, source: Path, mask: Path, name: str) -> None:
+    """Read the series' reference mask onto its grid and store it as ``name`` (arrays only: see
+    ``studies.reference_masks``); a problem is a row error on every row of the series."""
+    from readerstudy.studies import reference_masks
+
+    info = manifest.series[source]
+    try:
+        sha256 = reference_masks.file_sha256(mask)  # of the bytes read next (the path was checked as a file)
+        stored = reference_masks.to_npz(reference_masks.load_reference(mask, source, info))
+    # A crafted file can trip the readers in other ways (a SEG missing a module): still a row error.
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, IndexError) as exc:
+        rows = [r.row for r in manifest.rows if r.series_dir == source]
+        text = f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+        text = text.replace(str(mask), mask.name)  # the libraries name the server's path: the row names the file
+        ingest.errors += [
+            f"{manifest.path.name} row {r} column {reference_masks.COLUMN}: {mask.name}: {text}" for r in rows
+        ]
+        return
+    with tempfile.TemporaryDirectory(prefix="refmask-") as tmp:
+        local = Path(tmp) / "reference.npz"
+        local.write_bytes(stored)
+        storage.save_files([(name, local)], ingest.saved)
+    series = ingest.series[source]
+    series.reference_mask = name
+    series.reference_mask_info = {
+        "format": reference_masks.file_format(mask),
+        "file_sha256": sha256,
+        "stored_sha256": hashlib.sha256(stored).hexdigest(),
+    }
 
 
 def _checked_info(written: SeriesInfo | None, checked: SeriesInfo | None) -> SeriesInfo:

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from imaging.headers import SeriesError, SeriesInfo, probe_series
 from imaging.uids import UID_RULE, uid_problem
-from readerstudy.studies import covariates
+from readerstudy.studies import covariates, reference_masks
 from readerstudy.studies.roles import DEFAULT_SERIES_ROLE, MAX_SERIES_PER_CASE, ROLE_RULE, SERIES_ROLE_MAX, role_problem
 
 REQUIRED_COLUMNS = [
@@ -41,7 +41,9 @@ REQUIRED_COLUMNS = [
 # instead of a folder in series_path: exactly one of the two forms per row (series_path then stays empty).
 # practice: "yes"/"1" marks a practice case (read in the optional practice session only, never analysed);
 # "no"/"0"/empty (or no column) a regular one.
-OPTIONAL_COLUMNS = ["series_role", "extra_series", "practice"]
+# reference_mask: a NIfTI labelmap or DICOM SEG of the primary series, relative to the manifest's folder, for the
+# segmentation evaluation (studies.reference_masks); every row of one series names the same file, or none.
+OPTIONAL_COLUMNS = ["series_role", "extra_series", "practice", reference_masks.COLUMN]
 UID_COLUMNS = ["study_instance_uid", "series_instance_uid"]
 # Clinical covariates (studies.covariates.COVARIATES: age, sex, ...) and the free-text case_text, each optional,
 # each cell may be empty (not recorded).
@@ -125,6 +127,7 @@ class ManifestRow:
     practice: bool = False  # a practice case: read in the practice session only, never analysed
     clinical: dict[str, Any] = field(default_factory=dict)  # covariate -> value, the filled cells only
     case_text: str = ""  # free-text clinical history, plain text
+    reference_mask: Path | None = None  # resolved file of the primary series' reference mask (checked path)
 
     @property
     def all_series(self) -> list[tuple[str, Path]]:
@@ -233,6 +236,7 @@ def _read(  # noqa: C901
 
     series = _SeriesCheck(manifest, path.parent.resolve(), error, pacs)
     clinical_check = _ClinicalCheck(error)
+    masks = _MaskCheck(path.parent.resolve(), error)
     seen_cases: dict[str, int] = {}
     n_rows = 0
     for line_no, values in _records(reader, error):
@@ -309,6 +313,7 @@ def _read(  # noqa: C901
         if problem is not None:
             error(line_no, "series_role", f"{show(series_role)} {problem}; expected {ROLE_RULE}")
         extra = series.extra(line_no, rec["patient_id"], rec["extra_series"], series_role, series_dir)
+        mask = masks.row(line_no, rec[reference_masks.COLUMN], series_dir)
 
         if len(manifest.errors) > n_errors:
             continue
@@ -341,6 +346,7 @@ def _read(  # noqa: C901
                 practice=bool(practice),
                 clinical=clinical,
                 case_text=rec[covariates.CASE_TEXT_COLUMN],
+                reference_mask=mask,
             )
         )
     if not manifest.rows and not manifest.errors:
@@ -398,6 +404,39 @@ class _ClinicalCheck:
         if problem is not None:
             self.error(row, covariates.CASE_TEXT_COLUMN, problem)
         return values
+
+
+class _MaskCheck:
+    """The ``reference_mask`` cells: a safe path to a bounded file (its voxels are read at ingest, on the series'
+    grid), the same file for every row of one primary series, and no file for two series."""
+
+    def __init__(self, root: Path, error: ErrorSink) -> None:
+        self.root, self.error = root, error
+        self.by_series: dict[Path, tuple[int, str]] = {}  # primary series folder -> (first row, its cell)
+        self.owner: dict[Path, Path] = {}  # mask file -> the series it belongs to
+
+    def row(self, row: int, text: str, series_dir: Path | None) -> Path | None:
+        column = reference_masks.COLUMN
+        if series_dir is not None:
+            first_row, first = self.by_series.setdefault(series_dir, (row, text))
+            if first != text:
+                self.error(
+                    row,
+                    column,
+                    f"{show(text) if text else 'empty'} differs from {show(first) if first else 'empty'} on row "
+                    f"{first_row} for the same series; expected one reference mask per series (or none)",
+                )
+                return None
+        if not text:
+            return None
+        resolved, problem = reference_masks.mask_path(self.root, text)
+        if resolved is None:
+            self.error(row, column, problem)
+            return None
+        if series_dir is not None and self.owner.setdefault(resolved, series_dir) != series_dir:
+            self.error(row, column, f"{show(text)} is already the reference mask of another series")
+            return None
+        return resolved
 
 
 class _SeriesCheck:

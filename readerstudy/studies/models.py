@@ -289,6 +289,13 @@ class ImageSeries(models.Model):
     columns = models.PositiveIntegerField()
     slice_positions_mm = models.JSONField(help_text="Position of each slice along its normal, ascending.")
     slice_files = models.JSONField(help_text="File names in the folder, in the order of slice_positions_mm.")
+    # The manifest's reference_mask, read onto the series' grid and stored as arrays (studies.reference_masks).
+    reference_mask = models.CharField(
+        max_length=500, blank=True, help_text="Storage name of the reference masks (.npz on this series' grid)."
+    )
+    reference_mask_info = models.JSONField(
+        default=dict, blank=True, help_text="Format of the imported file and sha256 of it and of the stored copy."
+    )
 
     class Meta:
         verbose_name_plural = "image series"
