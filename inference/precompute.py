@@ -6,7 +6,7 @@ failure is reported and the batch goes on.
 """
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,13 +140,19 @@ def precompute(
     actor: Any = None,
     force: bool = False,
     on_case: Callable[[Case, str], None] | None = None,
+    extra_classifiers: Sequence[Any] = (),
 ) -> PrecomputeSummary:
-    """Predict every case (ordered by series so that each series is read and segmented once)."""
+    """Predict every case (ordered by series so that each series is read and segmented once).
+
+    ``extra_classifiers`` are further backends to store a prediction of, each case after its segmentation (the
+    series' one, cached: a backend comparison costs its classifier's time, not another segmentation). They are
+    stored before ``classifier``'s, so that ``classifier``'s is the newest: the one aided readers are shown.
+    Counts are per prediction; ``on_case`` is called once per case, with the outcome of ``classifier``."""
     summary = PrecomputeSummary()
     started = time.perf_counter()
     cached = SeriesCache(backend)
     try:
-        _run(cases, cached, classifier, actor, force, on_case, summary)
+        _run(cases, cached, [*extra_classifiers, classifier], actor, force, on_case, summary)
     finally:
         cached.close()  # a downloaded series folder is deleted
     summary.seconds = time.perf_counter() - started
@@ -156,65 +162,74 @@ def precompute(
 def _run(
     cases: Iterable[Case],
     cached: SeriesCache,
-    classifier: Any,
+    classifiers: Sequence[Any],
     actor: Any,
     force: bool,
     on_case: Callable[[Case, str], None] | None,
     summary: PrecomputeSummary,
 ) -> None:
-    from inference.pipeline.run import PIPELINE_VERSION, inputs_sha256, predict_case
-
     for case in sorted(cases, key=lambda c: (c.series_id, c.case_id)):
-        series = case.series
-        target = (case.lesion_x_mm, case.lesion_y_mm, case.lesion_z_mm)
-        outcome = "done"
         if case.study.status != Study.Status.DRAFT:
             summary.frozen += 1
             if on_case is not None:
                 on_case(case, "frozen")
             continue
-        try:
-            volume = cached.volume(series)
-            primary_role, others = _other_series(case, cached, classifier)
-            key = inputs_sha256(
-                cached.folder(series), target, backend=cached, classifier=classifier,
-                tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm,
-                file_hashes=list(volume.file_sha256),
-                other_series={role: v.file_sha256 for role, v in others.items()} or None,
-            )  # fmt: skip
-            if not force and Prediction.objects.filter(case=case, inputs_sha256=key).exists():
-                summary.skipped += 1
-                outcome = "skipped"
-            else:
-                result = predict_case(
-                    cached.folder(series), target, backend=cached, classifier=classifier,
-                    tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
-                    series=others, primary_role=primary_role,
-                )  # fmt: skip
-                record_prediction(
-                    actor, case,
-                    model_name=f"{result.models['segmentation']['name']}+{result.models['classifier']['name']}",
-                    model_version=_model_version(result.models, PIPELINE_VERSION),
-                    weights_sha256=_combined_sha(result.models),
-                    inputs_sha256=result.inputs_sha256,
-                    probability=result.probability,
-                    labelmap=result.labelmap,
-                    labels=result.labelmap_labels,
-                    lesions=result.lesions,
-                    seg_bytes=result.seg_bytes,
-                    runtime_seconds=result.runtime_seconds,
-                    device=result.device,
-                    replace=force,
-                )  # fmt: skip
-                for stage, seconds in result.timings.items():
-                    summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
-                summary.done += 1
-        except Exception as exc:
-            summary.failed += 1
-            summary.errors.append(f"{case.case_id} ({series.storage_prefix}): {type(exc).__name__}: {exc}")
-            outcome = "failed"
+        outcome = "done"
+        for classifier in classifiers:  # the shown one last
+            outcome = _predict(case, cached, classifier, actor, force, summary)
         if on_case is not None:
             on_case(case, outcome)
+
+
+def _predict(case: Case, cached: SeriesCache, classifier: Any, actor: Any, force: bool,
+             summary: PrecomputeSummary) -> str:  # fmt: skip
+    """One case with one classifier: stored, skipped (unchanged inputs) or failed (in ``summary.errors``)."""
+    from inference.pipeline.run import PIPELINE_VERSION, inputs_sha256, predict_case
+
+    series = case.series
+    target = (case.lesion_x_mm, case.lesion_y_mm, case.lesion_z_mm)
+    outcome = "done"
+    try:
+        volume = cached.volume(series)
+        primary_role, others = _other_series(case, cached, classifier)
+        key = inputs_sha256(
+            cached.folder(series), target, backend=cached, classifier=classifier,
+            tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm,
+            file_hashes=list(volume.file_sha256),
+            other_series={role: v.file_sha256 for role, v in others.items()} or None,
+        )  # fmt: skip
+        if not force and Prediction.objects.filter(case=case, inputs_sha256=key).exists():
+            summary.skipped += 1
+            outcome = "skipped"
+        else:
+            result = predict_case(
+                cached.folder(series), target, backend=cached, classifier=classifier,
+                tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
+                series=others, primary_role=primary_role,
+            )  # fmt: skip
+            record_prediction(
+                actor, case,
+                model_name=f"{result.models['segmentation']['name']}+{result.models['classifier']['name']}",
+                model_version=_model_version(result.models, PIPELINE_VERSION),
+                weights_sha256=_combined_sha(result.models),
+                inputs_sha256=result.inputs_sha256,
+                probability=result.probability,
+                labelmap=result.labelmap,
+                labels=result.labelmap_labels,
+                lesions=result.lesions,
+                seg_bytes=result.seg_bytes,
+                runtime_seconds=result.runtime_seconds,
+                device=result.device,
+                replace=force,
+            )  # fmt: skip
+            for stage, seconds in result.timings.items():
+                summary.stage_seconds[stage] = summary.stage_seconds.get(stage, 0.0) + seconds
+            summary.done += 1
+    except Exception as exc:
+        summary.failed += 1
+        summary.errors.append(f"{case.case_id} ({series.storage_prefix}): {type(exc).__name__}: {exc}")
+        outcome = "failed"
+    return outcome
 
 
 def _other_series(case: Case, cached: SeriesCache, classifier: Any) -> tuple[str, dict[str, Any]]:

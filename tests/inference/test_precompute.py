@@ -154,3 +154,25 @@ def test_precompute_takes_several_studies_and_names_unknown_ones(study):
     with pytest.raises(CommandError, match="no study named 'Nope'"):
         call_command("precompute", "--study", study.name, "--study", "Nope", "--no-progress")
     assert not Prediction.objects.exists()
+
+
+def test_further_classifiers_share_the_segmentation_and_the_shown_one_is_stored_last(study, capsys, monkeypatch):
+    """--also-classifier stores a radiomics prediction per case on the same segmentation (segmented once per
+    series, not once per backend), and --classifier's prediction is the newest: the one aided readers see."""
+    from inference.actions import shown_prediction
+    from inference.pipeline.segment import PhantomUNetBackend
+
+    calls: list[int] = []
+    original = PhantomUNetBackend.segment
+    monkeypatch.setattr(PhantomUNetBackend, "segment", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    call_command("precompute", "--study", study.name, "--also-classifier", "radiomics", "--no-progress")
+    assert "8 predicted, 0 unchanged (skipped), 0 failed" in capsys.readouterr().out
+    assert len(calls) == study.cases.values("series").distinct().count() == 2
+    for case in study.cases.all():
+        names = sorted(case.predictions.values_list("model_name", flat=True))
+        assert names == ["phantom-unet+lesion-classifier-demo", "phantom-unet+radiomics-l1-logistic-demo"]
+        assert shown_prediction(case).model_name == "phantom-unet+lesion-classifier-demo"
+        overlays = [gzip.decompress(p.overlay.read()) for p in case.predictions.all()]
+        assert overlays[0] == overlays[1]  # one segmentation, stored with each prediction
+    call_command("precompute", "--study", study.name, "--also-classifier", "radiomics", "--no-progress")
+    assert "0 predicted, 8 unchanged (skipped), 0 failed" in capsys.readouterr().out

@@ -35,10 +35,19 @@ def test_demo_command_builds_a_launched_study_and_duplicates_nothing(tmp_path, m
     assert readers == 3
     assert ReadingSession.objects.filter(study=study).count() == 6
     assert SessionItem.objects.filter(study=study).count() == 3 * 2 * n_cases
-    # Every case shows its portal-venous CT and, as a second series, the arterial phase (5 mm slices).
+    # Every case shows its portal-venous CT and, as further series, the arterial (5 mm slices) and delayed phases
+    # (the multi-series classifier's inputs).
     roles = Counter(CaseSeries.objects.filter(case__study=study).values_list("position", "role"))
-    assert roles == {(0, "portal-venous"): n_cases, (1, "arterial"): n_cases}
-    assert ImageSeries.objects.filter(patient__study=study).count() == 2 * n_patients
+    assert roles == {(0, "portal-venous"): n_cases, (1, "arterial"): n_cases, (2, "delayed"): n_cases}
+    assert ImageSeries.objects.filter(patient__study=study).count() == 3 * n_patients
+    # The phantoms' true masks are imported as each portal-venous series' reference (the report's segmentation
+    # section), and every case carries synthetic covariates and a case text.
+    primary = ImageSeries.objects.filter(patient__study=study, cases__isnull=False).distinct()
+    assert primary.count() == n_patients
+    assert all(s.reference_mask and s.reference_mask_info["format"] == "NIfTI" for s in primary)
+    assert not ImageSeries.objects.filter(patient__study=study, cases__isnull=True).exclude(reference_mask="").exists()
+    cases = list(Case.objects.filter(study=study))
+    assert all(set(c.clinical) == {"age", "sex", "cea_ng_ml", "prior_colorectal_cancer"} and c.case_text for c in cases)
     # Some lesions look atypical, so the demo DL's standalone AUC is not a degenerate 1.0.
     import numpy as np
 

@@ -3,11 +3,12 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from inference import actions
-from inference.precompute import BACKENDS, CLASSIFIERS, PrecomputeSummary, load_models, precompute
+from inference.precompute import BACKENDS, CLASSIFIERS, PrecomputeSummary, load_classifier, load_models, precompute
 from readerstudy.studies.models import Case, Study
 
 
@@ -27,11 +28,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--classifier", choices=CLASSIFIERS, default="densenet-crops", help="the lesion classifier (README)"
         )
+        parser.add_argument(
+            "--also-classifier", action="append", dest="also", choices=CLASSIFIERS, default=[],
+            help="a further classifier backend to store predictions of (repeatable), on the same segmentation; "
+            "--classifier's stays the one aided readers are shown",
+        )  # fmt: skip
         parser.add_argument("--force", action="store_true", help="recompute even when inputs are unchanged")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args: Any, studies: list[str] | None, device: str, backend: str, force: bool,
-               no_progress: bool, classifier: str = "densenet-crops", **options: Any) -> None:  # fmt: skip
+               no_progress: bool, classifier: str = "densenet-crops", also: list[str] | None = None,
+               **options: Any) -> None:  # fmt: skip
         cases = Case.objects.select_related("series", "study").order_by("study_id", "series_id", "case_id")
         if studies:
             targets = list(Study.objects.filter(name__in=studies))
@@ -40,8 +47,10 @@ class Command(BaseCommand):
                 raise CommandError(f"no study named {', '.join(repr(m) for m in missing)}")
             cases = cases.filter(study__in=targets)
         cases = list(cases)
+        extra_names = [name for name in dict.fromkeys(also or []) if name != classifier]
         try:
             segmenter, model = load_models(backend, device, classifier=classifier)
+            extras = [load_classifier(name, settings.INFERENCE_MODELS_DIR, device) for name in extra_names]
         except (FileNotFoundError, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         by_study: dict[int, list[Case]] = {}
@@ -51,7 +60,7 @@ class Command(BaseCommand):
         with tqdm(total=len(cases), desc=f"precompute ({backend}, {classifier}, {device})", unit="case",
                   disable=no_progress) as bar:  # fmt: skip
             for study_cases in by_study.values():
-                part = self._study(study_cases, segmenter, model, (backend, classifier), device, force, bar)
+                part = self._study(study_cases, segmenter, model, (backend, classifier), device, force, bar, extras)
                 for name in ("done", "skipped", "frozen", "failed", "seconds"):
                     setattr(summary, name, getattr(summary, name) + getattr(part, name))
                 summary.errors += part.errors
@@ -68,7 +77,7 @@ class Command(BaseCommand):
             raise CommandError(f"{summary.failed} case(s) failed; the others are stored (re-run to retry)")
 
     def _study(self, cases: list[Case], segmenter: Any, classifier: Any, choice: tuple[str, str], device: str,
-               force: bool, bar: Any) -> PrecomputeSummary:  # fmt: skip
+               force: bool, bar: Any, extras: list[Any] | None = None) -> PrecomputeSummary:  # fmt: skip
         """One study's cases; a draft study's batch is recorded as a PrecomputeRun (its pages show it)."""
         study = cases[0].study
         run = None
@@ -85,8 +94,9 @@ class Command(BaseCommand):
 
         try:
             summary = precompute(
-                cases, backend=segmenter, classifier=classifier, actor=None, force=force, on_case=on_case
-            )
+                cases, backend=segmenter, classifier=classifier, actor=None, force=force, on_case=on_case,
+                **({"extra_classifiers": extras} if extras else {}),
+            )  # fmt: skip
         except Exception as exc:
             if run is not None:
                 actions.finish_precompute(run, errors=[*run.errors, f"{type(exc).__name__}: {exc}"], failed=True)

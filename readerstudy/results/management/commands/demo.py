@@ -34,9 +34,14 @@ DEMO_USERS = [
 DEMO_SEED = 20261123
 SIMULATED_STUDY = "Demo: simulated readers (for the statistician pages)"
 SIMULATED_READERS = [f"sim-reader{i}" for i in range(1, 6)]
-# Every demo case has the portal-venous CT (primary: the lesion and the DL refer to it) and an arterial phase of
-# 5 mm slices as a second series, so the viewer's series switching and synchronised scrolling have data.
-DEMO_EXTRA_SERIES = ("arterial",)
+# Every demo case has the portal-venous CT (primary: the lesion and the DL refer to it), an arterial phase of 5 mm
+# slices and a delayed phase as further series, so the viewer's series switching and synchronised scrolling have
+# data and the multi-series classifier (portal-venous, arterial, delayed as channels) has its inputs.
+DEMO_EXTRA_SERIES = ("arterial", "delayed")
+# Classifier backends whose predictions are stored besides the shown one (densenet-crops), on the same
+# segmentation, so the statistician's report compares backends and draws decision curves
+# (inference.models.CLASSIFIERS; multi-series reads the three phases).
+DEMO_EXTRA_CLASSIFIERS = ("radiomics", "slice-topk", "multi-series")
 # Some lesions look atypical (mimic the other class, or look indeterminate; more often when small), so that the
 # classes overlap as real lesions do: with typical lesions only, the demo DL's standalone AUC is a degenerate 1.0.
 # Only those lesions' voxels differ from the study without atypia (fixtures.phantom.make_phantom).
@@ -66,6 +71,10 @@ class Command(BaseCommand):
                 progress=not no_progress,
                 extra_series_roles=DEMO_EXTRA_SERIES,
                 atypical_fraction=DEMO_ATYPICAL_FRACTION,
+                # The phantoms' true liver and lesions as reference masks (the report's segmentation section) and
+                # synthetic clinical covariates and case text: neither changes a voxel of the series.
+                reference_masks=True,
+                clinical=True,
             )
 
         password, source = self._password()
@@ -89,8 +98,9 @@ class Command(BaseCommand):
         # Only the demo's own studies: another study's broken case is its owner's to fix, not a reason to not serve.
         if not no_precompute:
             studies = [arg for name in (DEMO_STUDY, SIMULATED_STUDY) for arg in ("--study", name)]
+            extras = [arg for name in DEMO_EXTRA_CLASSIFIERS for arg in ("--also-classifier", name)]
             call_command(
-                "precompute", *studies, *(["--no-progress"] if no_progress else []),
+                "precompute", *studies, *extras, *(["--no-progress"] if no_progress else []),
                 stdout=self.stdout, stderr=self.stderr,
             )  # fmt: skip
             self._report_other_studies()
