@@ -5,6 +5,7 @@ import io
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -224,29 +225,37 @@ def test_the_migration_chains_existing_events():
     assert audit.missing_triggers() == []
 
 
+def run_in_threads(*targets: Callable[[], None], timeout: float = 30) -> list[BaseException]:
+    """Run each target in a thread of its own (its own database connection, closed after); their exceptions."""
+    errors: list[BaseException] = []
+
+    def run(target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    return errors
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_appends_form_one_chain(on_postgres):
     # Actions that share no row lock (a study each): only the chain lock keeps them off the same head.
     admin = make_user("admin", staff=True)
     n = 12
     barrier = threading.Barrier(n)
-    errors: list[BaseException] = []
 
-    def create(i: int) -> None:
-        try:
-            barrier.wait()
-            actions.create_study(admin, f"Race {i}")
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+    def create(i: int) -> Callable[[], None]:
+        return lambda: (barrier.wait(), actions.create_study(admin, f"Race {i}"))
 
-    threads = [threading.Thread(target=create, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert run_in_threads(*(create(i) for i in range(n))) == []
     assert f"{n} events, chain intact" in verify_audit()
 
 
@@ -257,36 +266,21 @@ def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
     # the chain lock: waiting with the chain lock held would deadlock with A at B's foreign key check.
     admin = make_user("admin", staff=True)
     study = actions.create_study(admin, "Locks")
-    locked, errors = threading.Event(), []
+    locked = threading.Event()
 
     def a() -> None:
-        try:
-            with transaction.atomic():
-                Study.objects.select_for_update().get(pk=study.pk)
-                locked.set()
-                time.sleep(0.5)  # B is now inside record()
-                audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Study.objects.select_for_update().get(pk=study.pk)
+            locked.set()
+            time.sleep(0.5)  # B is now inside record()
+            audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
 
     def b() -> None:
-        try:
-            locked.wait(5)
-            with transaction.atomic():
-                audit.record(admin, Verb.CLOSE_STUDY, study, study=study)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        locked.wait(5)
+        with transaction.atomic():
+            audit.record(admin, Verb.CLOSE_STUDY, study, study=study)
 
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert run_in_threads(a, b) == []
     assert list(AuditEvent.objects.order_by("seq").values_list("verb", flat=True))[-2:] == [
         "update_study",
         "close_study",
@@ -306,36 +300,21 @@ def test_the_head_is_read_after_the_lock_is_granted(on_postgres):
     # a head read with an older snapshot would fork the chain or fail on the unique seq.
     admin = make_user("admin", staff=True)
     study = actions.create_study(admin, "Head")
-    appended, errors = threading.Event(), []
+    appended = threading.Event()
 
     def a() -> None:
-        try:
-            with transaction.atomic():
-                audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
-                appended.set()
-                time.sleep(0.5)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
+            appended.set()
+            time.sleep(0.5)
 
     def b() -> None:
-        try:
-            with transaction.atomic():
-                Study.objects.get(pk=study.pk)  # B's transaction has taken snapshots before A commits
-                appended.wait(5)
-                audit.record(admin, Verb.CLOSE_STUDY, study, study=study)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with transaction.atomic():
+            Study.objects.get(pk=study.pk)  # B's transaction has taken snapshots before A commits
+            appended.wait(5)
+            audit.record(admin, Verb.CLOSE_STUDY, study, study=study)
 
-    threads = [threading.Thread(target=a), threading.Thread(target=b)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert errors == []
+    assert run_in_threads(a, b) == []
     events = list(AuditEvent.objects.order_by("seq"))
     assert [e.verb for e in events] == ["create_study", "update_study", "close_study"]
     assert events[2].prev_hash == events[1].hash
