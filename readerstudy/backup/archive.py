@@ -1,12 +1,15 @@
 """The backup archive format: members, manifest, checksums, versions. Pure: no Django (tarfile, json, hashlib).
 
-Format "readerstudy-backup", version 2 (version 1 had no ``tables/case_series.jsonl``: every case had one series,
-restored as its primary series; this software reads both)::
+Format "readerstudy-backup", version 3 (version 1 had no ``tables/case_series.jsonl``: every case had one series,
+restored as its primary series; version 2 had no ``reference_masks/`` members: a series' ``reference_mask`` held the
+source's storage name of a file it did not carry; this software reads all three)::
 
     manifest.json                         first member: format, versions, study, row counts, sha256 of every member
     tables/<table>.jsonl                  one JSON object per row, original primary keys, users by username
     predictions/<id>/overlay/<file>       the prediction's stored files (always included)
     predictions/<id>/seg/<file>
+    reference_masks/<series id>/<file>    each series' imported reference mask (.npz, always included; the series
+                                          row's reference_mask is its path relative to the study's folder)
     series/<id>/<file>                    the de-identified DICOM files of each series (left out with images=False)
 
 Reading verifies everything before anything is written to a database: the manifest's format and version, that
@@ -28,8 +31,9 @@ from tqdm import tqdm
 from readerstudy.core.errors import InvalidInput
 
 FORMAT = "readerstudy-backup"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+REFERENCE_MASKS_SINCE = 3  # the version from which series rows' reference masks travel with the archive
 MANIFEST = "manifest.json"
 CHUNK = 1 << 20
 
@@ -148,6 +152,14 @@ def safe_member(name: Any) -> PurePosixPath:
 
 def table_member(name: str, rows: Iterable[dict]) -> Member:
     return Member(f"tables/{name}.jsonl", data=b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in rows))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # --- writing ----------------------------------------------------------------------------------------------------

@@ -103,6 +103,12 @@ def _relative_series_path(series: ImageSeries, root: str) -> str:
     return f"external/series-{series.pk}"  # not in the study's folder (older imports): give it one
 
 
+def _relative_mask_path(series: ImageSeries, root: str) -> str:
+    if series.reference_mask.startswith(f"{root}/"):
+        return series.reference_mask[len(root) + 1 :]
+    return f"external/reference-{series.pk}.npz"
+
+
 def _storage_member(name: str, stored: str) -> Member:
     return Member(name, opener=partial(default_storage.open, stored, "rb"), source=stored)
 
@@ -138,6 +144,11 @@ def _collect(study: Study, images: bool) -> tuple[list[Member], dict[str, int]]:
             if isinstance(obj, ImageSeries):
                 del row["storage_prefix"]
                 row["path"] = _relative_series_path(obj, root)  # format 1's column, relative to the study
+                if obj.reference_mask:
+                    # Small and not pixel data of the series: carried with or without images, like predictions.
+                    row["reference_mask"] = _relative_mask_path(obj, root)
+                    member = f"reference_masks/{obj.pk}/{PurePosixPath(obj.reference_mask).name}"
+                    files.append(_storage_member(member, obj.reference_mask))
                 if images:
                     if not series_readable(obj):
                         raise BackupError(

@@ -73,6 +73,8 @@ class Restorer:
         self.users: dict[str, Any] = {}
         self.users_created: list[str] = []
         self.keys_rewritten = 0
+        self.masks_restored = 0
+        self.masks_not_in_archive = 0  # archives before version 3 did not carry them
         self.saved: list[str] = []  # storage names to delete if the restore fails
         self.saved_series: list[str] = []  # series files, likewise (their folders go too)
         self.study: Study | None = None
@@ -208,6 +210,41 @@ class Restorer:
                 files = sorted(p for p in staged.iterdir() if p.is_file())
                 save_files(((f"{prefix}/{p.name}", p) for p in files), self.saved_series)
             obj.storage_prefix = prefix
+            self.restore_reference_mask(obj, row)
+
+    def restore_reference_mask(self, obj: ImageSeries, row: dict) -> None:
+        """Save the series' reference mask from the archive (checked against the sha256 its import recorded)."""
+        mask = row.get("reference_mask") or ""
+        if self.v.manifest["format_version"] < archive.REFERENCE_MASKS_SINCE:
+            # An older archive named the source's storage file without carrying it: never point at another study's.
+            if mask:
+                self.masks_not_in_archive += 1
+            obj.reference_mask, obj.reference_mask_info = "", {}
+            return
+        if not mask:
+            obj.reference_mask, obj.reference_mask_info = "", {}
+            return
+        where = f"tables/series.jsonl row {row.get('id')}"
+        try:
+            rel = safe_member(mask)
+        except BackupError:
+            raise BackupError(f"{where}: reference_mask {mask!r}") from None
+        if rel.suffix != ".npz":
+            raise BackupError(f"{where}: reference_mask {mask!r} is not a .npz file name")
+        info = row.get("reference_mask_info")
+        if not isinstance(info, dict):
+            raise BackupError(f"{where}: reference_mask_info must be an object")
+        staged = self.v.staging / "reference_masks" / str(row.get("id")) / rel.name
+        if not staged.is_file():
+            raise BackupError(f"series {row.get('id')}: reference mask {rel.name} is not in the archive")
+        want = info.get("stored_sha256")
+        got = archive.file_sha256(staged)
+        if want is not None and got != want:
+            raise BackupError(f"series {row.get('id')}: reference mask {rel.name} has sha256 {got}, its import {want}")
+        name = f"{self.root}/{rel.as_posix()}"
+        save_files([(name, staged)], self.saved_series)
+        obj.reference_mask, obj.reference_mask_info = name, {**info, "stored_sha256": got}
+        self.masks_restored += 1
 
     def prepare_reads(self, objs: list[Read], rows: list[dict]) -> None:
         taken = set(
@@ -274,6 +311,8 @@ class Restorer:
             "images": bool(manifest.get("images")),
             "users_created": self.users_created,
             "idempotency_keys_rewritten": self.keys_rewritten,
+            "reference_masks": self.masks_restored,
+            "reference_masks_not_in_archive": self.masks_not_in_archive,
         }
 
     def cleanup(self) -> None:

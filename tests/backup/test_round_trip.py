@@ -176,7 +176,7 @@ def test_archive_has_a_versioned_manifest_with_every_members_sha256(study, archi
         for name in names[1:]:
             assert manifest["members"][name]["sha256"] == hashlib.sha256(tar.extractfile(name).read()).hexdigest()
     assert sorted(manifest["members"]) == sorted(names[1:])
-    assert manifest["format"] == "readerstudy-backup" and manifest["format_version"] == 2
+    assert manifest["format"] == "readerstudy-backup" and manifest["format_version"] == 3
     assert manifest["software_version"].startswith("readerstudy ")
     assert manifest["study"] == {"id": study.pk, "name": "Source"} and manifest["images"] is True
     assert manifest["counts"]["reads"] == 24 and manifest["counts"]["cases"] == 6
@@ -320,8 +320,8 @@ def test_wrong_format_version_or_format_is_refused(study, archive, tmp_path):
         return change
 
     before = row_counts()
-    newer = repack(archive, tmp_path / "v3.tar.gz", manifest(format_version=3))
-    with pytest.raises(CommandError, match="format version 3 is newer than this software reads"):
+    newer = repack(archive, tmp_path / "v4.tar.gz", manifest(format_version=4))
+    with pytest.raises(CommandError, match="format version 4 is newer than this software reads"):
         call_command("restore_study", str(newer), "--rename", "Copy", "--as", "admin", "--no-progress")
     other = repack(archive, tmp_path / "other.tar.gz", manifest(format="something-else"))
     with pytest.raises(CommandError, match="not a readerstudy-backup archive"):
