@@ -13,9 +13,9 @@ from typing import cast
 
 import numpy as np
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
-from inference.models import BACKENDS, CLASSIFIERS, PrecomputeRun, Prediction
+from inference.models import BACKENDS, CLASSIFIERS, PrecomputeRun, Prediction, SegmentationEvaluation
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput
 from readerstudy.core.frozen import FrozenQuery
@@ -23,7 +23,7 @@ from readerstudy.core.jobs import finish_job
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
 from readerstudy.studies.actions import check_study_admin
-from readerstudy.studies.models import Case, Study
+from readerstudy.studies.models import Case, ImageSeries, Study
 
 
 def record_prediction(
@@ -156,6 +156,21 @@ def shown_prediction(case: Case) -> Prediction | None:
 _NEWEST_PREDICTION = FrozenQuery(
     lambda case_id: Prediction.objects.filter(case_id=case_id).order_by("-created_at", "-id")[:1]
 )
+
+
+def store_segmentation_evaluation(series: ImageSeries, key: str, result: dict, seconds: float) -> None:
+    """Keep the series' segmentation metrics for later analysis runs (replacing those of an older key).
+
+    Derived data the analysis task writes: no audit event, as it changes nothing a study's results rest on (a run
+    with a different key recomputes). Two runs storing at once both computed the same thing: the second is dropped.
+    """
+    try:
+        with transaction.atomic():
+            SegmentationEvaluation.objects.update_or_create(
+                series=series, defaults={"key": key, "result": result, "seconds": seconds}
+            )
+    except IntegrityError:
+        pass
 
 
 def queue_precompute(

@@ -70,3 +70,21 @@ class PrecomputeRun(Job):
     @property
     def n_handled(self) -> int:
         return self.n_done + self.n_skipped + self.n_failed
+
+
+class SegmentationEvaluation(models.Model):
+    """A series' segmentation metrics (``seg_evaluation.evaluate_case``) of its shown prediction against its imported
+    reference mask, reused by later analysis runs while ``key`` (a hash of everything that determines them, see
+    ``inference.evaluation.evaluation_key``) is unchanged. Derived: one row per series, replaced when the key
+    changes; not backed up."""
+
+    series = models.OneToOneField(
+        "studies.ImageSeries", on_delete=models.CASCADE, related_name="segmentation_evaluation"
+    )
+    key = models.CharField(max_length=64, help_text="sha256 of prediction, reference mask, settings and version.")
+    result = models.JSONField(help_text="evaluate_case's dict; non-finite floats as {'$float': 'inf'}.")
+    seconds = models.FloatField(default=0, help_text="What computing it took.")
+    created_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"segmentation evaluation of {self.series_id} ({self.key[:12]})"

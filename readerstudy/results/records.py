@@ -100,12 +100,13 @@ def segmentation(study: Study) -> dict[str, Any]:
     """The stored predictions' segmentation against the reference masks imported with the cases
     (inference.evaluation.imported_reference_evaluation), JSON-safe; ``{"n_with_reference": 0}`` when none were
     imported, ``{"error": ...}`` when a stored mask or prediction cannot be read."""
+    from inference.actions import store_segmentation_evaluation
     from inference.evaluation import imported_reference_evaluation
     from inference.pipeline.reference_masks import ReferenceMaskError
     from inference.pipeline.seg_evaluation import nan_to_none
 
-    try:
-        out = imported_reference_evaluation(study)
+    try:  # reuses the results of earlier runs that are still current, stores the ones it computes
+        out = imported_reference_evaluation(study, store=store_segmentation_evaluation)
     except (ReferenceMaskError, OSError, ValueError) as exc:
         return {"error": f"the segmentation evaluation failed ({exc})"}
     return {"n_with_reference": 0} if out is None else nan_to_none(out)
