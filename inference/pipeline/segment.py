@@ -34,6 +34,7 @@ __all__ = [
     "TotalSegmentatorBackend",
     "TotalSegmentatorError",
     "file_sha256",
+    "masks_from_probabilities",
     "min_input_shape",
     "missing_totalseg_weights",
     "totalseg_weights_dir",
@@ -160,17 +161,20 @@ class PhantomUNetBackend:
 
     def segment(self, volume: Volume, workdir: Path | None = None) -> Segmentation:
         t0 = time.perf_counter()
-        prob = self.predict_probabilities(volume.hu, volume.spacing_mm)
-        labels = np.argmax(prob, axis=0)
-        liver = largest_component(labels >= 1)
-        # lesions only inside the liver; fill holes so lesions enclosed by the liver stay liver too
-        liver = ndimage.binary_fill_holes(liver)
-        lesion = (labels == 2) & liver
+        liver, lesion = masks_from_probabilities(self.predict_probabilities(volume.hu, volume.spacing_mm))
         return Segmentation(
             liver_mask=liver,
             lesion_mask=lesion,
             info={"backend": self.name, "seconds": time.perf_counter() - t0, "device": self.device},
         )
+
+
+def masks_from_probabilities(prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(liver, lesion)`` boolean masks from the UNet's ``[3, z, y, x]`` class probabilities: the argmax, the
+    largest liver component with its holes filled (lesions enclosed by the liver stay liver), lesions inside it."""
+    labels = np.argmax(prob, axis=0)
+    liver = ndimage.binary_fill_holes(largest_component(labels >= 1))
+    return liver, (labels == 2) & liver
 
 
 def build_unet(config: dict[str, Any]) -> Any:
