@@ -93,6 +93,8 @@ class SeriesCache:
         self._segmentations: dict[tuple, Any] = {}
         self._others: dict[int, tuple[ImageSeries, Any]] = {}
         self._folder: tuple[int, Path, ExitStack] | None = None
+        # The lesions and SEG of the current series' cases, shared by the classifiers of a backend comparison.
+        self.found: dict[str, Any] = {}
 
     def folder(self, series: ImageSeries) -> Path:
         """A local folder of the series, kept while its cases run (a download unless the storage is on disk)."""
@@ -123,6 +125,7 @@ class SeriesCache:
 
         if series.pk not in self._volumes:
             self._volumes = {series.pk: read_series(self.folder(series))}  # keep one: series are visited in order
+            self.found = {}
         return self._volumes[series.pk]
 
     def segment(self, volume: Any, workdir: Path) -> Any:
@@ -145,7 +148,8 @@ def precompute(
     """Predict every case (ordered by series so that each series is read and segmented once).
 
     ``extra_classifiers`` are further backends to store a prediction of, each case after its segmentation (the
-    series' one, cached: a backend comparison costs its classifier's time, not another segmentation). They are
+    series' one, cached, and the case's lesions and SEG, found once: a backend comparison costs its classifier's
+    time, not another segmentation, lesion search or SEG). They are
     stored before ``classifier``'s, so that ``classifier``'s is the newest: the one aided readers are shown.
     Counts are per prediction; ``on_case`` is called once per case, with the outcome of ``classifier``."""
     summary = PrecomputeSummary()
@@ -205,7 +209,7 @@ def _predict(case: Case, cached: SeriesCache, classifier: Any, actor: Any, force
             result = predict_case(
                 cached.folder(series), target, backend=cached, classifier=classifier,
                 tolerance_mm=MATCH_TOLERANCE_MM, target_diameter_mm=case.diameter_mm, volume=volume,
-                series=others, primary_role=primary_role,
+                series=others, primary_role=primary_role, found=cached.found,
             )  # fmt: skip
             record_prediction(
                 actor, case,

@@ -26,7 +26,15 @@ from inference.pipeline.lesions import find_lesions, match_targets
 from inference.pipeline.seg import LABELMAP_LABELS, make_dicom_seg, make_labelmap
 from inference.pipeline.segment import SegmentationBackend, file_sha256
 
-__all__ = ["PIPELINE_VERSION", "CasePrediction", "LesionClassifier", "inputs_sha256", "predict_case"]
+__all__ = [
+    "PIPELINE_VERSION",
+    "CasePrediction",
+    "FoundLesions",
+    "LesionClassifier",
+    "inputs_sha256",
+    "predict_case",
+    "segmentation_sha256",
+]
 
 # Part of every inputs hash and of the stored model_version. 2: the size bins left the inputs and the lesion
 # records (no "stratum" per lesion), so predictions of version 1 hash differently and are named "pipeline 1".
@@ -100,6 +108,62 @@ class CasePrediction:
         }
 
 
+@dataclass(frozen=True)
+class FoundLesions:
+    """What a case's segmentation gives every classifier alike: lesions, instance labels, the target's index, the
+    labelmap and the DICOM SEG (a backend comparison classifies these again; it need not find or write them again).
+    """
+
+    lesions: list[Any]
+    instances: np.ndarray
+    target_index: int | None
+    labelmap: np.ndarray
+    seg_bytes: bytes
+    seconds: dict[str, float]
+
+
+def _find_lesions(
+    vol: Volume,
+    target_lps_mm: Sequence[float],
+    *,
+    backend: SegmentationBackend,
+    tolerance_mm: float,
+    workdir: Path | None,
+    seg_key: str,
+) -> FoundLesions:
+    """Segment, find the lesions, match the target, make the labelmap and the SEG (timed by stage)."""
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="segment-") as tmp:
+            seg = backend.segment(vol, Path(tmp))
+    else:
+        seg = backend.segment(vol, Path(workdir))
+    seconds["segment"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    lesions, instances = find_lesions(seg.lesion_mask, seg.liver_mask, vol.spacing_mm, vol.affine)
+    match = match_targets(lesions, [target_lps_mm], tolerance_mm)
+    li = match.lesion_for(0)
+    seconds["lesions"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    target_label = lesions[li].label if li is not None else None
+    labelmap = make_labelmap(seg.liver_mask, instances, target_label)
+    seg_bytes = make_dicom_seg(
+        vol,
+        seg.liver_mask,
+        instances,
+        lesions,
+        target_label,
+        algorithm_name=str(backend.name),
+        algorithm_version=str(backend.version),
+        uid_seed=seg_key,
+    )
+    seconds["seg"] = time.perf_counter() - t
+    return FoundLesions(lesions, instances, li, labelmap, seg_bytes, seconds)
+
+
 def _identity(obj: Any) -> dict[str, str]:
     return {"name": str(obj.name), "version": str(obj.version), "sha256": str(obj.weights_sha256)}
 
@@ -135,6 +199,21 @@ def inputs_sha256(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def segmentation_sha256(
+    file_hashes: Sequence[str], target_lps_mm: Sequence[float], *, backend: SegmentationBackend, tolerance_mm: float
+) -> str:
+    """Hash of what the lesions, the labelmap and the SEG depend on (not the classifier): it keys
+    :class:`FoundLesions` and seeds the SEG's UIDs, so each classifier's prediction of a case stores the same SEG."""
+    payload = {
+        "pipeline": PIPELINE_VERSION,
+        "files": sorted(file_hashes),
+        "segmentation": _identity(backend),
+        "target_lps_mm": [round(float(v), 3) for v in target_lps_mm],
+        "tolerance_mm": float(tolerance_mm),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
 def predict_case(
     series_folder: Path,
     target_lps_mm: Sequence[float],
@@ -147,6 +226,7 @@ def predict_case(
     volume: Volume | None = None,
     series: Mapping[str, Volume] | None = None,
     primary_role: str = "portal-venous",
+    found: dict[str, FoundLesions] | None = None,
 ) -> CasePrediction:
     """Run the pipeline on one case.
 
@@ -161,6 +241,8 @@ def predict_case(
         volume: an already read volume of ``series_folder`` (skips the read stage).
         series: the case's further series by role (read already), for a classifier with ``uses_series``.
         primary_role: the role of ``series_folder`` (the case's primary series).
+        found: a memo the caller keeps across classifiers of the same case (``precompute --also-classifier``):
+            the lesions and SEG found for an earlier classifier are reused, and those found here are added.
     """
     timings: dict[str, float] = {}
     notes: list[str] = []
@@ -174,6 +256,7 @@ def predict_case(
     series_kwargs: dict[str, Any] = (
         {"series": {**others, primary_role: vol}, "primary_role": primary_role} if uses_series else {}
     )
+    file_hashes = list(vol.file_sha256) or sorted(file_sha256(p) for p in list_dicom_files(Path(series_folder)))
     key = inputs_sha256(
         series_folder,
         target_lps_mm,
@@ -181,24 +264,22 @@ def predict_case(
         classifier=classifier,
         tolerance_mm=tolerance_mm,
         target_diameter_mm=target_diameter_mm,
-        file_hashes=vol.file_sha256 or None,
+        file_hashes=file_hashes,
         other_series={role: v.file_sha256 for role, v in others.items()} or None,
     )
 
-    t = time.perf_counter()
-    if workdir is None:
-        with tempfile.TemporaryDirectory(prefix="segment-") as tmp:
-            seg = backend.segment(vol, Path(tmp))
+    seg_key = segmentation_sha256(file_hashes, target_lps_mm, backend=backend, tolerance_mm=tolerance_mm)
+    known = found.get(seg_key) if found is not None else None
+    if known is None:
+        known = _find_lesions(vol, target_lps_mm, backend=backend, tolerance_mm=tolerance_mm, workdir=workdir,
+                              seg_key=seg_key)  # fmt: skip
+        if found is not None:
+            found[seg_key] = known
+        timings.update(known.seconds)
     else:
-        seg = backend.segment(vol, Path(workdir))
-    timings["segment"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    lesions, instances = find_lesions(seg.lesion_mask, seg.liver_mask, vol.spacing_mm, vol.affine)
-    match = match_targets(lesions, [target_lps_mm], tolerance_mm)
-    li = match.lesion_for(0)
-    target = lesions[li] if li is not None else None
-    timings["lesions"] = time.perf_counter() - t
+        timings.update({stage: 0.0 for stage in known.seconds})  # reused: nothing was computed for this one
+    lesions, instances = known.lesions, known.instances
+    target = lesions[known.target_index] if known.target_index is not None else None
 
     t = time.perf_counter()
     if target is not None:
@@ -224,21 +305,8 @@ def predict_case(
         )
     timings["classify"] = time.perf_counter() - t
 
-    t = time.perf_counter()
     target_label = target.label if target is not None else None
-    labelmap = make_labelmap(seg.liver_mask, instances, target_label)
-    seg_name = str(backend.name)
-    seg_bytes = make_dicom_seg(
-        vol,
-        seg.liver_mask,
-        instances,
-        lesions,
-        target_label,
-        algorithm_name=seg_name,
-        algorithm_version=str(backend.version),
-        uid_seed=key,
-    )
-    timings["seg"] = time.perf_counter() - t
+    labelmap, seg_bytes = known.labelmap, known.seg_bytes
 
     lesion_dicts = []
     for le in lesions:
