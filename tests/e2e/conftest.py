@@ -12,6 +12,7 @@ import pytest
 from django.conf import settings
 
 from fixtures.browser import CHROMIUM, VIEWPORT, launch_chromium
+from tests.missing import missing
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the test itself are still sync.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -35,8 +36,8 @@ def browser() -> Iterator[object]:
     if reason:
         # Only a missing browser may skip, and not where CI installed one (REQUIRE_BROWSER=1): Playwright and
         # the viewer bundle are installed by `make test` itself, so their absence is a failure.
-        if reason.startswith("Chromium not installed") and os.environ.get("REQUIRE_BROWSER") != "1":
-            pytest.skip(reason)
+        if reason.startswith("Chromium not installed"):
+            missing("REQUIRE_BROWSER", reason)
         pytest.fail(reason)
     from playwright.sync_api import sync_playwright
 

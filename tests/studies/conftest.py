@@ -4,21 +4,19 @@ Without Orthanc installed the tests that use it skip and say why, except under `
 sets it), where they fail: CI must run them.
 """
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from fixtures.orthanc import Orthanc, OrthancUnavailable, start_orthanc
+from tests.missing import missing
 
 
 def orthanc_or_skip(folder) -> Orthanc:
     try:
         return start_orthanc(folder)
     except OrthancUnavailable as exc:
-        if os.environ.get("REQUIRE_ORTHANC") == "1":
-            pytest.fail(f"REQUIRE_ORTHANC=1 but no Orthanc PACS: {exc}")
-        pytest.skip(f"no Orthanc PACS for the DICOMweb tests ({exc}); .ci/run installs it")
+        missing("REQUIRE_ORTHANC", f"no Orthanc PACS for the DICOMweb tests ({exc}); .ci/run installs it")
 
 
 @pytest.fixture(scope="session")
