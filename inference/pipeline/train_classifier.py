@@ -31,7 +31,7 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,6 +236,57 @@ def held_out_metrics(
     }
 
 
+def fit_crops(
+    net: Any,
+    train_cases: Sequence[Any],
+    augment: Callable[[Any], np.ndarray],
+    rng: np.random.Generator,
+    *,
+    n_slices: int,
+    epochs: int,
+    batch: int,
+    lr: float,
+    desc: str,
+    progress: bool,
+    min_batch: int = 1,
+) -> float | None:
+    """Train ``net`` (one logit per crop) with BCE, AdamW and a one-cycle schedule on every case's augmented crops,
+    reshuffled each epoch; the crop classifiers' shared loop. Batches under ``min_batch`` crops are skipped (batch
+    norm needs two). Returns the last epoch's mean loss (None if no batch ran)."""
+    import torch
+    from tqdm import tqdm
+
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, int(np.ceil(len(train_cases) * n_slices / batch)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    losses: list[float] = []
+    bar = tqdm(range(epochs), desc=desc, disable=not progress)
+    for _ in bar:
+        net.train()
+        xs, ys = [], []
+        for c in train_cases:
+            crops = augment(c)
+            xs.append(crops)
+            ys.extend([c.truth] * len(crops))
+        x_all = torch.from_numpy(np.concatenate(xs))
+        y_all = torch.tensor(ys, dtype=torch.float32)
+        order = torch.from_numpy(rng.permutation(len(y_all)))
+        for s in range(steps_per_epoch):
+            idx = order[s * batch : (s + 1) * batch]
+            if idx.numel() < min_batch:
+                continue
+            opt.zero_grad()
+            loss = loss_fn(net(x_all[idx])[:, 0], y_all[idx])
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+        if losses:
+            bar.set_postfix(loss=f"{np.mean(losses[-steps_per_epoch:]):.3f}")
+    return float(np.mean(losses[-steps_per_epoch:])) if losses else None
+
+
 def train(
     out: Path,
     data: Path,
@@ -252,7 +303,6 @@ def train(
 ) -> dict[str, Any]:
     """Train, calibrate, validate, save ``out`` and its model card; return the card."""
     import torch
-    from tqdm import tqdm
 
     config = dict(config or DEMO_CONFIG)
     config.pop("calibration", None)
@@ -268,33 +318,11 @@ def train(
     if not train_cases or len({c.truth for c in val_cases}) < 2:
         raise ValueError("need training cases and both classes among the validation cases; add data or change --seed")
     net = build_classifier(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, int(np.ceil(len(train_cases) * int(config["n_slices"]) / batch)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    losses: list[float] = []
-    bar = tqdm(range(epochs), desc="train classifier", disable=not progress)
-    for _ in bar:
-        net.train()
-        xs, ys = [], []
-        for c in train_cases:
-            crops = _augmented(c, config, rng)
-            xs.append(crops)
-            ys.extend([c.truth] * len(crops))
-        x_all = torch.from_numpy(np.concatenate(xs))
-        y_all = torch.tensor(ys, dtype=torch.float32)
-        order = torch.from_numpy(rng.permutation(len(y_all)))
-        for s in range(steps_per_epoch):
-            idx = order[s * batch : (s + 1) * batch]
-            if idx.numel() == 0:
-                continue
-            opt.zero_grad()
-            loss = loss_fn(net(x_all[idx])[:, 0], y_all[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-        bar.set_postfix(loss=f"{np.mean(losses[-steps_per_epoch:]):.3f}")
+    final_loss = fit_crops(
+        net, train_cases, lambda c: _augmented(c, config, rng), rng,
+        n_slices=int(config["n_slices"]), epochs=epochs, batch=batch, lr=lr, desc="train classifier",
+        progress=progress,
+    )  # fmt: skip
     net.eval()
     calibration: dict[str, Any] | None = None
     cal_note = "none: no calibration split (--cal-fraction 0)"
@@ -331,7 +359,7 @@ def train(
             "lr": lr,
             "optimizer": "AdamW + one-cycle",
             "augmentation": "FOV scale 0.85-1.2, centre jitter ~1 px, flips, 90-degree rotations",
-            "final_loss": float(np.mean(losses[-steps_per_epoch:])),
+            "final_loss": final_loss,
             "seconds": round(time.perf_counter() - t0, 1),
         },
         "calibration": cal_note,

@@ -47,7 +47,7 @@ from inference.pipeline.multiseries import (
     multiseries_crops,
     reference_planes,
 )
-from inference.pipeline.train_classifier import LABELS, split_patients
+from inference.pipeline.train_classifier import LABELS, fit_crops, split_patients
 
 NAME = "multiseries-classifier-demo"
 VERSION = "1.0"
@@ -205,7 +205,6 @@ def train(
 ) -> dict[str, Any]:
     """Train, validate on held-out patients, save ``OUT/multiseries_classifier.pt`` and its model card."""
     import torch
-    from tqdm import tqdm
 
     config = dict(config or MULTISERIES_CONFIG)
     if roles is not None:
@@ -223,34 +222,11 @@ def train(
     if not train_cases or len({c.truth for c in val_cases}) < 2:
         raise ValueError("need training cases and both classes among the validation cases; add data or change --seed")
     net = build_multiseries_net(config)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, int(np.ceil(len(train_cases) * int(config["n_slices"]) / batch)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    losses: list[float] = []
-    bar = tqdm(range(epochs), desc="train multi-series classifier", disable=not progress)
-    for _ in bar:
-        net.train()
-        xs, ys = [], []
-        for c in train_cases:
-            crops = _augmented(c, config, rng)
-            xs.append(crops)
-            ys.extend([c.truth] * len(crops))
-        x_all = torch.from_numpy(np.concatenate(xs))
-        y_all = torch.tensor(ys, dtype=torch.float32)
-        order = torch.from_numpy(rng.permutation(len(y_all)))
-        for s in range(steps_per_epoch):
-            idx = order[s * batch : (s + 1) * batch]
-            if idx.numel() < 2:  # batch norm needs two samples
-                continue
-            opt.zero_grad()
-            loss = loss_fn(net(x_all[idx])[:, 0], y_all[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(float(loss.detach()))
-        if losses:
-            bar.set_postfix(loss=f"{np.mean(losses[-steps_per_epoch:]):.3f}")
+    final_loss = fit_crops(
+        net, train_cases, lambda c: _augmented(c, config, rng), rng,
+        n_slices=int(config["n_slices"]), epochs=epochs, batch=batch, lr=lr, desc="train multi-series classifier",
+        progress=progress, min_batch=2,
+    )  # fmt: skip
     metrics = _validate(net, val_cases)
     truth = np.array([c.truth for c in val_cases])
     card = {
@@ -280,7 +256,7 @@ def train(
             "lr": lr,
             "optimizer": "AdamW + one-cycle",
             "augmentation": "FOV scale 0.85-1.2, centre jitter ~1 px, flips, 90-degree rotations (all channels alike)",
-            "final_loss": float(np.mean(losses[-steps_per_epoch:])) if losses else None,
+            "final_loss": final_loss,
             "seconds": round(time.perf_counter() - t0, 1),
             "threads": threads,
         },
