@@ -15,14 +15,14 @@ from django.db import models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from readerstudy.core.chain import GENESIS, ChainReport, event_hash, verify_chain
+from readerstudy.core.chain import GENESIS, ChainReport, event_hash, hash_parts, verify_chain
 from readerstudy.core.models import AuditEvent, Verb
 from readerstudy.core.types import Actor
 
 # pg_advisory_xact_lock key of the chain head ("audit" in ASCII); released at commit or rollback.
 CHAIN_LOCK = 0x6175646974
-# PostgreSQL function (migration core 0008) that takes the chain's locks and returns its head in one round trip.
-CHAIN_HEAD_FUNCTION = "audit_chain_head"
+# PostgreSQL function (migration core 0009): the chain's locks, its head, the event's hash and INSERT in one round trip.
+APPEND_FUNCTION = "audit_append"
 # What reading's migrations 0002 and 0003 install (the table predates the core app); verify_audit reports any
 # that is missing.
 TRIGGERS = {
@@ -63,34 +63,59 @@ def append(event: AuditEvent, *, keep_created_at: bool = False) -> AuditEvent:
     connection = transaction.get_connection()
     if not connection.in_atomic_block:
         raise RuntimeError("audit events must be written inside the action's transaction")
-    if connection.vendor == "postgresql":
-        head = _lock_chain(connection, event)
-    else:
-        # SQLite has one writer at a time; a transaction whose snapshot predates another's append fails on its
-        # write (SQLITE_BUSY) instead of forking the chain. The unique seq is the last guard on either database.
-        head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
-    event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
     if not keep_created_at or event.created_at is None:
         event.created_at = timezone.now()
+    if connection.vendor == "postgresql":
+        return _append_in_database(connection, event)
+    # SQLite has one writer at a time; a transaction whose snapshot predates another's append fails on its write
+    # (SQLITE_BUSY) instead of forking the chain. The unique seq is the last guard on either database.
+    head = AuditEvent.objects.order_by("-seq").values_list("seq", "hash").first()
+    event.seq, event.prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS)
     event.hash = event_hash(event)
     event.save(force_insert=True)
     return event
 
 
-def _lock_chain(connection: BaseDatabaseWrapper, event: AuditEvent) -> tuple[int, str] | None:
-    """Take the chain lock and return the head (seq, hash) read after it, or None for an empty chain.
+def _append_in_database(connection: BaseDatabaseWrapper, event: AuditEvent) -> AuditEvent:
+    """PostgreSQL: link, hash and insert ``event`` in one round trip (``audit_append``, migration core 0009).
 
-    Without the lock two concurrent transactions read the same head and both append to it: the chain forks (two
-    events with one prev_hash), or the second commit fails on the unique seq and loses its action. The rows the
+    Without the chain lock two concurrent transactions read the same head and both append to it: the chain forks
+    (two events with one prev_hash), or the second commit fails on the unique seq and loses its action. The rows the
     INSERT's foreign keys check are locked (KEY SHARE, what the check takes) first: a transaction holding the study
-    FOR UPDATE while it waits for the chain lock would otherwise deadlock with us. One round trip: the function
-    (migration core 0008) runs the two KEY SHARE selects, the advisory lock and the head's select, each with a
-    fresh snapshot (it is VOLATILE), so the head is read after the lock is granted."""
+    FOR UPDATE while it waits for the chain lock would otherwise deadlock with us. The function reads the head after
+    the lock is granted (a fresh snapshot per statement) and holds the lock to our commit; one round trip instead of
+    two shortens that hold, which every other append waits for. Python sends the canonical payload around the chain
+    fields and checks the hash that comes back, so the database cannot store a hash ``verify_audit`` would reject.
+    """
+    head, tail = hash_parts(event)
     with connection.cursor() as cursor:
-        sql = f"SELECT head_seq, head_hash FROM {CHAIN_HEAD_FUNCTION}(%s, %s)"
-        cursor.execute(sql, [event.study_id, event.actor_id])
-        row = cursor.fetchone()
-    return (int(row[0]), str(row[1])) if row else None
+        cursor.execute(
+            f"SELECT event_id, event_seq, event_prev_hash, event_hash FROM {APPEND_FUNCTION}"
+            "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
+            [
+                event.actor_id,
+                event.study_id,
+                event.verb,
+                event.object_type,
+                event.object_id,
+                None if event.before is None else json.dumps(event.before),
+                None if event.after is None else json.dumps(event.after),
+                event.created_at,
+                event.source_hash,
+                head,
+                tail,
+            ],
+        )
+        event.pk, event.seq, event.prev_hash, stored = cursor.fetchone()
+    # The whole canonical payload again, not the parts sent: a fault in hash_parts must not store a hash that
+    # verify_audit would reject.
+    event.hash = event_hash(event)
+    if stored != event.hash:
+        raise RuntimeError(
+            f"audit event seq {event.seq}: the database hashed it as {stored}, core.chain as {event.hash}"
+        )
+    event._state.adding, event._state.db = False, connection.alias
+    return event
 
 
 def _as_stored(value: dict | None) -> Any:

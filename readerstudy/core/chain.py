@@ -90,6 +90,25 @@ def event_hash(event: Any) -> str:
     return hashlib.sha256(canonical(payload(event)).encode("ascii")).hexdigest()
 
 
+#: What joins an event's ``prev_hash`` and ``seq`` in its canonical payload (the keys sort next to each other).
+SEQ_JOIN = '","seq":'
+
+
+def hash_parts(event: Any) -> tuple[str, str]:
+    """The canonical payload of ``event`` around its chain fields: ``(head, tail)`` such that
+    ``head + prev_hash + SEQ_JOIN + str(seq) + tail == canonical(payload(event))``, whatever the chain's head is.
+
+    This lets the database link and hash an event in the statement that takes the chain's lock (PostgreSQL's
+    ``audit_append``); ``created_at`` must be set. Only ``before`` and ``after`` sort before ``prev_hash`` and can
+    hold nested objects (a string's quotes are escaped), so the last match of the marker is the top-level one.
+    """
+    marker = '"prev_hash":"","seq":0,'
+    head, found, tail = canonical({**payload(event), "prev_hash": "", "seq": 0}).rpartition(marker)
+    if not found:  # cannot happen while "source_hash" sorts after "seq"; a payload change must not slip by
+        raise ValueError("the canonical payload has no prev_hash/seq pair")
+    return head + '"prev_hash":"', "," + tail
+
+
 @dataclass(frozen=True)
 class BrokenLink:
     event_id: Any

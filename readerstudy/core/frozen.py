@@ -7,6 +7,10 @@ builds the queryset once with sentinels in place of its varying values, keeps th
 compiler's column map, and afterwards only substitutes the values and turns the rows into model instances the way
 Django's own ``ModelIterable`` does (select_related objects, deferred fields and field converters included).
 The SQL goes through Django's cursor, so query logging and ``CaptureQueriesContext`` see it as before.
+
+A ``FrozenInsert`` does the same for ``Model.objects.create`` of a fixed set of fields: the INSERT is compiled
+once; each call builds the instance and its parameters as Django's insert compiler does (``pre_save``, then
+``get_db_prep_save``) and runs the SQL.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ from typing import Any
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
-from django.db.models import Model, QuerySet
+from django.db.models import Model, QuerySet, signals
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in django-stubs
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.subqueries import InsertQuery
 
 # Stand for the varying values while compiling (SENTINEL + i for the i-th); each must appear exactly once among the
 # compiled parameters. Within the range of every integer column, small ones included: Django compiles a value out
@@ -108,3 +113,48 @@ class FrozenQuery:
                 populator.populate(row, obj)
             out.append(obj)
         return out
+
+
+class FrozenInsert:
+    """``create(**values)`` inserts one row of ``model`` with exactly ``fields`` (names as ``create`` takes them)
+    and returns the saved instance, its pk set. The model's save() and its pre/post-save signals are not run: a
+    model that overrides save() or has signal receivers is refused (the ORM's ``create`` would run them)."""
+
+    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
+        if "save" in vars(model):
+            raise TypeError(f"{model.__name__} overrides save(): create its rows through the ORM")
+        self._model = model
+        self._names = frozenset(fields)
+        self._fields = tuple(model._meta.get_field(name) for name in fields)
+        self._local = threading.local()
+
+    def _compiled(self, using: str) -> tuple[str, Any]:
+        cache: dict[str, tuple[str, Any]] = self._local.__dict__.setdefault("by_db", {})
+        if using not in cache:
+            query = InsertQuery(self._model)
+            query.insert_values(self._fields, [self._model()])
+            compiler = query.get_compiler(using=using)
+            compiler.returning_fields = [self._model._meta.pk]
+            [(sql, _)] = compiler.as_sql()
+            cache[using] = (sql, compiler.returning_params)
+        return cache[using]
+
+    def create(self, *, using: str = "default", **values: Any) -> Model:
+        if values.keys() != self._names:
+            raise TypeError(f"this insert takes exactly {sorted(self._names)}, got {sorted(values)}")
+        model = self._model
+        if signals.pre_save.has_listeners(model) or signals.post_save.has_listeners(model):
+            raise RuntimeError(f"{model.__name__} has save signal receivers: create its rows through the ORM")
+        obj = model(**values)
+        connection = connections[using]
+        sql, returning_params = self._compiled(using)
+        params = [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in self._fields]
+        pk = model._meta.pk
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            if connection.features.can_return_columns_from_insert:
+                (obj.pk,) = connection.ops.fetch_returned_insert_columns(cursor, returning_params)
+            else:
+                obj.pk = connection.ops.last_insert_id(cursor, model._meta.db_table, pk.column)
+        obj._state.adding, obj._state.db = False, using
+        return obj

@@ -18,7 +18,7 @@ from django.utils import timezone
 from inference.actions import shown_prediction
 from readerstudy.core import audit
 from readerstudy.core.errors import Conflict, InvalidInput, NotFound, NotReady
-from readerstudy.core.frozen import FrozenQuery
+from readerstudy.core.frozen import FrozenInsert, FrozenQuery
 from readerstudy.core.models import Verb
 from readerstudy.core.types import Actor
 from readerstudy.reading.access import check_session_open, check_session_readable, dl_allowed
@@ -329,7 +329,7 @@ def _store_read(actor: Actor, item_pk: int, checked: _Checked, now: datetime, *,
         # read). Both ends are this server's clock; max() only guards a ``now`` passed from the past.
         served = locked.first_served_at
         served_seconds = max(0.0, (now - served).total_seconds()) if served is not None else None
-        read = Read.objects.create(
+        read = _INSERT_READ.create(
             item=locked,
             study=study,
             reader=actor,
@@ -424,6 +424,15 @@ _FIRST_UNREAD = FrozenQuery(
         .order_by("position")
         .values_list("pk", "position")[:2]
     )
+)
+# The read's INSERT, compiled once (Read has no save() of its own and no save signals: FrozenInsert checks).
+_INSERT_READ = FrozenInsert(
+    Read,
+    (
+        *("item", "study", "reader", "case", "modality", "rating", "submitted_at", "active_seconds"),
+        *("served_seconds", "not_assessable", "not_assessable_reason", "comment", "viewer_state"),
+        *("idempotency_key", "prediction"),
+    ),
 )
 
 

@@ -3,13 +3,15 @@
 import threading
 
 import pytest
-from django.db import connection, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, signals
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from readerstudy.core.frozen import FrozenQuery
-from readerstudy.reading.actions import _FIRST_UNREAD, _LOCK_OWN_ITEM, SUBMIT_FIELDS
-from readerstudy.reading.models import SessionItem
+from readerstudy.core.frozen import FrozenInsert, FrozenQuery
+from readerstudy.core.models import AuditEvent
+from readerstudy.reading.actions import _FIRST_UNREAD, _INSERT_READ, _LOCK_OWN_ITEM, SUBMIT_FIELDS
+from readerstudy.reading.models import Read, SessionItem
 from tests.factories import build_study
 
 pytestmark = pytest.mark.django_db
@@ -136,3 +138,70 @@ def test_the_reading_api_queries_give_what_the_orm_gives(study):
         assert current_items(other.pk, session.reader) == ([], (0, 0))  # another reader's session: nothing
         if rows:
             actions.submit_read(session.reader, rows[0].pk, rating=10, idempotency_key=f"k{n}", active_seconds=1)
+
+
+# --- FrozenInsert ----------------------------------------------------------------------------------------------
+
+
+def read_values(item, key, **overrides):
+    values = {
+        "item": item,
+        "study": item.session.study,
+        "reader": item.session.reader,
+        "case": item.case,
+        "modality": item.modality,
+        "rating": 73,
+        "submitted_at": timezone.now(),
+        "active_seconds": 12.5,
+        "served_seconds": None,
+        "not_assessable": False,
+        "not_assessable_reason": "",
+        "comment": "ü comment",
+        "viewer_state": {"window": [40, 400], "measurements": [{"mm": 7.25}], "slice_index": 3},
+        "idempotency_key": key,
+        "prediction": None,
+    }
+    return values | overrides
+
+
+def test_the_read_insert_stores_what_the_orm_stores(study):
+    first, second = SessionItem.objects.filter(study=study).select_related("session__study", "session__reader")[:2]
+    values = read_values(first, "k1")
+    with CaptureQueriesContext(connection) as captured:
+        frozen = _INSERT_READ.create(**values)
+    assert len(captured.captured_queries) == 1 and captured.captured_queries[0]["sql"].startswith("INSERT")
+    orm = Read.objects.create(**read_values(second, "k2", submitted_at=frozen.submitted_at))
+    assert frozen.pk is not None and frozen.pk != orm.pk and not frozen._state.adding
+    names = [f.attname for f in Read._meta.concrete_fields if f.attname not in ("id", "item_id", "case_id")]
+    names = [n for n in names if n not in ("modality_id", "idempotency_key")]
+    stored, expected = Read.objects.get(pk=frozen.pk), Read.objects.get(pk=orm.pk)
+    assert fields(stored, names) == fields(expected, names) == fields(frozen, names)
+    assert (stored.item_id, stored.idempotency_key) == (first.pk, "k1")
+    assert isinstance(stored.viewer_state, dict) and stored.viewer_state["measurements"] == [{"mm": 7.25}]
+
+
+def test_the_read_insert_takes_exactly_its_fields_and_keeps_the_constraints(study):
+    item = SessionItem.objects.filter(study=study).select_related("session__study", "session__reader").first()
+    with pytest.raises(TypeError, match="takes exactly"):
+        _INSERT_READ.create(**{k: v for k, v in read_values(item, "k").items() if k != "comment"})
+    _INSERT_READ.create(**read_values(item, "k"))
+    with pytest.raises(IntegrityError), transaction.atomic():  # one read per item: the database's constraint
+        _INSERT_READ.create(**read_values(item, "k-again"))
+    assert Read.objects.filter(item=item).count() == 1
+
+
+def test_an_insert_that_would_skip_save_or_its_signals_is_refused(study):
+    with pytest.raises(TypeError, match="overrides save"):
+        FrozenInsert(AuditEvent, ["verb"])
+    item = SessionItem.objects.filter(study=study).select_related("session__study", "session__reader").first()
+
+    def receiver(**kwargs):
+        pass
+
+    signals.post_save.connect(receiver, sender=Read)
+    try:
+        with pytest.raises(RuntimeError, match="signal receivers"):
+            _INSERT_READ.create(**read_values(item, "k"))
+    finally:
+        signals.post_save.disconnect(receiver, sender=Read)
+    assert not Read.objects.filter(item=item).exists()

@@ -16,7 +16,15 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from readerstudy.core import audit
-from readerstudy.core.chain import GENESIS, canonical, event_hash, verify_chain
+from readerstudy.core.chain import (
+    GENESIS,
+    SEQ_JOIN,
+    canonical,
+    event_hash,
+    hash_parts,
+    payload,
+    verify_chain,
+)
 from readerstudy.core.models import AuditEvent, Verb
 from readerstudy.studies import actions
 from readerstudy.studies.models import Study
@@ -288,9 +296,54 @@ def test_an_append_waiting_for_a_locked_study_does_not_deadlock(on_postgres):
     assert "3 events, chain intact" in verify_audit()
 
 
-def test_the_migration_freezes_the_chain_lock_and_function_name_of_core_audit():
-    migration = importlib.import_module("readerstudy.core.migrations.0008_audit_chain_head")
-    assert (migration.CHAIN_LOCK, migration.CHAIN_HEAD_FUNCTION) == (audit.CHAIN_LOCK, audit.CHAIN_HEAD_FUNCTION)
+def test_the_migration_freezes_the_chain_lock_function_name_and_hash_text_of_core_audit():
+    migration = importlib.import_module("readerstudy.core.migrations.0009_audit_append")
+    assert (migration.CHAIN_LOCK, migration.APPEND_FUNCTION) == (audit.CHAIN_LOCK, audit.APPEND_FUNCTION)
+    assert (migration.GENESIS, migration.SEQ_JOIN) == (GENESIS, SEQ_JOIN)
+
+
+def test_hash_parts_rebuild_the_canonical_payload_around_any_head():
+    # The database hashes head + prev_hash + SEQ_JOIN + seq + tail: that must be the canonical payload for every
+    # content, including nested objects that hold the very keys (and a string that spells the marker).
+    marker = '"prev_hash":"","seq":0,'
+    contents = [
+        (None, None, ""),
+        ({"a": 1}, {"prev_hash": "", "seq": 0, "z": [1, {"prev_hash": "", "seq": 0, "t": 1}]}, "f" * 64),
+        (None, {"comment": marker, "x": '\u00fc " ü'}, ""),
+        ({"seq": 5}, {"nested": {"before": None, "after": [marker]}}, ""),
+    ]
+    for (before, after, source), (seq, prev) in itertools.product(contents, [(1, GENESIS), (123456789, "ab" * 32)]):
+        event = SimpleNamespace(
+            seq=seq,
+            prev_hash=prev,
+            created_at=timezone.now(),
+            actor_id=3,
+            study_id=None,
+            verb="v",
+            object_type="read",
+            object_id="7",
+            before=before,
+            after=after,
+            source_hash=source,
+        )
+        head, tail = hash_parts(event)
+        assert head + prev + SEQ_JOIN + str(seq) + tail == canonical(payload(event))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hash_the_database_computes_differently_is_refused_and_nothing_is_stored(on_postgres, monkeypatch):
+    admin = make_user("admin", staff=True)
+    study = actions.create_study(admin, "Mismatch")
+    n_events = AuditEvent.objects.count()
+    # A head text that differs from core.chain's (one character): the database's hash no longer matches Python's.
+    monkeypatch.setattr(
+        audit, "hash_parts", lambda event: (lambda h, t: (h.replace("{", "[", 1), t))(*hash_parts(event))
+    )
+    with pytest.raises(RuntimeError, match="the database hashed it as"):
+        with transaction.atomic():
+            audit.record(admin, Verb.UPDATE_STUDY, study, study=study)
+    assert AuditEvent.objects.count() == n_events
+    assert f"{n_events} events, chain intact" in verify_audit()
 
 
 @pytest.mark.django_db(transaction=True)
