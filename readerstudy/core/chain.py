@@ -58,6 +58,10 @@ def canonical(value: Any) -> str:
 
 
 def _string(value: str) -> str:
+    # json.dumps escapes exactly '"', '\\' and what lies outside ' '..'~'; most strings hold none of them, and
+    # skipping the encoder for those halves the cost of hashing an event (twice per submit).
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
+        return f'"{value}"'
     return json.dumps(value, ensure_ascii=True)
 
 

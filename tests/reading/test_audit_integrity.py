@@ -3,6 +3,8 @@
 import importlib
 import io
 import itertools
+import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +17,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-from readerstudy.core import audit
+from readerstudy.core import audit, chain
 from readerstudy.core.chain import (
     GENESIS,
     SEQ_JOIN,
@@ -372,3 +374,13 @@ def test_the_head_is_read_after_the_lock_is_granted(on_postgres):
     assert [e.verb for e in events] == ["create_study", "update_study", "close_study"]
     assert events[2].prev_hash == events[1].hash
     assert "3 events, chain intact" in verify_audit()
+
+
+def test_the_strings_of_the_canonical_form_are_json_dumps_ascii_escapes():
+    # core.chain._string skips the JSON encoder for plain strings: it must give the encoder's text for every string.
+    rng = random.Random(7)
+    alphabet = [chr(i) for i in range(0x180)] + ["ü", "✓", "\u2028", "\ud800", "😀"]
+    samples = ["", "plain", 'quo"te', "back\\slash", "tab\there", "del\x7f"]
+    samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(20_000)]
+    for s in samples:
+        assert chain._string(s) == json.dumps(s, ensure_ascii=True), repr(s)
