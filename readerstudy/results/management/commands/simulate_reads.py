@@ -7,6 +7,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from inference.actions import shown_prediction
 from readerstudy.core.errors import ActionError
 from readerstudy.reading import actions
 from readerstudy.reading.models import ReadingSession
@@ -24,10 +25,18 @@ class Command(BaseCommand):
             default="<=10:0.15,10-30:0.6,>30:0.4",
             help="shift of positives' latent score with DL, per size stratum",
         )
+        parser.add_argument(
+            "--dl-reliance",
+            type=float,
+            default=0.4,
+            help="weight aided readers give the DL probability they are shown (0-1; 0: ignored)",
+        )
         parser.add_argument("--seed", type=int, default=7)
         parser.add_argument("--no-progress", action="store_true")
 
-    def handle(self, *args: Any, study: str, aided_effect: str, seed: int, no_progress: bool, **opts: Any) -> None:
+    def handle(
+        self, *args: Any, study: str, aided_effect: str, dl_reliance: float, seed: int, no_progress: bool, **opts: Any
+    ) -> None:
         target = Study.objects.filter(name=study).first()
         if target is None:
             raise CommandError(f"no study named {study!r}")
@@ -44,12 +53,23 @@ class Command(BaseCommand):
             .order_by("reader", "index")
         )
         readers = sorted({s.reader_id for s in sessions})
-        cases = [
-            SimulatedCase(c.pk, int(c.truth.positive), c.size_stratum)
-            for c in target.cases.analysed().select_related("truth", "study").order_by("case_id")
-        ]
+        if not 0.0 <= dl_reliance <= 1.0:
+            raise CommandError(f"--dl-reliance {dl_reliance}: expected 0 to 1")
+        analysed = list(target.cases.analysed().select_related("truth", "study").order_by("case_id"))
+        cases = [SimulatedCase(c.pk, int(c.truth.positive), c.size_stratum) for c in analysed]
+        # What an aided reader of each case is shown (frozen at launch), as the reading API serves it.
+        shown = {c.pk: shown_prediction(c) for c in analysed}
+        dl_probability = {pk: p.probability for pk, p in shown.items() if p is not None}
         modalities = [(m.pk, m.shows_dl) for m in target.modalities.order_by("order")]
-        cells = simulate_ratings(np.random.default_rng(seed), readers, cases, modalities, aided_effect=effects)
+        cells = simulate_ratings(
+            np.random.default_rng(seed),
+            readers,
+            cases,
+            modalities,
+            aided_effect=effects,
+            dl_probability=dl_probability,
+            dl_reliance=dl_reliance,
+        )
         n_items = sum(s.items.count() for s in sessions)
         done = 0
         with tqdm(total=n_items, desc="simulated reads", unit="read", disable=no_progress) as bar:
