@@ -141,9 +141,9 @@ class PhantomUNetBackend:
         pads = [(n // 2, n - n // 2) for n in short]
         if any(sum(p) for p in pads):
             x = np.pad(x, pads, mode="edge")
-        factor = int(np.prod(self.config["strides"]))
+        factors = downsampling(self.config)
         roi = tuple(
-            int(min(r, -(-s // factor) * factor)) for r, s in zip(self.config["roi_size"], x.shape, strict=True)
+            int(min(r, -(-s // f) * f)) for r, s, f in zip(self.config["roi_size"], x.shape, factors, strict=True)
         )
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(self.device)
@@ -186,15 +186,23 @@ def build_unet(config: dict[str, Any]) -> Any:
         in_channels=1,
         out_channels=int(config.get("out_channels", 3)),
         channels=tuple(config["channels"]),
-        strides=tuple(config["strides"]),
+        strides=tuple(tuple(s) if isinstance(s, list | tuple) else int(s) for s in config["strides"]),
         num_res_units=int(config.get("num_res_units", 1)),
     )
 
 
+def downsampling(config: dict[str, Any]) -> tuple[int, int, int]:
+    """The UNet's total downsampling per axis ``(z, y, x)``: the product of its strides (each an int for all axes,
+    or one per axis: a first stride of ``[1, 2, 2]`` keeps the full slice resolution for thin lesions)."""
+    per_axis = np.array([np.broadcast_to(np.asarray(s, dtype=int), (3,)) for s in config["strides"]])
+    z, y, x = (int(v) for v in per_axis.prod(axis=0))
+    return z, y, x
+
+
 def min_input_shape(config: dict[str, Any]) -> tuple[int, int, int]:
     """The smallest ``(z, y, x)`` the UNet takes: two voxels per axis left after all its downsamplings."""
-    factor = int(np.prod(config["strides"]))
-    return (2 * factor,) * 3
+    z, y, x = downsampling(config)
+    return 2 * z, 2 * y, 2 * x
 
 
 def normalise_hu(hu: np.ndarray, config: dict[str, Any]) -> np.ndarray:

@@ -227,11 +227,17 @@ def train(
     init: Path | None = None,
     atypical_fraction: float = 0.2,
     lesion_weight: float = 20.0,
+    channels: Sequence[int] | None = None,
+    strides: Sequence[int | Sequence[int]] | None = None,
 ) -> dict[str, Any]:
     """Train, validate, save ``out`` and ``out.with_suffix('.json')``; return the model card.
 
     ``init``: continue from an earlier weights file of the same configuration (its card's step count is added).
+    ``channels`` / ``strides``: the UNet's levels, :data:`CONFIG`'s by default (a stride is an int or one per axis).
     """
+    config = {**CONFIG, "channels": list(channels or CONFIG["channels"]), "strides": list(strides or CONFIG["strides"])}
+    if len(config["strides"]) != len(config["channels"]) - 1:
+        raise ValueError(f"{len(config['channels'])} channel levels need {len(config['channels']) - 1} strides")
     import torch
     from monai.losses import DiceLoss
     from tqdm import tqdm
@@ -256,11 +262,11 @@ def train(
             disable=not progress,
         )
     )
-    xs = [normalise_hu(ph.hu, CONFIG) for ph in train_ph]
+    xs = [normalise_hu(ph.hu, config) for ph in train_ph]
     ys = [target_labels(ph) for ph in train_ph]
     lesions = [lesion_voxels(ph) for ph in train_ph]
     liver_idx = [np.argwhere(y == 1)[::50] for y in ys]
-    net = build_unet(CONFIG)
+    net = build_unet(config)
     previous_steps = 0
     if init is not None:
         payload = torch.load(init, map_location="cpu", weights_only=True)
@@ -298,14 +304,14 @@ def train(
         sched.step()
         losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-    metrics = evaluate(net, val_ph, CONFIG)
+    metrics = evaluate(net, val_ph, config)
     n_params = sum(p.numel() for p in net.parameters())
     card = {
         "task": "liver and liver-lesion segmentation of synthetic portal-venous CT phantoms (demo only)",
-        "architecture": f"MONAI UNet 3D, channels {CONFIG['channels']}, strides {CONFIG['strides']}, "
-        f"{CONFIG['num_res_units']} residual unit(s), 3 classes (background, liver, lesion)",
+        "architecture": f"MONAI UNet 3D, channels {config['channels']}, strides {config['strides']}, "
+        f"{config['num_res_units']} residual unit(s), 3 classes (background, liver, lesion)",
         "params": n_params,
-        "config": CONFIG,
+        "config": config,
         "training_data": f"{patients} synthetic phantoms from fixtures.phantom "
         f"(seed {seed}, patients 0..{patients - 1}), 1-5 lesions each of the demo's size mix "
         f"({', '.join(f'{w:.0%} {lo:g}-{hi:g} mm' for w, lo, hi in SIZE_MIX)}), atypical_fraction "
@@ -332,7 +338,7 @@ def train(
         "limitations": "trained and validated on synthetic phantoms only; the figures above say nothing about real "
         "CT. Detection counts any overlap of a kept component (find_lesions) with the lesion.",
     }
-    return save_with_card(Path(out), net, CONFIG, NAME, VERSION, card)
+    return save_with_card(Path(out), net, config, NAME, VERSION, card)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -353,6 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--init", type=Path, default=None, help="continue training from these weights")
     parser.add_argument("--lesion-weight", type=float, default=20.0, help="cross-entropy weight of the lesion class")
     parser.add_argument("--patch", default="32,64,64", help="training patch z,y,x (voxels)")
+    parser.add_argument("--channels", default=None, help="UNet channels per level, e.g. 8,16,32,64")
+    parser.add_argument(
+        "--strides", default=None, help='UNet strides as JSON, one per level after the first, e.g. "[[1,2,2],2,2]"'
+    )
     args = parser.parse_args(argv)
     steps = args.steps if args.epochs is None else max(1, math.ceil(args.epochs * args.patients / 2))
     card = train(
@@ -367,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         atypical_fraction=args.atypical_fraction,
         lesion_weight=args.lesion_weight,
         patch=tuple(int(v) for v in args.patch.split(",")),
+        channels=[int(v) for v in args.channels.split(",")] if args.channels else None,
+        strides=json.loads(args.strides) if args.strides else None,
     )
     print(
         json.dumps({k: card[k] for k in ("name", "params", "validation_metrics", "sha256", "weights_bytes")}, indent=2)

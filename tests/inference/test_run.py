@@ -128,3 +128,21 @@ def test_the_unet_takes_volumes_smaller_than_its_windows(unet_backend):
     # finer than the model's spacing (resampled down): a single voxel per axis is kept, not lost
     prob = unet_backend.predict_probabilities(np.zeros((2, 3, 3), dtype=np.float32), (0.5, 0.5, 0.5))
     assert prob.shape == (3, 2, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("strides", "factors"),
+    [([2, 2, 2], (8, 8, 8)), ([[1, 2, 2], 2, 2], (4, 8, 8)), ([1, 2, 2, 2], (8, 8, 8)), ([[1, 1, 2]], (1, 1, 2))],
+)
+def test_per_axis_strides_set_the_downsampling_and_the_smallest_input(strides, factors):
+    import torch
+
+    from inference.pipeline.segment import build_unet, downsampling, min_input_shape
+
+    config = {"channels": [4] * (len(strides) + 1), "strides": strides, "num_res_units": 1}
+    assert downsampling(config) == factors
+    shape = min_input_shape(config)
+    assert shape == tuple(2 * f for f in factors)
+    with torch.inference_mode():
+        out = build_unet(config).eval()(torch.zeros(1, 1, *shape))
+    assert tuple(out.shape) == (1, 3, *shape)
