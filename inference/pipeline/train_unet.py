@@ -43,7 +43,7 @@ NAME = "phantom-unet"
 VERSION = "1.0"
 CONFIG: dict[str, Any] = {
     "channels": [8, 16, 32, 64],
-    "strides": [2, 2, 2],
+    "strides": [[1, 2, 2], 2, 2],  # full slice resolution at the first level: lesions of 5-10 mm span 2-4 slices
     "num_res_units": 1,
     "out_channels": 3,
     "spacing_mm": [2.5, 1.5, 1.5],
