@@ -141,10 +141,8 @@ class PhantomUNetBackend:
         pads = [(n // 2, n - n // 2) for n in short]
         if any(sum(p) for p in pads):
             x = np.pad(x, pads, mode="edge")
-        factors = downsampling(self.config)
-        roi = tuple(
-            int(min(r, -(-s // f) * f)) for r, s, f in zip(self.config["roi_size"], x.shape, factors, strict=True)
-        )
+        down = downsampling(self.config)
+        roi = tuple(int(min(r, -(-s // f) * f)) for r, s, f in zip(self.config["roi_size"], x.shape, down, strict=True))
         with torch.inference_mode():
             t = torch.from_numpy(np.ascontiguousarray(x))[None, None].to(self.device)
             logits = sliding_window_inference(
@@ -186,7 +184,8 @@ def build_unet(config: dict[str, Any]) -> Any:
         in_channels=1,
         out_channels=int(config.get("out_channels", 3)),
         channels=tuple(config["channels"]),
-        strides=tuple(tuple(s) if isinstance(s, list | tuple) else int(s) for s in config["strides"]),
+        # An int or one per axis: MONAI's annotation says int, its convolutions take both.
+        strides=cast(Any, tuple(tuple(s) if isinstance(s, list | tuple) else int(s) for s in config["strides"])),
         num_res_units=int(config.get("num_res_units", 1)),
     )
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connections
-from django.db.models import Model, QuerySet, signals
+from django.db.models import Field, Model, QuerySet, signals
 from django.db.models.query import get_related_populators  # type: ignore[attr-defined]  # not in django-stubs
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.models.sql.subqueries import InsertQuery
@@ -115,17 +115,20 @@ class FrozenQuery:
         return out
 
 
-class FrozenInsert:
+M = TypeVar("M", bound=Model)
+
+
+class FrozenInsert(Generic[M]):
     """``create(**values)`` inserts one row of ``model`` with exactly ``fields`` (names as ``create`` takes them)
     and returns the saved instance, its pk set. The model's save() and its pre/post-save signals are not run: a
     model that overrides save() or has signal receivers is refused (the ORM's ``create`` would run them)."""
 
-    def __init__(self, model: type[Model], fields: Sequence[str]) -> None:
+    def __init__(self, model: type[M], fields: Sequence[str]) -> None:
         if "save" in vars(model):
             raise TypeError(f"{model.__name__} overrides save(): create its rows through the ORM")
         self._model = model
         self._names = frozenset(fields)
-        self._fields = tuple(model._meta.get_field(name) for name in fields)
+        self._fields: tuple[Field, ...] = tuple(_concrete(model, name) for name in fields)
         self._local = threading.local()
 
     def _compiled(self, using: str) -> tuple[str, Any]:
@@ -139,7 +142,7 @@ class FrozenInsert:
             cache[using] = (sql, compiler.returning_params)
         return cache[using]
 
-    def create(self, *, using: str = "default", **values: Any) -> Model:
+    def create(self, *, using: str = "default", **values: Any) -> M:
         if values.keys() != self._names:
             raise TypeError(f"this insert takes exactly {sorted(self._names)}, got {sorted(values)}")
         model = self._model
@@ -158,3 +161,10 @@ class FrozenInsert:
                 obj.pk = connection.ops.last_insert_id(cursor, model._meta.db_table, pk.column)
         obj._state.adding, obj._state.db = False, using
         return obj
+
+
+def _concrete(model: type[Model], name: str) -> Field:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or not field.concrete:
+        raise TypeError(f"{model.__name__}.{name} is not a column of its table")
+    return field
