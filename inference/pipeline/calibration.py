@@ -3,11 +3,13 @@
 * :func:`fit_platt` fits ``p = sigmoid(slope * logit + intercept)`` by maximum likelihood on a calibration split
   (patients neither trained nor tested on). A network trained to a near-zero loss is over-confident; a monotone
   rescaling of its logit leaves the ranking (the AUC) unchanged and makes the probabilities mean what they say.
+* :func:`fit_calibration` is what every classifier's training command calls: the parameters to store with the
+  model (or none, and the card's reason why).
 * :func:`calibration_metrics` reports, on held-out data: the Brier score, the calibration slope and the
   calibration-in-the-large intercept (logistic recalibration of the outcome on ``logit(p)``; 1 and 0 when
   calibrated; a slope below 1 means over-confident), and the expected calibration error over equal-count bins.
 
-Pure numpy: no scikit-learn penalty hides in the fit (its logistic regression is L2-penalised by default).
+numpy and scipy: no scikit-learn penalty hides in the fit (its logistic regression is L2-penalised by default).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
-__all__ = ["apply_platt", "calibration_metrics", "fit_platt", "logit"]
+__all__ = ["apply_platt", "calibration_metrics", "fit_calibration", "fit_platt", "logit"]
 
 _EPS = 1e-6
 
@@ -29,7 +32,8 @@ def logit(p: np.ndarray | Sequence[float]) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    # scipy's logistic: no overflow for a large negative x, and tiny probabilities stay distinct (ranks kept)
+    return np.asarray(expit(x), dtype=float)
 
 
 def _logistic_fit(
@@ -61,6 +65,26 @@ def fit_platt(logits: Sequence[float] | np.ndarray, truth: Sequence[int] | np.nd
         raise ValueError("fit_platt needs 1-D logits and truth of the same length with both classes")
     intercept, slope = _logistic_fit(x, y)
     return {"slope": slope, "intercept": intercept}
+
+
+def fit_calibration(
+    logits: Sequence[float] | np.ndarray, truth: Sequence[int] | np.ndarray, n_patients: int, score: str
+) -> tuple[dict[str, Any] | None, str]:
+    """``(calibration, note)``: the Platt parameters to store with a model (``method``, ``score``, ``slope``,
+    ``intercept``, ``fitted_on``), fitted on the raw ``logits`` of the calibration lesions of ``n_patients``
+    patients, and the model card's one-line account; ``(None, why)`` when there are no calibration lesions, they
+    hold one class, or the fitted slope is not positive (such a map would reverse or erase the model's ranking)."""
+    y = np.asarray(truth)
+    if y.size == 0:
+        return None, "none: no calibration split (--cal-fraction 0)"
+    if len(set(y.tolist())) < 2:
+        return None, "none: the calibration patients hold one class only (add data or change --seed)"
+    fit = fit_platt(logits, y)
+    fitted_on = f"{y.size} lesions of {n_patients} calibration patients"
+    if fit["slope"] <= 0:
+        return None, f"none: Platt slope {fit['slope']:.3g} <= 0 on {fitted_on} (the model does not rank them)"
+    calibration = {"method": "platt", "score": score, **fit, "fitted_on": fitted_on}
+    return calibration, f"Platt scaling of the {score}, fitted on {fitted_on}"
 
 
 def apply_platt(logits: float | np.ndarray, calibration: dict[str, Any] | None) -> np.ndarray:

@@ -4,7 +4,9 @@ Input: for each role of ``config["roles"]`` (the demo model: ``portal-venous``, 
 phases :mod:`fixtures.phantom.phases` renders) the same ``n_slices`` axial crops as
 :func:`inference.pipeline.classify.extract_crops` (``crop_px`` x ``crop_px``, field of view twice the diameter,
 liver window, [-1, 1]), stacked as channels: ``[n_slices, len(roles), crop_px, crop_px]``. A 2D MONAI DenseNet
-scores each crop position; the lesion's probability is the sigmoid of the mean logit (as ``densenet-crops``).
+scores each crop position; the lesion's probability is the sigmoid of the mean logit (as ``densenet-crops``), after
+Platt scaling ``slope * logit + intercept`` when ``config["calibration"]`` holds it (fitted on calibration patients
+by the training command; a monotone map: the AUC is unchanged; a model without it gives the plain sigmoid).
 
 **One grid, by DICOM geometry only.** The reference grid is the ``reference_role`` series' (portal-venous, where
 the lesion centres and the segmentation live). Every other series is resampled onto it by its own DICOM geometry
@@ -27,7 +29,6 @@ with ``--extra-series arterial,delayed``. The demo model is tiny and has seen sy
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import ndimage
 
+from inference.pipeline.calibration import apply_platt
 from inference.pipeline.classify import crop_slices, extract_crops
 from inference.pipeline.segment import file_sha256
 
@@ -285,7 +287,8 @@ class MultiSeriesClassifier:
         series: Mapping[str, SeriesImage] | None = None,
         primary_role: str | None = None,
     ) -> tuple[float, np.ndarray]:
-        """``(probability of CRLM, per-crop logits)``.
+        """``(probability of CRLM, per-crop logits)``: the sigmoid of the (Platt-scaled, when the model carries a
+        calibration) mean logit.
 
         ``centre_index``, ``z_range`` (and ``hu``, ``spacing_mm``, unused: the reference series' own are) are on
         the grid of the series ``primary_role`` (default: the reference role); when that is not the reference
@@ -300,7 +303,7 @@ class MultiSeriesClassifier:
             z_range = None
         crops = multiseries_crops(series, centre_index, diameter_mm, self.config, z_range=z_range)
         logit = self.logits(crops)
-        return 1.0 / (1.0 + math.exp(-float(np.mean(logit)))), logit
+        return float(apply_platt(float(np.mean(logit)), self.config.get("calibration"))), logit
 
 
 def _index_to_lps(image: SeriesImage, index: Sequence[float] | np.ndarray) -> np.ndarray:

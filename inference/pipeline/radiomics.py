@@ -14,9 +14,12 @@ The model file is one YAML document (its sha256 is the model's identity, like a 
       scale: [...]
       coef: [...]        # L1-logistic coefficients on the standardised features (zeros: dropped by the L1)
       intercept: -0.1
+    calibration: {method: platt, score: logit, slope: 0.9, intercept: -0.4, fitted_on: ...}   # optional
 
 Inference needs numpy and scipy only (scikit-learn is a training dependency): ``logit = coef . (x - mean) / scale
-+ intercept`` on the selected features, the probability its logistic. ``python -m
++ intercept`` on the selected features, the probability its logistic, after Platt scaling ``slope * logit +
+intercept`` when the file has a ``calibration`` (fitted on calibration patients by the training command; a file
+without one, as written before calibration, gives the plain logistic). ``python -m
 inference.pipeline.train_radiomics`` writes the file and its model card; a test checks that this arithmetic gives
 scikit-learn's ``predict_proba``.
 
@@ -26,13 +29,13 @@ manifest's diameter at the manifest centre stands in (as the DL classifier crops
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from inference.pipeline.calibration import apply_platt
 from inference.pipeline.radiomics_features import extract, feature_names, validate_params
 from inference.pipeline.segment import file_sha256
 
@@ -74,6 +77,13 @@ def load_model_file(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: model vectors of inconsistent lengths")
     if not set(model["selected"]) <= set(model["features"]):
         raise ValueError(f"{path}: selected features that are not extracted")
+    cal = doc.get("calibration")
+    if cal is not None and not (
+        isinstance(cal, dict)
+        and cal.get("method") == "platt"
+        and all(isinstance(cal.get(k), int | float) and np.isfinite(cal[k]) for k in ("slope", "intercept"))
+    ):
+        raise ValueError(f"{path}: calibration must be Platt scaling with a finite slope and intercept")
     return doc
 
 
@@ -106,6 +116,7 @@ class RadiomicsClassifier:
         self.version = str(self.doc["version"])
         self.params: dict[str, Any] = self.doc["extraction"]
         self.model: dict[str, Any] = self.doc["model"]
+        self.calibration: dict[str, Any] | None = self.doc.get("calibration")
         self.device = "cpu"  # features and a dot product: no accelerator needed, whatever the run's device
 
     def features(self, hu: np.ndarray, spacing_mm: Sequence[float], mask: np.ndarray) -> dict[str, float]:
@@ -121,8 +132,9 @@ class RadiomicsClassifier:
         z_range: tuple[int, int] | None = None,
         mask: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
-        """``(probability of CRLM, [logit])`` for the lesion ``mask`` (a sphere of ``diameter_mm`` without one)."""
+        """``(probability of CRLM, [raw logit])`` for the lesion ``mask`` (a sphere of ``diameter_mm`` without one);
+        the probability is the Platt-scaled logit's logistic when the model carries a calibration."""
         if mask is None or not np.any(mask):
             mask = sphere_mask(hu.shape, spacing_mm, centre_index, diameter_mm)
         logit = linear_logit(self.features(hu, spacing_mm, mask), self.model)
-        return 0.5 * (1.0 + math.tanh(0.5 * logit)), np.array([logit])  # the logistic, without overflow
+        return float(apply_platt(logit, self.calibration)), np.array([logit])

@@ -9,9 +9,16 @@ lesion, those within half the manifest diameter of the manifest centre.
 **Aggregation**: the lesion's probability is the **mean of the top-k slice probabilities**, ``k = config["top_k"]``
 (3 in the demo model; every slice when the lesion has fewer). A metastasis may show its hypo-attenuating core and
 rim on a few central slices only, while the slices at its poles look like any small partial-volume blob: the
-best few slices carry the evidence, and the mean of three is steadier than the single maximum. The aggregate leans
-towards the positive class (it is a max-like statistic), so its 0.5 is no calibrated threshold: the AUC, which
-only ranks, is the figure of merit; a threshold for a binary endpoint is chosen on validation data.
+best few slices carry the evidence, and the mean of three is steadier than the single maximum.
+
+**Calibration**: the aggregate leans towards the positive class (a max-like statistic), so the raw top-k mean is
+no calibrated probability. A model whose ``config["calibration"]`` holds Platt parameters (fitted on calibration
+patients by the training command) reports ``sigmoid(slope * logit(s) + intercept)`` of the top-k mean ``s``:
+Platt scaling on the aggregated lesion score, the quantity the readers are shown, rather than on each slice (a
+per-slice map would not undo the bias the max-like aggregation adds). ``logit(s)`` is computed in log space from
+the slice logits (:func:`top_k_logit`), not by clipping ``s``: a confident lesion's ``s`` rounds to 1.0, and a
+clipped logit would tie such lesions and change the AUC; so the map is strictly monotone and the AUC unchanged.
+A model without ``calibration`` (trained before it) gives ``s`` itself.
 
 Network (``config["arch"]``, :func:`~inference.pipeline.classify.build_classifier`): the demo model is a tiny
 MONAI DenseNet 2D (:data:`SLICE_CONFIG`); :data:`DENSENET121_SLICE` is MONAI's DenseNet121 layout for real data
@@ -28,9 +35,18 @@ from typing import Any
 
 import numpy as np
 
+from inference.pipeline.calibration import apply_platt
 from inference.pipeline.classify import Classifier, extract_crops
 
-__all__ = ["DENSENET121_SLICE", "SLICE_CONFIG", "SliceClassifier", "lesion_slices", "top_k_mean"]
+__all__ = [
+    "DENSENET121_SLICE",
+    "SLICE_CONFIG",
+    "SliceClassifier",
+    "lesion_probability",
+    "lesion_slices",
+    "top_k_logit",
+    "top_k_mean",
+]
 
 SLICE_CONFIG: dict[str, Any] = {
     "arch": "densenet",
@@ -80,6 +96,23 @@ def top_k_mean(probabilities: Sequence[float] | np.ndarray, k: int) -> float:
     return float(p[: max(1, int(k))].mean())
 
 
+def top_k_logit(slice_logits: Sequence[float] | np.ndarray, k: int) -> float:
+    """``logit(top_k_mean(sigmoid(slice_logits), k))``, in log space: ``log sum sigmoid(x) - log sum sigmoid(-x)``
+    over the top ``k`` logits, finite and exact where the mean itself rounds to 0 or 1."""
+    x = np.sort(np.asarray(slice_logits, dtype=np.float64))[::-1][: max(1, int(k))]
+    if x.size == 0:
+        raise ValueError("top-k logit of no slice logits")
+    log_sig = -np.logaddexp(0.0, -x)  # log sigmoid(x)
+    log_sig_neg = -np.logaddexp(0.0, x)  # log sigmoid(-x) = log(1 - sigmoid(x))
+    return float(np.logaddexp.reduce(log_sig) - np.logaddexp.reduce(log_sig_neg))
+
+
+def lesion_probability(slice_logits: Sequence[float] | np.ndarray, k: int, calibration: dict[str, Any] | None) -> float:
+    """The lesion's CRLM probability: the top-k mean of the slice probabilities, Platt-scaled on its logit with
+    ``calibration`` (see the module docstring)."""
+    return float(apply_platt(top_k_logit(slice_logits, k), calibration))
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
 
@@ -117,6 +150,7 @@ class SliceClassifier(Classifier):
         z_range: tuple[int, int] | None = None,
         mask: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
-        """``(probability of CRLM, per-slice logits)``: the mean of the top-k slice probabilities."""
+        """``(probability of CRLM, per-slice logits)``: the mean of the top-k slice probabilities, Platt-scaled
+        when the model carries a calibration."""
         logits = self.logits(self.crops(hu, spacing_mm, centre_index, diameter_mm, z_range))
-        return top_k_mean(sigmoid(logits), self.top_k), logits
+        return lesion_probability(logits, self.top_k, self.config.get("calibration")), logits

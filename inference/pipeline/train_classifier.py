@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from imaging.series import read_series
-from inference.pipeline.calibration import apply_platt, calibration_metrics, fit_platt
+from inference.pipeline.calibration import apply_platt, calibration_metrics, fit_calibration
 from inference.pipeline.classify import DEMO_CONFIG, build_classifier, extract_crops
 from inference.pipeline.model_card import save_with_card
 
@@ -51,6 +51,12 @@ BINS_MM = (10.0, 30.0)
 # The codes of the phantom masks' ``lesion_appearances`` (fixtures.phantom.APPEARANCES; not imported: the
 # pipeline never loads the test fixtures, and a test checks the two agree).
 APPEARANCES = ("typical", "mimic", "indeterminate")
+# The model cards' limitations of a classifier trained on the phantoms (this one, radiomics, slice-topk).
+PHANTOM_LIMITATIONS = (
+    "trained, calibrated and validated on synthetic phantoms only: the figures say nothing about real CT. The "
+    "phantoms' classes overlap only as much as their atypical fraction makes them (see the data command); with "
+    "typical lesions only, any classifier separates them perfectly."
+)
 
 
 @dataclass
@@ -64,6 +70,20 @@ class Case:
     diameter_mm: float
     z_range: tuple[int, int] | None
     appearance: str | None = None  # the phantom's look (fixtures.phantom APPEARANCES) when its masks record it
+
+
+def read_masks(mask_file: Path) -> tuple[np.ndarray, list[str] | None]:
+    """A phantom's ``masks/<patient>.npz``: the lesion labels and each lesion's appearance (None when the file
+    does not record them)."""
+    with np.load(mask_file) as npz:
+        labels = npz["lesion_labels"]
+        codes = npz["lesion_appearances"] if "lesion_appearances" in npz.files else None
+    return labels, None if codes is None else [APPEARANCES[int(c)] for c in codes]
+
+
+def lesion_appearance(looks: list[str] | None, n: int) -> str | None:
+    """The appearance of lesion ``n`` (1-based label) of :func:`read_masks`' list, if recorded."""
+    return looks[n - 1] if looks is not None and 1 <= n <= len(looks) else None
 
 
 def load_cases(data: Path, progress: bool = True) -> list[Case]:
@@ -98,18 +118,13 @@ def load_cases(data: Path, progress: bool = True) -> list[Case]:
         mask_file = data / "masks" / f"{pid}.npz"
         if mask_file.is_file() and "-L" in row["case_id"]:
             if pid not in masks:
-                with np.load(mask_file) as npz:
-                    masks[pid] = npz["lesion_labels"]
-                    codes = npz["lesion_appearances"] if "lesion_appearances" in npz.files else None
-                looks[pid] = None if codes is None else [APPEARANCES[int(c)] for c in codes]
+                masks[pid], looks[pid] = read_masks(mask_file)
             n = int(row["case_id"].rsplit("-L", 1)[1])
             idx = np.argwhere(masks[pid] == n)
             if idx.size:
                 centre = idx.mean(axis=0)
                 z_range = (int(idx[:, 0].min()), int(idx[:, 0].max()))
-            pid_looks = looks[pid]
-            if pid_looks is not None and n <= len(pid_looks):
-                appearance = pid_looks[n - 1]
+            appearance = lesion_appearance(looks[pid], n)
         cases.append(
             Case(
                 pid,
@@ -191,9 +206,12 @@ def _auc(truth: np.ndarray, prob: np.ndarray, patients: np.ndarray) -> dict[str,
 
 
 def held_out_metrics(
-    cases: Sequence[Case], raw_logits: np.ndarray, calibration: dict[str, Any] | None
+    cases: Sequence[Any], raw_logits: np.ndarray, calibration: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """The card's held-out figures: AUC (overall, by size stratum, by appearance), accuracy, calibration."""
+    """The card's held-out figures: AUC (overall, by size stratum, by appearance), accuracy, calibration after and
+    before Platt scaling; every classifier's training command reports these. ``cases`` have ``truth``,
+    ``patient``, ``diameter_mm`` and, optionally, ``appearance``; ``raw_logits`` are the model's unscaled lesion
+    logits."""
     from readerstudy.analysis.strata import size_stratum, stratum_labels
 
     truth = np.array([c.truth for c in cases])
@@ -205,7 +223,7 @@ def held_out_metrics(
         label: _auc(truth[strata == label], prob[strata == label], patients[strata == label])
         for label in stratum_labels(BINS_MM)
     }
-    looks = np.array([c.appearance or "unknown" for c in cases])
+    looks = np.array([getattr(c, "appearance", None) or "unknown" for c in cases])
     by_look: dict[str, dict[str, Any]] = {}
     for look in sorted(set(looks.tolist())):
         sel = looks == look
@@ -324,19 +342,11 @@ def train(
         progress=progress,
     )  # fmt: skip
     net.eval()
-    calibration: dict[str, Any] | None = None
-    cal_note = "none: no calibration split (--cal-fraction 0)"
-    if cal_cases and len({c.truth for c in cal_cases}) == 2:
-        cal_truth = np.array([c.truth for c in cal_cases])
-        calibration = {
-            "method": "platt",
-            **fit_platt(_mean_logits(net, cal_cases, config), cal_truth),
-            "fitted_on": f"{len(cal_cases)} lesions of {len(cal_patients)} calibration patients",
-        }
+    calibration, cal_note = fit_calibration(
+        _mean_logits(net, cal_cases, config), [c.truth for c in cal_cases], len(cal_patients), "mean logit"
+    )
+    if calibration:
         config["calibration"] = calibration
-        cal_note = f"Platt scaling of the mean logit, fitted on {calibration['fitted_on']}"
-    elif cal_cases:
-        cal_note = "none: the calibration patients hold one class only (add data or change --seed)"
     metrics = held_out_metrics(val_cases, _mean_logits(net, val_cases, config), calibration)
     truth = np.array([c.truth for c in val_cases])
     card = {
@@ -366,9 +376,7 @@ def train(
         "seed": seed,
         "validation_metrics": metrics,
         "intended_use": "demo and tests on synthetic phantoms; NOT for real CT",
-        "limitations": "trained, calibrated and validated on synthetic phantoms only: the figures say nothing about "
-        "real CT. The phantoms' classes overlap only as much as their atypical fraction makes them (see the data "
-        "command); with typical lesions only, any classifier separates them perfectly.",
+        "limitations": PHANTOM_LIMITATIONS,
     }
     return save_with_card(Path(out), net, config, NAME, VERSION, card)
 

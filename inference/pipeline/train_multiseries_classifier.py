@@ -1,14 +1,15 @@
 """Train the multi-series CRLM classifier (:mod:`inference.pipeline.multiseries`) on labelled multi-phase lesions.
 
     python -m inference.pipeline.train_multiseries_classifier --data DIR --out DIR [--epochs 20]
-        [--val-fraction 0.25] [--seed 7] [--roles portal-venous,arterial,delayed] [--threads 1]
+        [--val-fraction 0.25] [--cal-fraction 0.2] [--seed 7] [--roles portal-venous,arterial,delayed] [--threads 1]
 
 ``DIR``: the layout of :func:`fixtures.phantom.generate_demo_study` with further phases, i.e. a manifest with
 ``series_role`` and ``extra_series`` (``role=folder;role=folder``); ``masks/<patient>.npz`` (phantoms) gives each
 lesion's centre and slice range on the primary series' grid, else the manifest centre and diameter do. For the
 demo, phantoms of another seed than the demo study's 20261123::
 
-    python -m fixtures.phantom /tmp/ms-train --seed 11 --patients 40 --lesions 120 --extra-series arterial,delayed
+    python -m fixtures.phantom /tmp/ms-train --seed 11 --patients 120 --lesions 360 --extra-series arterial,delayed \
+        --atypical-fraction 0.2
     python -m inference.pipeline.train_multiseries_classifier --data /tmp/ms-train --out fixtures/models
 
 The reference (portal-venous) series must be each case's primary series (where the manifest centres and masks
@@ -16,9 +17,14 @@ are). Every other phase is resampled onto it by DICOM geometry only, no registra
 :mod:`inference.pipeline.multiseries`). A case lacking a phase is refused with its case id and the phase.
 
 Augmentation (the same for every channel): field of view scale 0.85-1.2, centre jitter ~1 px, flips, 90-degree
-rotations. Patients are split into training and validation sets (no patient in both); the held-out AUC is per
-lesion on the aggregated probability (sigmoid of the mean crop logit), with the clustered DeLong CI of
-:func:`readerstudy.analysis.model_auc`. Writes ``OUT/multiseries_classifier.pt`` and its model card ``.json``.
+rotations. Patients are split three ways (no patient in two;
+:func:`~inference.pipeline.train_classifier.split_patients_three`): held-out validation (``--val-fraction``, the
+same patients as every classifier's training command holds out), calibration (``--cal-fraction`` of all patients,
+from the rest) and training. Platt scaling of the mean crop logit is fitted on the calibration patients and stored
+in the model's config (the classifier applies it). The held-out figures are per lesion
+(:func:`~inference.pipeline.train_classifier.held_out_metrics`: AUC with the clustered DeLong CI of
+:func:`readerstudy.analysis.model_auc`, overall, by size stratum and by appearance; the calibration after and
+before scaling). Writes ``OUT/multiseries_classifier.pt`` and its model card ``.json``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from imaging.series import read_series
+from inference.pipeline.calibration import fit_calibration
 from inference.pipeline.classify import crop_slices
 from inference.pipeline.model_card import save_with_card
 from inference.pipeline.multiseries import (
@@ -47,7 +54,14 @@ from inference.pipeline.multiseries import (
     multiseries_crops,
     reference_planes,
 )
-from inference.pipeline.train_classifier import LABELS, fit_crops, split_patients
+from inference.pipeline.train_classifier import (
+    LABELS,
+    fit_crops,
+    held_out_metrics,
+    lesion_appearance,
+    read_masks,
+    split_patients_three,
+)
 
 NAME = "multiseries-classifier-demo"
 VERSION = "1.0"
@@ -68,6 +82,7 @@ class MultiSeriesCase:
     planes: np.ndarray  # [roles, n_slices, rows, cols] on the reference grid, a box around the lesion
     centre_ji: tuple[float, float]  # in the box
     val_crops: np.ndarray  # [n_slices, roles, p, p]: exactly what inference crops (multiseries_crops)
+    appearance: str | None = None  # the phantom's look, when its masks record it
 
 
 def _extra_series(value: str) -> dict[str, str]:
@@ -80,17 +95,20 @@ def _extra_series(value: str) -> dict[str, str]:
 
 
 def _mask_extent(
-    data: Path, pid: str, case_id: str, masks: dict[str, np.ndarray], centre: np.ndarray
-) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """The lesion's centre and slice range from ``masks/<patient>.npz`` (phantoms), else ``centre`` and None."""
+    data: Path, pid: str, case_id: str, masks: dict[str, tuple[np.ndarray, list[str] | None]], centre: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int] | None, str | None]:
+    """The lesion's centre, slice range and appearance from ``masks/<patient>.npz`` (phantoms), else ``centre``,
+    None and None."""
     mask_file = data / "masks" / f"{pid}.npz"
     if mask_file.is_file() and "-L" in case_id:
         if pid not in masks:
-            masks[pid] = np.load(mask_file)["lesion_labels"]
-        idx = np.argwhere(masks[pid] == int(case_id.rsplit("-L", 1)[1]))
+            masks[pid] = read_masks(mask_file)
+        labels, looks = masks[pid]
+        n = int(case_id.rsplit("-L", 1)[1])
+        idx = np.argwhere(labels == n)
         if idx.size:
-            return idx.mean(axis=0), (int(idx[:, 0].min()), int(idx[:, 0].max()))
-    return centre, None
+            return idx.mean(axis=0), (int(idx[:, 0].min()), int(idx[:, 0].max())), lesion_appearance(looks, n)
+    return centre, None, None
 
 
 def load_multiseries_cases(data: Path, config: dict[str, Any], progress: bool = True) -> list[MultiSeriesCase]:
@@ -108,7 +126,7 @@ def load_multiseries_cases(data: Path, config: dict[str, Any], progress: bool = 
         raise ValueError(f"{manifest}: missing columns {sorted(need - set(rows[0]))}")
     roles, reference_role = list(config["roles"]), str(config["reference_role"])
     volumes: dict[str, Any] = {}
-    masks: dict[str, np.ndarray] = {}
+    masks: dict[str, tuple[np.ndarray, list[str] | None]] = {}
     cases: list[MultiSeriesCase] = []
     for line, row in enumerate(tqdm(rows, desc="cases", disable=not progress), start=2):
         truth = row["truth"].strip().lower()
@@ -132,7 +150,7 @@ def load_multiseries_cases(data: Path, config: dict[str, Any], progress: bool = 
             [float(row["lesion_x_mm"]), float(row["lesion_y_mm"]), float(row["lesion_z_mm"])]
         )
         pid = row["patient_id"]
-        centre, z_range = _mask_extent(data, pid, row["case_id"], masks, centre)
+        centre, z_range, appearance = _mask_extent(data, pid, row["case_id"], masks, centre)
         diameter = float(row["diameter_mm"])
         sz, sy, sx = (float(s) for s in reference.spacing_mm)
         spacing = (sz, sy, sx)
@@ -145,7 +163,9 @@ def load_multiseries_cases(data: Path, config: dict[str, Any], progress: bool = 
         centre_ji = (float(centre[1]) - box[0].start, float(centre[2]) - box[1].start)
         val_crops = multiseries_crops(series, centre, diameter, config, z_range=z_range)
         cases.append(
-            MultiSeriesCase(pid, row["case_id"], LABELS[truth], diameter, spacing, planes, centre_ji, val_crops)
+            MultiSeriesCase(
+                pid, row["case_id"], LABELS[truth], diameter, spacing, planes, centre_ji, val_crops, appearance
+            )
         )
         if len(volumes) > 3 * len(roles):  # patients come in order: keep the last few patients' series only
             for key in list(volumes)[: len(roles)]:
@@ -164,29 +184,13 @@ def _augmented(case: MultiSeriesCase, config: dict[str, Any], rng: np.random.Gen
     return np.ascontiguousarray(np.rot90(crops, int(rng.integers(4)), axes=(2, 3)))
 
 
-def _validate(net: Any, cases: list[MultiSeriesCase]) -> dict[str, Any]:
+def _mean_logits(net: Any, cases: list[MultiSeriesCase]) -> np.ndarray:
+    """Each lesion's raw score: the mean logit over its crops (what :class:`MultiSeriesClassifier` computes)."""
     import torch
-
-    from readerstudy.analysis.errors import AnalysisInputError
-    from readerstudy.analysis.standalone import model_auc
 
     net.eval()
     with torch.inference_mode():
-        logits = [float(net(torch.from_numpy(c.val_crops))[:, 0].mean()) for c in cases]
-    probs = 1.0 / (1.0 + np.exp(-np.array(logits)))
-    truth = np.array([c.truth for c in cases])
-    try:
-        auc = model_auc(truth, probs, clusters=np.array([c.patient for c in cases]))
-    except AnalysisInputError:  # too few patients per class for the clustered variance: plain DeLong
-        auc = model_auc(truth, probs)
-    return {
-        "auc": auc["auc"],
-        "auc_ci_95": auc["ci"],
-        "auc_se": auc["se"],
-        "auc_method": auc.get("method"),
-        "accuracy_at_0.5": float(np.mean((probs >= 0.5) == truth)),
-        "brier": float(np.mean((probs - truth) ** 2)),
-    }
+        return np.array([float(net(torch.from_numpy(c.val_crops))[:, 0].mean()) for c in cases])
 
 
 def train(
@@ -195,6 +199,7 @@ def train(
     *,
     epochs: int = 20,
     val_fraction: float = 0.25,
+    cal_fraction: float = 0.2,
     seed: int = 7,
     roles: Sequence[str] | None = None,
     batch: int = 32,
@@ -203,10 +208,11 @@ def train(
     config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, validate on held-out patients, save ``OUT/multiseries_classifier.pt`` and its model card."""
+    """Train, calibrate, validate on held-out patients, save ``OUT/multiseries_classifier.pt`` and its card."""
     import torch
 
     config = dict(config or MULTISERIES_CONFIG)
+    config.pop("calibration", None)
     if roles is not None:
         config["roles"] = list(roles)
     if config["reference_role"] not in config["roles"]:
@@ -216,8 +222,9 @@ def train(
     rng = np.random.default_rng([seed, 3])
     t0 = time.perf_counter()
     cases = load_multiseries_cases(data, config, progress)
-    val_patients = split_patients([c.patient for c in cases], val_fraction, seed)
-    train_cases = [c for c in cases if c.patient not in val_patients]
+    val_patients, cal_patients = split_patients_three([c.patient for c in cases], val_fraction, cal_fraction, seed)
+    train_cases = [c for c in cases if c.patient not in val_patients | cal_patients]
+    cal_cases = [c for c in cases if c.patient in cal_patients]
     val_cases = [c for c in cases if c.patient in val_patients]
     if not train_cases or len({c.truth for c in val_cases}) < 2:
         raise ValueError("need training cases and both classes among the validation cases; add data or change --seed")
@@ -227,7 +234,12 @@ def train(
         n_slices=int(config["n_slices"]), epochs=epochs, batch=batch, lr=lr, desc="train multi-series classifier",
         progress=progress, min_batch=2,
     )  # fmt: skip
-    metrics = _validate(net, val_cases)
+    calibration, cal_note = fit_calibration(
+        _mean_logits(net, cal_cases), [c.truth for c in cal_cases], len(cal_patients), "mean logit"
+    )
+    if calibration:
+        config["calibration"] = calibration
+    metrics = held_out_metrics(val_cases, _mean_logits(net, val_cases), calibration)
     truth = np.array([c.truth for c in val_cases])
     card = {
         "task": "probability that a liver lesion is a colorectal liver metastasis (vs hemangioma) from several "
@@ -248,7 +260,8 @@ def train(
         },
         "training_data": f"{Path(data).resolve().name}: {len(train_cases)} lesions of "
         f"{len({c.patient for c in train_cases})} patients",
-        "validation_data": f"{len(val_cases)} lesions of {len(val_patients)} other patients (held out) "
+        "calibration_data": f"{len(cal_cases)} lesions of {len(cal_patients)} other patients",
+        "validation_data": f"{len(val_cases)} lesions of {len(val_patients)} other patients, held out "
         f"({int(truth.sum())} crlm, {int((1 - truth).sum())} hemangioma)",
         "training": {
             "epochs": epochs,
@@ -260,11 +273,13 @@ def train(
             "seconds": round(time.perf_counter() - t0, 1),
             "threads": threads,
         },
+        "calibration": cal_note,
         "seed": seed,
         "validation_metrics": metrics,
         "intended_use": "demo and tests on synthetic phantoms; NOT for real CT",
-        "limitations": "phantom phases differ by set HU offsets per tissue and lesion class and share one frame of "
-        "reference without motion: the held-out AUC says nothing about real multi-phase CT",
+        "limitations": "trained, calibrated and validated on synthetic phantoms only. Phantom phases differ by set HU "
+        "offsets per tissue and lesion class and share one frame of reference without motion: the held-out figures say "
+        "nothing about real multi-phase CT",
     }
     return save_with_card(Path(out_dir) / FILENAME, net, config, NAME, VERSION, card)
 
@@ -277,15 +292,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="folder with manifest.csv (extra_series), series/")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {FILENAME} and its model card")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--val-fraction", type=float, default=0.25)
+    parser.add_argument("--val-fraction", type=float, default=0.25, help="held-out patients (validation)")
+    parser.add_argument("--cal-fraction", type=float, default=0.2, help="patients for Platt scaling (0: none)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--roles", default=",".join(MULTISERIES_CONFIG["roles"]), help="input series, comma-separated")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     card = train(
-        args.data, args.out, epochs=args.epochs, val_fraction=args.val_fraction, seed=args.seed,
-        roles=[r for r in args.roles.split(",") if r], threads=args.threads, progress=not args.no_progress,
+        args.data, args.out, epochs=args.epochs, val_fraction=args.val_fraction, cal_fraction=args.cal_fraction,
+        seed=args.seed, roles=[r for r in args.roles.split(",") if r], threads=args.threads,
+        progress=not args.no_progress,
     )  # fmt: skip
     print(
         json.dumps({k: card[k] for k in ("name", "params", "validation_metrics", "sha256", "weights_bytes")}, indent=2)

@@ -1,13 +1,13 @@
 """Train the radiomics CRLM-vs-hemangioma classifier: features of each lesion mask -> L1-logistic regression.
 
     python -m inference.pipeline.train_radiomics --data DIR --out DIR [--params YAML] [--folds 5]
-        [--test-fraction 0.25] [--seed 7]
+        [--test-fraction 0.25] [--cal-fraction 0.2] [--seed 7]
 
 ``DIR`` has the layout of :func:`fixtures.phantom.generate_demo_study` (``manifest.csv``, the series and, for the
 lesion masks, ``masks/<patient>.npz``; without a mask file a sphere of the manifest diameter stands in). For the
 demo, train on phantoms of another seed than the demo study's 20261123::
 
-    python -m fixtures.phantom /tmp/cls-train --seed 11 --patients 40 --lesions 120
+    python -m fixtures.phantom /tmp/cls-train --seed 11 --patients 120 --lesions 360 --atypical-fraction 0.2
     python -m inference.pipeline.train_radiomics --data /tmp/cls-train --out fixtures/models
 
 Method, all splits by patient (no patient on both sides of any split):
@@ -15,7 +15,10 @@ Method, all splits by patient (no patient on both sides of any split):
 1. Features: :mod:`inference.pipeline.radiomics_features` with the settings of ``--params`` (default
    ``radiomics_params.yaml``, IBSI-aligned: 1 mm isotropic resampling, [-100, 400] HU re-segmentation, 25 HU bins,
    no normalisation), on each lesion's reference mask.
-2. A ``test-fraction`` of the patients is held out; the rest is the development set.
+2. A ``test-fraction`` of the patients is held out (the patients :func:`~inference.pipeline.train_classifier.
+   split_patients` gives every classifier's training command); a ``cal-fraction`` of all patients, drawn from the
+   rest, is the calibration set (:func:`~inference.pipeline.train_classifier.split_patients_three`); the remaining
+   patients are the development set.
 3. The scikit-learn pipeline: mean imputation -> zero-variance filter -> redundancy filter (features ranked by
    univariate AUC, a feature dropped when its Spearman |rho| with a better one exceeds 0.95) -> standardisation ->
    L1-logistic regression (liblinear, balanced class weights), ``C`` chosen from :data:`C_GRID` by the mean AUC of
@@ -23,8 +26,15 @@ Method, all splits by patient (no patient on both sides of any split):
 4. Cross-validation on the development set (stratified patient-grouped ``--folds``): the out-of-fold probabilities
    of all development lesions are pooled into one CV AUC with the clustered DeLong CI
    (:func:`readerstudy.analysis.model_auc`, patients as clusters); the per-fold AUCs are listed too.
-5. The model fitted on the whole development set (C chosen again) is the stored model; its held-out AUC (clustered
-   DeLong CI) and accuracy at 0.5 are the card's ``validation_metrics``.
+5. The model fitted on the whole development set (C chosen again) is the stored model.
+6. Platt scaling of its logit (:func:`inference.pipeline.calibration.fit_platt`) is fitted on the calibration
+   patients and stored in the model file (``calibration``; the classifier applies it). The balanced class weights
+   shift the fitted intercept away from the data's prevalence, so the raw probability is not calibrated even when
+   the ranking is good; the rescaling is monotone and leaves the AUC as it is.
+7. The held-out patients give the card's ``validation_metrics``
+   (:func:`~inference.pipeline.train_classifier.held_out_metrics`): AUC with the clustered DeLong CI, overall, by
+   size stratum and by appearance, accuracy at 0.5, and the calibration (Brier, slope, intercept, ECE) after and
+   before scaling.
 
 Writes ``OUT/radiomics_classifier.yaml`` (see :mod:`inference.pipeline.radiomics`) and its model card
 ``OUT/radiomics_classifier.json``.
@@ -51,9 +61,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from inference.pipeline.calibration import fit_calibration
 from inference.pipeline.model_card import write_card
 from inference.pipeline.radiomics import load_model_file, sphere_mask
 from inference.pipeline.radiomics_features import DEFAULT_PARAMS, extract, feature_names, load_params
+from inference.pipeline.train_classifier import (
+    PHANTOM_LIMITATIONS,
+    held_out_metrics,
+    lesion_appearance,
+    read_masks,
+    split_patients_three,
+)
 
 NAME = "radiomics-l1-logistic-demo"
 VERSION = "1.0"
@@ -70,6 +88,8 @@ class Lesion:
     truth: int
     features: dict[str, float]
     seconds: float
+    diameter_mm: float
+    appearance: str | None = None  # the phantom's look, when its masks record it
 
 
 def extract_lesions(data: Path, params: dict[str, Any], progress: bool = True) -> list[Lesion]:
@@ -86,6 +106,7 @@ def extract_lesions(data: Path, params: dict[str, Any], progress: bool = True) -
         rows = list(csv.DictReader(fh))
     volumes: dict[str, Any] = {}
     labels: dict[str, np.ndarray | None] = {}
+    looks: dict[str, list[str] | None] = {}
     out = []
     for line, row in enumerate(tqdm(rows, desc="radiomics features", disable=not progress), start=2):
         truth = row["truth"].strip().lower()
@@ -98,16 +119,20 @@ def extract_lesions(data: Path, params: dict[str, Any], progress: bool = True) -
         pid = row["patient_id"]
         if pid not in labels:
             mask_file = data / "masks" / f"{pid}.npz"
-            labels[pid] = np.load(mask_file)["lesion_labels"] if mask_file.is_file() else None
+            labels[pid], looks[pid] = read_masks(mask_file) if mask_file.is_file() else (None, None)
         mask: np.ndarray | None = None
+        appearance = None
         if labels[pid] is not None and "-L" in row["case_id"]:
-            mask = np.asarray(labels[pid] == int(row["case_id"].rsplit("-L", 1)[1]))
+            n = int(row["case_id"].rsplit("-L", 1)[1])
+            mask = np.asarray(labels[pid] == n)
+            appearance = lesion_appearance(looks[pid], n)
         if mask is None or not mask.any():
             centre = vol.lps_to_index([float(row[f"lesion_{a}_mm"]) for a in "xyz"])
             mask = sphere_mask(vol.hu.shape, vol.spacing_mm, centre, float(row["diameter_mm"]))
         t = time.perf_counter()
         features = extract(vol.hu, mask, vol.spacing_mm, params)
-        out.append(Lesion(pid, row["case_id"], LABELS[truth], features, time.perf_counter() - t))
+        seconds = time.perf_counter() - t
+        out.append(Lesion(pid, row["case_id"], LABELS[truth], features, seconds, float(row["diameter_mm"]), appearance))
     return out
 
 
@@ -238,20 +263,20 @@ def train(
     params_path: Path = DEFAULT_PARAMS,
     folds: int = 5,
     test_fraction: float = 0.25,
+    cal_fraction: float = 0.2,
     seed: int = 7,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Extract, cross-validate, fit, hold out, save the YAML model and its card; return the card."""
+    """Extract, cross-validate, fit, calibrate, hold out, save the YAML model and its card; return the card."""
     import yaml
-
-    from inference.pipeline.train_classifier import split_patients
 
     t0 = time.perf_counter()
     params = load_params(params_path)
     names = feature_names(params)
     lesions = extract_lesions(data, params, progress)
-    held_out = split_patients([le.patient for le in lesions], test_fraction, seed)
-    dev = [le for le in lesions if le.patient not in held_out]
+    held_out, cal_patients = split_patients_three([le.patient for le in lesions], test_fraction, cal_fraction, seed)
+    dev = [le for le in lesions if le.patient not in held_out | cal_patients]
+    cal = [le for le in lesions if le.patient in cal_patients]
     test = [le for le in lesions if le.patient in held_out]
     if len({le.truth for le in dev}) < 2 or len({le.truth for le in test}) < 2:
         raise ValueError("need both classes among the development and the held-out lesions; add data or change --seed")
@@ -261,16 +286,20 @@ def train(
         return x, np.array([le.truth for le in items]), np.array([le.patient for le in items])
 
     x_dev, y_dev, g_dev = arrays(dev)
-    x_test, y_test, g_test = arrays(test)
+    x_test, y_test, _ = arrays(test)
     cv = cross_validate(x_dev, y_dev, g_dev, folds, seed)
     c = choose_c(x_dev, y_dev, g_dev, seed)
     pipe = make_pipeline(c, seed).fit(x_dev, y_dev)
-    probs = pipe.predict_proba(x_test)[:, 1]
     model = export_model(pipe, names)
+    # the logit the YAML model computes (radiomics.linear_logit; a test checks they agree)
+    cal_logits = pipe.decision_function(arrays(cal)[0]) if cal else np.array([])
+    calibration, cal_note = fit_calibration(cal_logits, [le.truth for le in cal], len(cal_patients), "logit")
     out = Path(out_dir) / FILENAME
     out.parent.mkdir(parents=True, exist_ok=True)
     header = "# Radiomics CRLM-vs-hemangioma model (inference/pipeline/radiomics.py); card: radiomics_classifier.json\n"
     doc = {"name": NAME, "version": VERSION, "extraction": params, "model": model}
+    if calibration:
+        doc["calibration"] = calibration
     out.write_text(header + yaml.safe_dump(doc, sort_keys=False, width=120))
     load_model_file(out)  # what inference will read: fail here, not in precompute
     seconds = np.array([le.seconds for le in lesions])
@@ -281,7 +310,13 @@ def train(
         "-> standardisation -> L1-logistic regression (liblinear, balanced class weights, C by inner patient-grouped "
         "3-fold CV)",
         "params": len(model["coef"]) + 1,
-        "config": {"extraction": params, "C": c, "C_grid": list(C_GRID), "correlation_limit": CORRELATION_LIMIT},
+        "config": {
+            "extraction": params,
+            "C": c,
+            "C_grid": list(C_GRID),
+            "correlation_limit": CORRELATION_LIMIT,
+            **({"calibration": calibration} if calibration else {}),
+        },
         "features": {
             "extracted": len(names),
             "after_filters": int(pipe["redundancy"].support_.size),
@@ -289,6 +324,7 @@ def train(
         },
         "training_data": f"{Path(data).resolve().name}: {len(dev)} lesions of {len(set(g_dev.tolist()))} patients "
         f"(development: cross-validation and the stored fit)",
+        "calibration_data": f"{len(cal)} lesions of {len(cal_patients)} other patients",
         "validation_data": f"{len(test)} lesions of {len(held_out)} other patients held out "
         f"({int(y_test.sum())} crlm, {int((1 - y_test).sum())} hemangioma)",
         "cross_validation": cv,
@@ -296,14 +332,11 @@ def train(
             "feature_seconds_per_lesion": {"mean": float(seconds.mean()), "max": float(seconds.max())},
             "seconds": round(time.perf_counter() - t0, 1),
         },
+        "calibration": cal_note,
         "seed": seed,
-        "validation_metrics": {
-            **_auc(y_test, probs, g_test),
-            "accuracy_at_0.5": float(np.mean((probs >= 0.5) == y_test)),
-        },
+        "validation_metrics": held_out_metrics(test, pipe.decision_function(x_test), calibration),
         "intended_use": "demo and tests on synthetic phantoms; NOT for real CT",
-        "limitations": "phantom lesions are separable by attenuation alone: an AUC of 1.0 on them says nothing "
-        "about real CT",
+        "limitations": PHANTOM_LIMITATIONS,
     }
     return write_card(out, NAME, VERSION, card)
 
@@ -316,13 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {FILENAME} and its model card")
     parser.add_argument("--params", type=Path, default=DEFAULT_PARAMS, help="radiomics settings (YAML)")
     parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--test-fraction", type=float, default=0.25)
+    parser.add_argument("--test-fraction", type=float, default=0.25, help="held-out patients (validation)")
+    parser.add_argument("--cal-fraction", type=float, default=0.2, help="patients for Platt scaling (0: none)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     card = train(
         args.data, args.out, params_path=args.params, folds=args.folds, test_fraction=args.test_fraction,
-        seed=args.seed, progress=not args.no_progress,
+        cal_fraction=args.cal_fraction, seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     keys = ("name", "features", "cross_validation", "validation_metrics", "sha256")
     print(json.dumps({k: card[k] for k in keys}, indent=2))

@@ -1,21 +1,28 @@
 """Train the slice-level CRLM classifier (:mod:`inference.pipeline.slice_classifier`) on labelled lesions.
 
     python -m inference.pipeline.train_slice_classifier --data DIR --out DIR [--epochs 20] [--val-fraction 0.25]
-        [--seed 7] [--top-k 3] [--threads 1]
+        [--cal-fraction 0.2] [--seed 7] [--top-k 3] [--threads 1]
 
 ``DIR``: the layout of :func:`fixtures.phantom.generate_demo_study` (the lesion masks in ``masks/`` give each
 lesion's slices; without them the manifest centre and diameter do). For the demo, phantoms of another seed than
 the demo study's 20261123::
 
-    python -m fixtures.phantom /tmp/cls-train --seed 11 --patients 40 --lesions 120
+    python -m fixtures.phantom /tmp/cls-train --seed 11 --patients 120 --lesions 360 --atypical-fraction 0.2
     python -m inference.pipeline.train_slice_classifier --data /tmp/cls-train --out fixtures/models
 
 Every axial slice through a training lesion is one sample labelled with the lesion's truth; each sample weighs
 ``1 / (the lesion's slice count)`` so that every lesion counts once, whatever its size. Augmentation: field of
-view scale 0.85-1.2, centre jitter ~1 px, flips, 90-degree rotations. Patients are split into training and
-validation sets (no patient in both); the validation AUC is per lesion on the aggregated (top-k mean) probability,
-with the clustered DeLong CI of :func:`readerstudy.analysis.model_auc`; the slice-level AUC is reported too.
-Writes ``OUT/slice_classifier.pt`` and its model card ``OUT/slice_classifier.json``.
+view scale 0.85-1.2, centre jitter ~1 px, flips, 90-degree rotations.
+
+Patients are split three ways (no patient in two; :func:`~inference.pipeline.train_classifier.split_patients_three`):
+held-out validation (``--val-fraction``, the same patients as every classifier's training command holds out),
+calibration (``--cal-fraction`` of all patients, from the rest) and training. Platt scaling of the logit of the
+aggregated (top-k mean) lesion score is fitted on the calibration patients and stored in the model's config (see
+:mod:`inference.pipeline.slice_classifier`). The held-out figures are per lesion
+(:func:`~inference.pipeline.train_classifier.held_out_metrics`: AUC with the clustered DeLong CI of
+:func:`readerstudy.analysis.model_auc`, overall, by size stratum and by appearance; the calibration after and
+before scaling); the slice-level AUC is reported too. Writes ``OUT/slice_classifier.pt`` and its model card
+``OUT/slice_classifier.json``.
 """
 
 from __future__ import annotations
@@ -30,10 +37,17 @@ from typing import Any
 
 import numpy as np
 
+from inference.pipeline.calibration import fit_calibration
 from inference.pipeline.classify import build_classifier, extract_crops
 from inference.pipeline.model_card import save_with_card
-from inference.pipeline.slice_classifier import SLICE_CONFIG, lesion_slices, sigmoid, top_k_mean
-from inference.pipeline.train_classifier import Case, load_cases, split_patients
+from inference.pipeline.slice_classifier import SLICE_CONFIG, lesion_slices, sigmoid, top_k_logit
+from inference.pipeline.train_classifier import (
+    PHANTOM_LIMITATIONS,
+    Case,
+    held_out_metrics,
+    load_cases,
+    split_patients_three,
+)
 
 NAME = "slice-classifier-demo"
 VERSION = "1.0"
@@ -58,33 +72,31 @@ def _crops(case: Case, config: dict[str, Any], rng: np.random.Generator | None =
     return np.ascontiguousarray(np.rot90(crops, int(rng.integers(4)), axes=(2, 3)))
 
 
-def _validate(net: Any, cases: list[Case], config: dict[str, Any]) -> dict[str, Any]:
+def _slice_logits(net: Any, cases: list[Case], config: dict[str, Any]) -> list[np.ndarray]:
     import torch
 
-    from readerstudy.analysis.errors import AnalysisInputError
-    from readerstudy.analysis.standalone import model_auc
-
-    probs, slice_probs, slice_truth = [], [], []
     net.eval()
     with torch.inference_mode():
-        for c in cases:
-            p = sigmoid(net(torch.from_numpy(_crops(c, config)))[:, 0].float().numpy())
-            probs.append(top_k_mean(p, int(config["top_k"])))
-            slice_probs.extend(p.tolist())
-            slice_truth.extend([c.truth] * len(p))
-    truth = np.array([c.truth for c in cases])
-    try:
-        auc = model_auc(truth, np.array(probs), clusters=np.array([c.patient for c in cases]))
-    except AnalysisInputError:  # too few patients per class for the clustered variance: plain DeLong
-        auc = model_auc(truth, np.array(probs))
-    slice_auc = model_auc(np.array(slice_truth), np.array(slice_probs))
+        return [net(torch.from_numpy(_crops(c, config)))[:, 0].float().numpy() for c in cases]
+
+
+def _lesion_logits(slice_logits: list[np.ndarray], config: dict[str, Any]) -> np.ndarray:
+    """Each lesion's raw score: the logit of its top-k mean slice probability."""
+    return np.array([top_k_logit(x, int(config["top_k"])) for x in slice_logits])
+
+
+def _validate(
+    net: Any, cases: list[Case], config: dict[str, Any], calibration: dict[str, Any] | None
+) -> dict[str, Any]:
+    """:func:`held_out_metrics` per lesion, and the slice-level AUC (every slice labelled with its lesion)."""
+    from readerstudy.analysis.standalone import model_auc
+
+    slice_logits = _slice_logits(net, cases, config)
+    slice_truth = np.concatenate([[c.truth] * len(x) for c, x in zip(cases, slice_logits, strict=True)])
+    slice_probs = sigmoid(np.concatenate(slice_logits))
     return {
-        "auc": auc["auc"],
-        "auc_ci_95": auc["ci"],
-        "auc_se": auc["se"],
-        "auc_method": auc.get("method"),
-        "accuracy_at_0.5": float(np.mean((np.array(probs) >= 0.5) == truth)),
-        "slice_auc": slice_auc["auc"],
+        **held_out_metrics(cases, _lesion_logits(slice_logits, config), calibration),
+        "slice_auc": model_auc(slice_truth, slice_probs)["auc"],
         "slices": len(slice_truth),
     }
 
@@ -95,6 +107,7 @@ def train(
     *,
     epochs: int = 20,
     val_fraction: float = 0.25,
+    cal_fraction: float = 0.2,
     seed: int = 7,
     top_k: int = 3,
     batch: int = 32,
@@ -103,18 +116,20 @@ def train(
     config: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, validate, save ``OUT/slice_classifier.pt`` and its model card; return the card."""
+    """Train, calibrate, validate, save ``OUT/slice_classifier.pt`` and its model card; return the card."""
     import torch
     from tqdm import tqdm
 
     config = {**(config or SLICE_CONFIG), "top_k": int(top_k)}
+    config.pop("calibration", None)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     rng = np.random.default_rng([seed, 2])
     t0 = time.perf_counter()
     cases = load_cases(data, progress)
-    val_patients = split_patients([c.patient for c in cases], val_fraction, seed)
-    train_cases = [c for c in cases if c.patient not in val_patients]
+    val_patients, cal_patients = split_patients_three([c.patient for c in cases], val_fraction, cal_fraction, seed)
+    train_cases = [c for c in cases if c.patient not in val_patients | cal_patients]
+    cal_cases = [c for c in cases if c.patient in cal_patients]
     val_cases = [c for c in cases if c.patient in val_patients]
     if not train_cases or len({c.truth for c in val_cases}) < 2:
         raise ValueError("need training cases and both classes among the validation cases; add data or change --seed")
@@ -148,20 +163,30 @@ def train(
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
-    metrics = _validate(net, val_cases, config)
+    calibration, cal_note = fit_calibration(
+        _lesion_logits(_slice_logits(net, cal_cases, config), config),
+        [c.truth for c in cal_cases],
+        len(cal_patients),
+        f"logit of the top-{config['top_k']} mean slice probability",
+    )
+    if calibration:
+        config["calibration"] = calibration
+    metrics = _validate(net, val_cases, config, calibration)
     truth = np.array([c.truth for c in val_cases])
     card = {
         "task": "probability that a liver lesion is a colorectal liver metastasis (vs hemangioma); demo on phantoms",
         "architecture": f"MONAI DenseNet 2D (init_features {config['init_features']}, growth_rate "
         f"{config['growth_rate']}, block_config {config['block_config']}), 1 input channel, 1 logit per axial "
         f"slice ({config['crop_px']}x{config['crop_px']} px crop around the lesion centre, every slice of the "
-        f"lesion); lesion probability = mean of the top-{config['top_k']} slice probabilities",
+        f"lesion); lesion probability = mean of the top-{config['top_k']} slice probabilities (Platt-scaled on its "
+        "logit when calibrated)",
         "params": int(sum(p.numel() for p in net.parameters())),
         "config": config,
         "aggregation": f"mean of the top-{config['top_k']} slice probabilities (all slices when fewer)",
         "training_data": f"{Path(data).resolve().name}: {len(train_cases)} lesions ({n_slices} slices) of "
         f"{len({c.patient for c in train_cases})} patients",
-        "validation_data": f"{len(val_cases)} lesions of {len(val_patients)} other patients "
+        "calibration_data": f"{len(cal_cases)} lesions of {len(cal_patients)} other patients",
+        "validation_data": f"{len(val_cases)} lesions of {len(val_patients)} other patients, held out "
         f"({int(truth.sum())} crlm, {int((1 - truth).sum())} hemangioma)",
         "training": {
             "epochs": epochs,
@@ -174,11 +199,11 @@ def train(
             "seconds": round(time.perf_counter() - t0, 1),
             "threads": threads,
         },
+        "calibration": cal_note,
         "seed": seed,
         "validation_metrics": metrics,
         "intended_use": "demo and tests on synthetic phantoms; NOT for real CT",
-        "limitations": "phantom lesions are separable by attenuation alone: an AUC of 1.0 on them says nothing "
-        "about real CT",
+        "limitations": PHANTOM_LIMITATIONS,
     }
     return save_with_card(Path(out_dir) / FILENAME, net, config, NAME, VERSION, card)
 
@@ -190,15 +215,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="folder with manifest.csv, series/ (and masks/)")
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {FILENAME} and its model card")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--val-fraction", type=float, default=0.25)
+    parser.add_argument("--val-fraction", type=float, default=0.25, help="held-out patients (validation)")
+    parser.add_argument("--cal-fraction", type=float, default=0.2, help="patients for Platt scaling (0: none)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     card = train(
-        args.data, args.out, epochs=args.epochs, val_fraction=args.val_fraction, seed=args.seed, top_k=args.top_k,
-        threads=args.threads, progress=not args.no_progress,
+        args.data, args.out, epochs=args.epochs, val_fraction=args.val_fraction, cal_fraction=args.cal_fraction,
+        seed=args.seed, top_k=args.top_k, threads=args.threads, progress=not args.no_progress,
     )  # fmt: skip
     print(
         json.dumps({k: card[k] for k in ("name", "params", "validation_metrics", "sha256", "weights_bytes")}, indent=2)

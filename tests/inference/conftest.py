@@ -38,6 +38,20 @@ def training_phantoms(tmp_path_factory):
     return data
 
 
+@pytest.fixture(scope="session")
+def calibration_phantoms(tmp_path_factory):
+    """Labelled phantom lesions for the backends' calibration tests: 10 patients, 30 lesions, half of them atypical
+    (the classes overlap), in the portal-venous, arterial and delayed phases (the single-series backends read the
+    portal-venous one). With 0.3 held out and 0.3 for calibration: 3, 3 and 4 training patients."""
+    from fixtures.phantom import generate_demo_study
+
+    data = tmp_path_factory.mktemp("calibration-phantoms")
+    generate_demo_study(
+        data, seed=5, n_patients=10, n_lesions=30, atypical_fraction=0.5, extra_series_roles=("arterial", "delayed")
+    )
+    return data
+
+
 @pytest.fixture
 def phantom_study(tmp_path, db):
     """A draft study of 2 phantom patients with 4 lesions (the demo's generator, another seed), cases imported."""

@@ -57,3 +57,24 @@ def test_apply_platt_and_input_checks():
         fit_platt([0.1, 0.2], [1, 1])
     with pytest.raises(ValueError):
         calibration_metrics([0, 1], [0.5])
+
+
+def test_fit_calibration_stores_platt_or_says_why_not():
+    from inference.pipeline.calibration import fit_calibration
+
+    x, y = _sample(400, 0.5, -0.7, seed=2)
+    cal, note = fit_calibration(x, y, 40, "mean logit")
+    assert cal == {
+        "method": "platt",
+        "score": "mean logit",
+        **fit_platt(x, y),
+        "fitted_on": "400 lesions of 40 calibration patients",
+    }
+    assert note == "Platt scaling of the mean logit, fitted on 400 lesions of 40 calibration patients"
+    assert fit_calibration([], [], 0, "logit") == (None, "none: no calibration split (--cal-fraction 0)")
+    assert fit_calibration([0.1, 0.2], [1, 1], 1, "logit")[1].startswith(
+        "none: the calibration patients hold one class"
+    )
+    # a model that ranks the calibration lesions backwards: a negative slope would reverse its ranking; refused
+    none, why = fit_calibration(-x, y, 40, "logit")
+    assert none is None and why.startswith("none: Platt slope -0.") and "does not rank them" in why

@@ -1,5 +1,7 @@
-"""Multi-series classifier: resampling onto the reference grid by DICOM geometry, the channels, training, the stored
-model, a case without a required phase, precompute with ``--classifier multi-series`` on multi-phase phantoms."""
+"""Multi-series classifier: resampling onto the reference grid by DICOM geometry, the channels, training, Platt
+scaling of the mean logit (fitted on calibration patients only, applied at inference, the AUC unchanged, old
+weights still read), the stored model, a case without a required phase, precompute with ``--classifier
+multi-series`` on multi-phase phantoms."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from inference.pipeline.multiseries import (
     multiseries_crops,
     resample_slices,
 )
+from tests.inference.calibrated import CAL_FRACTION, VAL_FRACTION, check_calibration, check_split
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE.parents[1] / "fixtures" / "models"
@@ -136,7 +139,7 @@ def trained(multiphase, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("multiseries-model")
     argv = ["--data", str(multiphase), "--out", str(out), "--epochs", "1", "--val-fraction", "0.5", "--seed", "3"]
-    assert main([*argv, "--no-progress"]) == 0
+    assert main([*argv, "--cal-fraction", "0", "--no-progress"]) == 0
     return out / "multiseries_classifier.pt"
 
 
@@ -147,6 +150,9 @@ def test_training_writes_weights_and_a_card_with_held_out_figures(trained):
     metrics = card["validation_metrics"]
     assert 0.0 <= metrics["auc"] <= 1.0 and "DeLong" in metrics["auc_method"] and len(metrics["auc_ci_95"]) == 2
     assert "no registration" in card["series"]["alignment"]
+    # --cal-fraction 0: no calibration, and the card says so
+    assert "calibration" not in card["config"]
+    assert card["calibration"] == "none: no calibration split (--cal-fraction 0)"
 
 
 def test_the_channels_are_the_phases_and_the_probability_their_mean_logit(trained, volumes, multiphase):
@@ -205,6 +211,70 @@ def test_the_shipped_demo_model_matches_its_card_and_is_small():
     card = json.loads((MODELS / "multiseries_classifier.json").read_text())
     assert model.weights_sha256 == card["sha256"] and model.name == card["name"]
     assert card["weights_bytes"] < 2_000_000 and "NOT for real CT" in card["intended_use"]
+    assert model.config["calibration"] == card["config"]["calibration"] and model.config["calibration"]["slope"] > 0
+    metrics = card["validation_metrics"]
+    assert {"brier", "calibration_slope", "calibration_intercept", "ece"} <= set(metrics["calibration"])
+    assert {"brier", "calibration_slope", "calibration_intercept", "ece"} <= set(metrics["calibration_before_scaling"])
+
+
+@pytest.fixture(scope="module")
+def calibrated(calibration_phantoms, tmp_path_factory):
+    from inference.pipeline.train_multiseries_classifier import train
+
+    out = tmp_path_factory.mktemp("multiseries-calibrated")
+    card = train(
+        calibration_phantoms, out, epochs=6, val_fraction=VAL_FRACTION, cal_fraction=CAL_FRACTION, seed=1,
+        progress=False,
+    )  # fmt: skip
+    return out / "multiseries_classifier.pt", card
+
+
+def _raw_scores(model: MultiSeriesClassifier, data: Path) -> tuple[list[str], list[int], np.ndarray]:
+    """Every manifest lesion's patient, truth and mean crop logit by the loaded model (the crops inference takes)."""
+    from inference.pipeline.train_multiseries_classifier import load_multiseries_cases
+
+    cases = load_multiseries_cases(data, model.config, progress=False)
+    raw = np.array([float(np.mean(model.logits(c.val_crops))) for c in cases])
+    return [c.patient for c in cases], [c.truth for c in cases], raw
+
+
+def _predict_p001_l1(model: MultiSeriesClassifier, data: Path) -> tuple[float, float]:
+    """``(probability, mean logit)`` of lesion P001-L1 through ``predict`` with the case's three series."""
+    from imaging.series import read_series
+
+    folder = data / "series" / "P001"
+    series = {role: read_series(folder / f"CT_{role.upper().replace('-', '_')}") for role in model.roles}
+    pv = series["portal-venous"]
+    idx = np.argwhere(np.load(data / "masks" / "P001.npz")["lesion_labels"] == 1)
+    z_range = (int(idx[:, 0].min()), int(idx[:, 0].max()))
+    prob, logits = model.predict(pv.hu, pv.spacing_mm, idx.mean(axis=0), 15.0, z_range=z_range, series=series)
+    return prob, float(np.mean(logits))
+
+
+def test_the_calibration_is_fitted_on_its_own_patients_and_applied_at_inference(calibrated, calibration_phantoms):
+    path, card = calibrated
+    model = MultiSeriesClassifier(path, threads=1)
+    cal_params = model.config["calibration"]
+    assert cal_params == card["config"]["calibration"] and card["calibration"].startswith("Platt scaling of the mean")
+    patients, truth, raw = _raw_scores(model, calibration_phantoms)
+    val, cal = check_split(card, patients, seed=1)
+    check_calibration(card, cal_params, truth, raw, patients, val, cal)
+    prob, mean_logit = _predict_p001_l1(model, calibration_phantoms)
+    assert prob == pytest.approx(1 / (1 + np.exp(-(cal_params["slope"] * mean_logit + cal_params["intercept"]))))
+    assert prob != pytest.approx(1 / (1 + np.exp(-mean_logit)))
+
+
+def test_weights_without_calibration_give_the_sigmoid_of_the_mean_logit(calibrated, calibration_phantoms, tmp_path):
+    import torch
+
+    path, _ = calibrated
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["calibration"]  # as saved before calibration
+    torch.save(payload, tmp_path / "multiseries_classifier.pt")
+    old = MultiSeriesClassifier(tmp_path / "multiseries_classifier.pt", threads=1)
+    prob, mean_logit = _predict_p001_l1(old, calibration_phantoms)
+    assert mean_logit == _predict_p001_l1(MultiSeriesClassifier(path, threads=1), calibration_phantoms)[1]
+    assert prob == pytest.approx(1 / (1 + np.exp(-mean_logit)))
 
 
 def _import(tmp_path, name: str, roles: tuple[str, ...]):

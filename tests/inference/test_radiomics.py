@@ -1,5 +1,6 @@
 """Radiomics backend: feature values against hand computations and pyradiomics 3.0.1, the trained model's file and
-card, its arithmetic against scikit-learn, and precompute with ``--classifier radiomics``."""
+card, its arithmetic against scikit-learn, its Platt scaling (fitted on calibration patients only, applied at
+inference, the AUC unchanged, a model file without it still read), and precompute with ``--classifier radiomics``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.special import expit
 
 from inference.pipeline.radiomics import RadiomicsClassifier, linear_logit, load_model_file, sphere_mask
 from inference.pipeline.radiomics_features import (
@@ -25,6 +27,7 @@ from inference.pipeline.radiomics_features import (
     shape_features,
     validate_params,
 )
+from tests.inference.calibrated import CAL_FRACTION, VAL_FRACTION, check_calibration, check_split
 
 HERE = Path(__file__).resolve().parent
 ALL = {"featureClass": {name: None for name in FEATURES}}  # every feature, no pre-processing
@@ -205,7 +208,7 @@ def trained(training_phantoms, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("radiomics-model")
     argv = ["--data", str(training_phantoms), "--out", str(out), "--folds", "2", "--test-fraction", "0.34"]
-    assert main([*argv, "--seed", "3", "--no-progress"]) == 0
+    assert main([*argv, "--cal-fraction", "0", "--seed", "3", "--no-progress"]) == 0
     return out / "radiomics_classifier.yaml"
 
 
@@ -220,6 +223,9 @@ def test_training_writes_the_model_and_its_card(trained):
     assert card["features"]["extracted"] == 51 and card["config"]["extraction"]["setting"]["binWidth"] == 25
     doc = load_model_file(trained)
     assert list(doc["model"]["selected"]) == list(card["features"]["selected"])
+    # --cal-fraction 0: no calibration, and the card says so
+    assert "calibration" not in doc and card["calibration"] == "none: no calibration split (--cal-fraction 0)"
+    assert card["calibration_data"] == "0 lesions of 0 other patients"
 
 
 def test_the_model_arithmetic_is_scikit_learn_s(training_phantoms):
@@ -265,6 +271,11 @@ def test_a_broken_model_file_is_refused(trained, tmp_path):
     bad.write_text(yaml.safe_dump(doc))
     with pytest.raises(ValueError, match="inconsistent lengths"):
         RadiomicsClassifier(bad)
+    doc = yaml.safe_load(trained.read_text())
+    doc["calibration"] = {"method": "platt", "slope": float("nan"), "intercept": 0.0}
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ValueError, match="calibration must be Platt scaling"):
+        RadiomicsClassifier(bad)
     with pytest.raises(FileNotFoundError, match="train_radiomics"):
         RadiomicsClassifier(tmp_path / "missing.yaml")
 
@@ -275,6 +286,68 @@ def test_the_shipped_demo_model_matches_its_card():
     card = json.loads((models / "radiomics_classifier.json").read_text())
     assert model.weights_sha256 == card["sha256"] and model.name == card["name"]
     assert card["cross_validation"]["folds"] == 5 and "validation_metrics" in card
+    assert model.calibration is not None and model.calibration == card["config"]["calibration"]
+    metrics = card["validation_metrics"]
+    assert {"brier", "calibration_slope", "calibration_intercept", "ece"} <= set(metrics["calibration"])
+    assert {"brier", "calibration_slope", "calibration_intercept", "ece"} <= set(metrics["calibration_before_scaling"])
+
+
+# --- calibration -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def calibrated(calibration_phantoms, tmp_path_factory):
+    from inference.pipeline.train_radiomics import train
+
+    out = tmp_path_factory.mktemp("radiomics-calibrated")
+    card = train(
+        calibration_phantoms, out, folds=2, test_fraction=VAL_FRACTION, cal_fraction=CAL_FRACTION, seed=3,
+        progress=False,
+    )  # fmt: skip
+    return out / "radiomics_classifier.yaml", card
+
+
+def _predict_all(model: RadiomicsClassifier, data: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+    """Every manifest lesion through the loaded model on its reference mask: patients, truth, raw logits, probs."""
+    from inference.pipeline.train_classifier import load_cases
+
+    patients, truth, raw, probs = [], [], [], []
+    for c in load_cases(data, progress=False):
+        labels = np.load(data / "masks" / f"{c.patient}.npz")["lesion_labels"]
+        mask = labels == int(c.case_id.rsplit("-L", 1)[1])
+        prob, logit = model.predict(c.hu, c.spacing, c.centre_index, c.diameter_mm, mask=mask)
+        patients.append(c.patient)
+        truth.append(c.truth)
+        raw.append(float(logit[0]))
+        probs.append(prob)
+    return patients, truth, np.array(raw), np.array(probs)
+
+
+def test_the_calibration_is_fitted_on_its_own_patients_and_applied_at_inference(calibrated, calibration_phantoms):
+    path, card = calibrated
+    model = RadiomicsClassifier(path)
+    cal_params = model.calibration
+    assert cal_params == card["config"]["calibration"] and card["calibration"].startswith("Platt scaling of the logit")
+    patients, truth, raw, probs = _predict_all(model, calibration_phantoms)
+    val, cal = check_split(card, patients, seed=3)
+    check_calibration(card, cal_params, truth, raw, patients, val, cal)
+    np.testing.assert_allclose(probs, expit(cal_params["slope"] * raw + cal_params["intercept"]), rtol=1e-12)
+
+
+def test_a_model_file_without_calibration_gives_the_plain_logistic(calibrated, calibration_phantoms, tmp_path):
+    import yaml
+
+    path, _ = calibrated
+    doc = yaml.safe_load(path.read_text())
+    del doc["calibration"]  # as written before calibration
+    old = tmp_path / "radiomics_classifier.yaml"
+    old.write_text(yaml.safe_dump(doc, sort_keys=False))
+    model = RadiomicsClassifier(old)
+    assert model.calibration is None
+    _, _, raw, probs = _predict_all(model, calibration_phantoms)
+    _, _, raw_calibrated, _ = _predict_all(RadiomicsClassifier(path), calibration_phantoms)
+    np.testing.assert_array_equal(raw, raw_calibrated)
+    np.testing.assert_allclose(probs, 1 / (1 + np.exp(-raw)), rtol=1e-12)
 
 
 @pytest.mark.django_db

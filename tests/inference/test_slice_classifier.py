@@ -1,5 +1,6 @@
-"""Slice-level classifier aggregated per lesion: slices, top-k aggregation, training, the stored model, precompute
-with ``--classifier slice-topk``."""
+"""Slice-level classifier aggregated per lesion: slices, top-k aggregation, training, Platt scaling of the top-k
+mean (fitted on calibration patients only, applied at inference, the AUC unchanged, old weights still read), the
+stored model, precompute with ``--classifier slice-topk``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.pipeline.slice_classifier import SliceClassifier, lesion_slices, sigmoid, top_k_mean
+from inference.pipeline.calibration import logit
+from inference.pipeline.slice_classifier import SliceClassifier, lesion_slices, sigmoid, top_k_logit, top_k_mean
+from tests.inference.calibrated import CAL_FRACTION, VAL_FRACTION, check_calibration, check_split
 
 HERE = Path(__file__).resolve().parent
 
@@ -32,13 +35,25 @@ def test_top_k_mean_by_hand():
         top_k_mean([], 3)
 
 
+def test_the_top_k_logit_is_the_logit_of_the_top_k_mean_without_clipping():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        x = rng.normal(0.0, 3.0, int(rng.integers(1, 9)))
+        assert top_k_logit(x, 3) == pytest.approx(logit([top_k_mean(sigmoid(x), 3)])[0], abs=1e-9)
+    # where the mean rounds to 1 (or 0) a clipped logit would tie these; the log-space one keeps them apart
+    assert top_k_mean(sigmoid(np.array([40.0, 41.0])), 2) == top_k_mean(sigmoid(np.array([50.0, 51.0])), 2) == 1.0
+    assert top_k_logit([40.0, 41.0], 2) == pytest.approx(40.0 + np.log(2 / (1 + np.exp(-1.0))), abs=1e-9)
+    assert top_k_logit([40.0, 41.0], 2) < top_k_logit([50.0, 51.0], 2)
+    assert top_k_logit([-60.0, -50.0, -70.0], 1) == pytest.approx(-50.0)
+
+
 @pytest.fixture(scope="module")
 def trained(training_phantoms, tmp_path_factory):
     from inference.pipeline.train_slice_classifier import main
 
     out = tmp_path_factory.mktemp("slice-model")
     argv = ["--data", str(training_phantoms), "--out", str(out), "--epochs", "1", "--val-fraction", "0.5"]
-    assert main([*argv, "--seed", "3", "--top-k", "2", "--no-progress"]) == 0
+    assert main([*argv, "--cal-fraction", "0", "--seed", "3", "--top-k", "2", "--no-progress"]) == 0
     return out / "slice_classifier.pt"
 
 
@@ -49,6 +64,9 @@ def test_training_writes_weights_and_a_card(trained):
     metrics = card["validation_metrics"]
     assert 0.0 <= metrics["auc"] <= 1.0 and "DeLong" in metrics["auc_method"] and metrics["slices"] > 0
     assert "top-2" in card["aggregation"]
+    # --cal-fraction 0: no calibration, and the card says so
+    assert "calibration" not in card["config"]
+    assert card["calibration"] == "none: no calibration split (--cal-fraction 0)"
 
 
 def test_each_slice_of_the_lesion_is_scored_and_the_top_k_mean_is_the_probability(trained, training_phantoms):
@@ -74,6 +92,61 @@ def test_the_shipped_demo_model_matches_its_card():
     model = SliceClassifier(models / "slice_classifier.pt", threads=1)
     card = json.loads((models / "slice_classifier.json").read_text())
     assert model.weights_sha256 == card["sha256"] and model.name == card["name"] and model.top_k == 3
+    assert model.config["calibration"] == card["config"]["calibration"] and model.config["calibration"]["slope"] > 0
+    metrics = card["validation_metrics"]
+    assert {"brier", "calibration_slope", "calibration_intercept", "ece"} <= set(metrics["calibration"])
+    assert {"brier", "calibration_slope", "calibration_intercept", "ece"} <= set(metrics["calibration_before_scaling"])
+
+
+@pytest.fixture(scope="module")
+def calibrated(calibration_phantoms, tmp_path_factory):
+    from inference.pipeline.train_slice_classifier import train
+
+    out = tmp_path_factory.mktemp("slice-calibrated")
+    card = train(
+        calibration_phantoms, out, epochs=6, val_fraction=VAL_FRACTION, cal_fraction=CAL_FRACTION, seed=1, top_k=2,
+        progress=False,
+    )  # fmt: skip
+    return out / "slice_classifier.pt", card
+
+
+def _predict_all(model: SliceClassifier, data: Path) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
+    """Every manifest lesion through the loaded model: patients, truth, raw scores (logit of the top-k mean of the
+    slice probabilities), probabilities."""
+    from inference.pipeline.train_classifier import load_cases
+
+    patients, truth, raw, probs = [], [], [], []
+    for c in load_cases(data, progress=False):
+        prob, logits = model.predict(c.hu, c.spacing, c.centre_index, c.diameter_mm, z_range=c.z_range)
+        patients.append(c.patient)
+        truth.append(c.truth)
+        raw.append(logit([top_k_mean(sigmoid(logits), model.top_k)])[0])
+        probs.append(prob)
+    return patients, truth, np.array(raw), np.array(probs)
+
+
+def test_the_calibration_is_fitted_on_its_own_patients_and_applied_to_the_top_k_mean(calibrated, calibration_phantoms):
+    path, card = calibrated
+    model = SliceClassifier(path, threads=1)
+    cal_params = model.config["calibration"]
+    assert cal_params == card["config"]["calibration"] and "top-2 mean slice probability" in card["calibration"]
+    patients, truth, raw, probs = _predict_all(model, calibration_phantoms)
+    val, cal = check_split(card, patients, seed=1)
+    check_calibration(card, cal_params, truth, raw, patients, val, cal)
+    np.testing.assert_allclose(probs, sigmoid(cal_params["slope"] * raw + cal_params["intercept"]), rtol=1e-9)
+
+
+def test_weights_without_calibration_give_the_top_k_mean(calibrated, calibration_phantoms, tmp_path):
+    import torch
+
+    path, _ = calibrated
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["calibration"]  # as saved before calibration
+    torch.save(payload, tmp_path / "slice_classifier.pt")
+    old = SliceClassifier(tmp_path / "slice_classifier.pt", threads=1)
+    _, _, raw, probs = _predict_all(old, calibration_phantoms)
+    np.testing.assert_array_equal(raw, _predict_all(SliceClassifier(path, threads=1), calibration_phantoms)[2])
+    np.testing.assert_allclose(probs, sigmoid(raw), rtol=1e-9)
 
 
 @pytest.mark.django_db
