@@ -17,6 +17,14 @@ from readerstudy.analysis.standalone import model_auc
 
 VAL_FRACTION = 0.3
 CAL_FRACTION = 0.3
+CALIBRATION_FIGURES = {"brier", "calibration_slope", "calibration_intercept", "ece"}
+
+
+def check_card_reports_calibration(card: dict[str, Any]) -> None:
+    """A card's held-out calibration figures, after and before the Platt scaling."""
+    metrics = card["validation_metrics"]
+    for block in ("calibration", "calibration_before_scaling"):
+        assert CALIBRATION_FIGURES <= set(metrics[block]), block
 
 
 def check_split(card: dict[str, Any], patients: Sequence[str], seed: int) -> tuple[set[str], set[str]]:
