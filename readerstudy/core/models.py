@@ -54,7 +54,10 @@ class AuditQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """Append-only record of every action: who did what to which object, with before/after state."""
+    """Append-only record of every action: who did what to which object, with before/after state.
+
+    On PostgreSQL the rows are inserted by the ``audit_append`` function (migration core 0009), which names every
+    column: a new field needs a migration that replaces that function too."""
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="audit_events"
