@@ -384,3 +384,13 @@ def test_the_strings_of_the_canonical_form_are_json_dumps_ascii_escapes():
     samples += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(20_000)]
     for s in samples:
         assert chain._string(s) == json.dumps(s, ensure_ascii=True), repr(s)
+
+
+def test_the_append_function_inserts_every_column_of_the_event(on_postgres, db):
+    # audit_append names the columns it inserts: a field added to AuditEvent without a new function would be lost.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef(%s::regproc)", [audit.APPEND_FUNCTION])
+        body = cursor.fetchone()[0]
+    insert = body[body.index(f"INSERT INTO {connection.ops.quote_name(TABLE)}") :]
+    columns = {name.strip() for name in insert[insert.index("(") + 1 : insert.index(")")].split(",")}
+    assert columns == {f.column for f in AuditEvent._meta.concrete_fields if not f.primary_key}
