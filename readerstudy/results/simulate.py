@@ -60,7 +60,8 @@ def simulate_ratings(
     if dl_probability and dl_reliance > 0:
         p = np.array([dl_probability.get(c.case, np.nan) for c in cases], dtype=float)
         shown = ~np.isnan(p)
-        dl_logit = np.log(np.clip(p, 1e-3, 1 - 1e-3) / np.clip(1 - p, 1e-3, 1 - 1e-3))
+        q = np.clip(p, 1e-3, 1 - 1e-3)
+        dl_logit = np.log(q / (1 - q))
         for m in np.flatnonzero(aided > 0):
             own = x[m][:, shown] - mu / 2
             x[m][:, shown] = (1 - dl_reliance) * own + dl_reliance * dl_logit[shown][None, :] + mu / 2

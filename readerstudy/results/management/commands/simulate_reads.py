@@ -53,23 +53,24 @@ class Command(BaseCommand):
             .order_by("reader", "index")
         )
         readers = sorted({s.reader_id for s in sessions})
-        if not 0.0 <= dl_reliance <= 1.0:
-            raise CommandError(f"--dl-reliance {dl_reliance}: expected 0 to 1")
         analysed = list(target.cases.analysed().select_related("truth", "study").order_by("case_id"))
         cases = [SimulatedCase(c.pk, int(c.truth.positive), c.size_stratum) for c in analysed]
         # What an aided reader of each case is shown (frozen at launch), as the reading API serves it.
         shown = {c.pk: shown_prediction(c) for c in analysed}
         dl_probability = {pk: p.probability for pk, p in shown.items() if p is not None}
         modalities = [(m.pk, m.shows_dl) for m in target.modalities.order_by("order")]
-        cells = simulate_ratings(
-            np.random.default_rng(seed),
-            readers,
-            cases,
-            modalities,
-            aided_effect=effects,
-            dl_probability=dl_probability,
-            dl_reliance=dl_reliance,
-        )
+        try:  # simulate_ratings checks the reliance's bounds before anything is stored
+            cells = simulate_ratings(
+                np.random.default_rng(seed),
+                readers,
+                cases,
+                modalities,
+                aided_effect=effects,
+                dl_probability=dl_probability,
+                dl_reliance=dl_reliance,
+            )
+        except ValueError as exc:
+            raise CommandError(f"--dl-reliance: {exc}") from None
         n_items = sum(s.items.count() for s in sessions)
         done = 0
         with tqdm(total=n_items, desc="simulated reads", unit="read", disable=no_progress) as bar:
