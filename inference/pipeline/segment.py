@@ -34,6 +34,8 @@ __all__ = [
     "TotalSegmentatorBackend",
     "TotalSegmentatorError",
     "file_sha256",
+    "lesion_from_probabilities",
+    "liver_from_probabilities",
     "masks_from_probabilities",
     "min_input_shape",
     "missing_totalseg_weights",
@@ -170,19 +172,26 @@ class PhantomUNetBackend:
 
 
 def masks_from_probabilities(prob: np.ndarray, lesion_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(liver, lesion)`` boolean masks from the UNet's ``[3, z, y, x]`` class probabilities: the argmax, the
-    largest liver component with its holes filled (lesions enclosed by the liver stay liver), lesions inside it.
+    """``(liver, lesion)`` boolean masks from the UNet's ``[3, z, y, x]`` class probabilities
+    (:func:`liver_from_probabilities`, then :func:`lesion_from_probabilities`)."""
+    liver = liver_from_probabilities(prob)
+    return liver, lesion_from_probabilities(prob, liver, lesion_threshold)
 
-    ``lesion_threshold`` (a weights file's ``config["lesion_threshold"]``, chosen on tuning phantoms): a voxel of
-    the liver is lesion when its lesion probability reaches it, instead of when lesion is the argmax. A small
+
+def liver_from_probabilities(prob: np.ndarray) -> np.ndarray:
+    """The argmax's largest liver component with its holes filled (lesions enclosed by the liver stay liver)."""
+    return ndimage.binary_fill_holes(largest_component(np.argmax(prob, axis=0) >= 1))
+
+
+def lesion_from_probabilities(prob: np.ndarray, liver: np.ndarray, lesion_threshold: float | None = None) -> np.ndarray:
+    """The lesion voxels inside ``liver``: where lesion is the argmax or, with ``lesion_threshold`` (a weights file's
+    ``config["lesion_threshold"]``, chosen on tuning phantoms), where the lesion probability reaches it. A small
     lesion's probability peaks below the argmax's 1/2 to 1/3 more often than a large one's."""
-    labels = np.argmax(prob, axis=0)
-    liver = ndimage.binary_fill_holes(largest_component(labels >= 1))
     if lesion_threshold is None:
-        return liver, (labels == 2) & liver
+        return (np.argmax(prob, axis=0) == 2) & liver
     if not 0.0 < lesion_threshold < 1.0:
         raise ValueError(f"lesion_threshold must lie in (0, 1), not {lesion_threshold}")
-    return liver, (prob[2] >= lesion_threshold) & liver
+    return (prob[2] >= lesion_threshold) & liver
 
 
 def build_unet(config: dict[str, Any]) -> Any:

@@ -40,7 +40,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inference.pipeline.model_card import save_with_card
-from inference.pipeline.segment import build_unet, file_sha256, masks_from_probabilities, normalise_hu
+from inference.pipeline.segment import (
+    build_unet,
+    file_sha256,
+    lesion_from_probabilities,
+    liver_from_probabilities,
+    normalise_hu,
+)
 
 if TYPE_CHECKING:
     from fixtures.phantom import Phantom
@@ -241,9 +247,15 @@ def predict_phantoms(
     return probs
 
 
-def score(probs: Sequence[np.ndarray], phantoms: Sequence[Phantom], lesion_threshold: float | None) -> dict[str, Any]:
-    """Held-out figures of the masks that ``probs`` give (:func:`masks_from_probabilities` with
-    ``lesion_threshold``), then the pipeline's lesion components.
+def score(
+    probs: Sequence[np.ndarray],
+    phantoms: Sequence[Phantom],
+    lesion_threshold: float | None,
+    livers: Sequence[np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Held-out figures of the masks that ``probs`` give (:func:`inference.pipeline.segment.masks_from_probabilities`
+    with ``lesion_threshold``; ``livers``: their liver masks, when already computed), then the pipeline's lesion
+    components.
 
     A lesion is detected when a kept component (:func:`find_lesions`, which drops specks under its minimum volume)
     overlaps it; a component that overlaps no lesion is a false positive. Detection is reported per size stratum
@@ -254,8 +266,9 @@ def score(probs: Sequence[np.ndarray], phantoms: Sequence[Phantom], lesion_thres
 
     liver_d, lesion_d, rows, false_pos = [], [], [], 0
     by_look: dict[str, list[bool]] = {}
-    for prob, ph in zip(probs, phantoms, strict=True):
-        liver, lesion = masks_from_probabilities(prob, lesion_threshold)
+    for i, (prob, ph) in enumerate(zip(probs, phantoms, strict=True)):
+        liver = livers[i] if livers is not None else liver_from_probabilities(prob)
+        lesion = lesion_from_probabilities(prob, liver, lesion_threshold)
         _, instances = find_lesions(lesion, liver, ph.spacing_mm, _affine(ph))
         kept = instances > 0
         liver_d.append(dice(liver, ph.liver_mask))
@@ -307,9 +320,10 @@ def sweep_thresholds(
     components per phantom, one row per threshold (the points of an FROC curve)."""
     from tqdm import tqdm
 
+    livers = [liver_from_probabilities(p) for p in probs]  # the argmax's liver: the same at every threshold
     rows = []
     for t in tqdm(THRESHOLDS, desc=desc, disable=not progress):
-        m = score(probs, phantoms, t)
+        m = score(probs, phantoms, t, livers)
         small = m["detection_by_stratum"].get("<=10", {"detected": 0, "n": 0})
         rows.append(
             {
